@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make demo` (the model tour) and `make test`. Both create .venv when missing.
+# PyTorch: the first install takes $(TORCH) (the CPU build where a local wheel exists); override it, e.g.
+#   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# An existing torch in .venv is kept, and nothing below asks pip for another one.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.convscale-installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[test]"
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/convscale list
+	$(BIN)/convscale info efficientnetv2_s
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

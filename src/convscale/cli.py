@@ -1,0 +1,81 @@
+"""The ``convscale`` command. Errors print one line and exit with status 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    from . import list_models, model_info
+
+    names = list_models(args.pattern, include_tiny=args.all)
+    if not names:
+        raise ValueError(f"no model matches {args.pattern!r}; try `convscale list`")
+    print(f"{'model':26s} {'family':15s} {'params':>9s} {'res':>9s} {'GMACs':>7s} {'top-1':>6s}")
+    for name in names:
+        i = model_info(name)
+        top1 = f"{i.published.top1:.1f}" if i.published and i.published.top1 else "-"
+        res = f"{i.train_res}/{i.test_res}"
+        print(f"{name:26s} {i.family:15s} {i.params / 1e6:8.2f}M {res:>9s} {i.gmacs_test:7.2f} {top1:>6s}")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from . import model_info
+
+    i = model_info(args.name)
+    p = i.published
+    print(f"{i.name}  (family {i.family})")
+    print(f"  params          {i.params:,}" + (f"   paper: {p.params_m}M" if p and p.params_m else ""))
+    print(
+        f"  GMACs           {i.gmacs_train:.4f} at {i.train_res} (train), {i.gmacs_test:.4f} at {i.test_res} (test)"
+        + (f"   paper: {p.gflops}" if p and p.gflops else "")
+    )
+    if p and p.top1:
+        print(f"  ImageNet top-1  {p.top1}% (published{', ' + p.note if p.note else ''})")
+    print(f"  dropout {i.config.drop_rate}, drop path {i.config.drop_path_rate}")
+    rows = i.config.stage_rows()
+    if rows:
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+        print("  " + "  ".join(c.ljust(widths[c]) for c in cols))
+        for r in rows:
+            print("  " + "  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("list", help="list registered models: params, resolutions, GMACs, published top-1")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'efficientnetv2*'")
+    p.add_argument("--all", action="store_true", help="include the tiny test variants")
+    p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("info", help="one model: params, GMACs, resolutions, published numbers, stage table")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        args.func(args)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"convscale: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `convscale list | head`
+        sys.stderr.close()
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""``create_model`` and ``model_info``: the registry's front door."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ModelConfig, Published
+from .counting import count_macs, count_params
+from .registry import get_entry
+
+__all__ = ["ModelInfo", "create_model", "model_info"]
+
+
+def _check_rate(label: str, value: float | None) -> None:
+    if value is not None and (not isinstance(value, int | float) or not 0.0 <= value < 1.0):
+        raise ValueError(f"{label} must be a number in [0, 1), got {value!r}")
+
+
+def _config_with(config: ModelConfig, name: str, overrides: dict[str, Any]) -> ModelConfig:
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"{name} has no setting {', '.join(unknown)}; its settings are {', '.join(sorted(fields))}")
+    return dataclasses.replace(config, **overrides)
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    drop_rate: float | None = None,
+    drop_path_rate: float | None = None,
+    pretrained: str | Path | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a registered name (``convscale.list_models()``); an unknown name raises ValueError with the closest.
+        num_classes: classifier width (> 0).
+        in_chans: input channels (> 0).
+        drop_rate, drop_path_rate: override the variant's dropout / stochastic-depth defaults.
+        pretrained: a local checkpoint (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with
+            ``weights_only=True``), in convscale or timm key format. A classifier of another width is left out, so
+            ``num_classes`` may differ from the checkpoint's (fine-tuning).
+        features_only: return a backbone whose forward gives the feature maps at each stride (see ``feature_info``).
+        out_indices: which of those maps, by index into the model's ``feature_info``.
+        **overrides: any field of the variant's config (e.g. ``width_mult=1.1``, ``act_layer="relu"``).
+    """
+    entry = get_entry(name)
+    for label, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    _check_rate("drop_rate", drop_rate)
+    _check_rate("drop_path_rate", drop_path_rate)
+    if drop_rate is not None:
+        overrides["drop_rate"] = drop_rate
+    if drop_path_rate is not None:
+        overrides["drop_path_rate"] = drop_path_rate
+    config = _config_with(entry.config, name, overrides)
+    model = entry.build(config, num_classes=num_classes, in_chans=in_chans)
+    if pretrained is not None:
+        from .checkpoint import load_pretrained
+
+        load_pretrained(model, pretrained, name=name)
+    if features_only:
+        from .models.features import FeatureExtractor
+
+        return FeatureExtractor(model, out_indices)
+    if out_indices is not None:
+        raise ValueError("out_indices applies only with features_only=True")
+    return model
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What ``convscale info`` shows: measured counts beside the paper's numbers."""
+
+    name: str
+    family: str
+    params: int
+    gmacs_train: float  # multiply-adds per image at train_res, in billions
+    gmacs_test: float
+    train_res: int
+    test_res: int
+    published: Published | None
+    config: ModelConfig
+
+
+@cache
+def _counts(name: str, resolutions: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = create_model(name)
+    return count_params(model), tuple(count_macs(model, r) for r in resolutions)
+
+
+def model_info(name: str) -> ModelInfo:
+    """Params and GMACs (counted on the meta device), resolutions, and the published numbers of ``name``."""
+    entry = get_entry(name)
+    cfg = entry.config
+    params, (macs_train, macs_test) = _counts(name, (cfg.train_res, cfg.test_res))
+    return ModelInfo(
+        name=name,
+        family=entry.family,
+        params=params,
+        gmacs_train=macs_train / 1e9,
+        gmacs_test=macs_test / 1e9,
+        train_res=cfg.train_res,
+        test_res=cfg.test_res,
+        published=cfg.published,
+        config=cfg,
+    )

@@ -1,0 +1,116 @@
+"""timm ↔ convscale: key maps per module kind, so timm checkpoints load into convscale models.
+
+Each model or block class has a rule that lists ``(convscale module path, timm module path)`` pairs for the modules
+that own tensors; :func:`timm_key_map` walks a model with them and expands the pairs to tensor keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_mapped
+from ..factory import create_model
+from ..layers import FusedMBConv, MBConv
+from ..models.efficientnet import EfficientNet
+from ..registry import get_entry, list_models
+
+__all__ = ["from_timm", "timm_key_map", "timm_names"]
+
+Pairs = Iterator[tuple[str, str]]
+_SE = (("se.reduce", "se.conv_reduce"), ("se.expand", "se.conv_expand"))
+
+
+def _mbconv(block: MBConv) -> Pairs:
+    if isinstance(block.expand, nn.Identity):  # timm's DepthwiseSeparableConv
+        yield from (("dw.conv", "conv_dw"), ("dw.bn", "bn1"), *_SE, ("project.conv", "conv_pw"), ("project.bn", "bn2"))
+    else:  # timm's InvertedResidual
+        yield from (
+            ("expand.conv", "conv_pw"),
+            ("expand.bn", "bn1"),
+            ("dw.conv", "conv_dw"),
+            ("dw.bn", "bn2"),
+            *_SE,
+            ("project.conv", "conv_pwl"),
+            ("project.bn", "bn3"),
+        )
+
+
+def _fused(block: FusedMBConv) -> Pairs:
+    if isinstance(block.project, nn.Identity):  # timm's ConvBnAct
+        yield from (("fused.conv", "conv"), ("fused.bn", "bn1"))
+    else:  # timm's EdgeResidual
+        yield from (
+            ("fused.conv", "conv_exp"),
+            ("fused.bn", "bn1"),
+            *_SE,
+            ("project.conv", "conv_pwl"),
+            ("project.bn", "bn2"),
+        )
+
+
+def _nested(prefix: str, theirs: str, module: nn.Module) -> Pairs:
+    for ours_rel, theirs_rel in _rule(module)(module):
+        yield f"{prefix}.{ours_rel}", f"{theirs}.{theirs_rel}"
+
+
+def _efficientnet(model: EfficientNet) -> Pairs:
+    yield from (("stem.conv", "conv_stem"), ("stem.bn", "bn1"))
+    for i, stage in enumerate(model.stages):
+        for j, block in enumerate(stage):
+            yield from _nested(f"stages.{i}.{j}", f"blocks.{i}.{j}", block)
+    yield from (("final.conv", "conv_head"), ("final.bn", "bn2"), ("head.fc", "classifier"))
+
+
+_RULES: dict[type[nn.Module], Callable[..., Pairs]] = {
+    MBConv: _mbconv,
+    FusedMBConv: _fused,
+    EfficientNet: _efficientnet,
+}
+#: families whose registered (non-test) names are timm names with the same architecture, and the exceptions
+_FAMILIES = ("efficientnet", "efficientnetv2")
+_NOT_IN_TIMM = frozenset({"efficientnetv2_b0", "efficientnetv2_b1", "efficientnetv2_b2", "efficientnetv2_b3"})
+
+
+def _rule(module: nn.Module) -> Callable[..., Pairs]:
+    for cls in type(module).__mro__:
+        if cls in _RULES:
+            return _RULES[cls]
+    raise ValueError(f"no timm key mapping for {type(module).__name__}")
+
+
+def timm_key_map(model: nn.Module) -> dict[str, str]:
+    """For every key of ``model.state_dict()``, the key timm uses for the same tensor."""
+    modules = dict(_rule(model)(model))
+    out = {}
+    for key in model.state_dict():
+        owner, _, leaf = key.rpartition(".")
+        if owner not in modules:
+            raise ValueError(f"no timm name for {key!r} in {type(model).__name__}")
+        out[key] = f"{modules[owner]}.{leaf}"
+    return out
+
+
+def timm_names() -> list[str]:
+    """timm model names that have a registered convscale counterpart."""
+    return [n for f in _FAMILIES for n in list_models(family=f, include_tiny=False) if n not in _NOT_IN_TIMM]
+
+
+def from_timm(timm_name: str, state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """The convscale model matching ``timm_name`` (a pretrained tag such as ``.ra_in1k`` is ignored), loaded with a
+    timm-format ``state_dict``. ``num_classes`` and ``in_chans`` are read from the state dict.
+    """
+    arch = timm_name.split(".", 1)[0]
+    if arch not in timm_names():
+        entry = get_entry(arch)  # unknown names: ValueError with the closest matches
+        raise ValueError(f"{arch!r} ({entry.family}) has no timm counterpart")
+    with torch.device("meta"):  # only for the key map: costs nothing
+        key_map = timm_key_map(create_model(arch))
+    head, stem = key_map["head.fc.weight"], key_map["stem.conv.weight"]
+    if head not in state_dict or stem not in state_dict:
+        raise ValueError(f"state dict is not a timm {arch}: no {head if head not in state_dict else stem!r}")
+    model = create_model(arch, num_classes=state_dict[head].shape[0], in_chans=state_dict[stem].shape[1])
+    load_mapped(model, state_dict, key_map)
+    return model

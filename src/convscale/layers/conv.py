@@ -1,0 +1,71 @@
+"""2-D convolution with PyTorch-style symmetric padding or TensorFlow-style 'same' padding.
+
+TensorFlow's 'same' pads ``max((ceil(i / s) - 1) * s + (k - 1) * d + 1 - i, 0)`` pixels in total and puts the odd pixel
+on the bottom/right. With stride 1 and an odd kernel that is the symmetric padding PyTorch uses, so only strided
+convolutions need the dynamic pad of :class:`Conv2dSame`. Weights ported from TensorFlow (the ``tf_*`` models,
+DeepMind's NFNets) need it: the symmetric form shifts every strided feature map by one pixel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Conv2dSame", "Padding", "create_conv2d", "pad_same", "symmetric_padding"]
+
+Padding = Literal["symmetric", "same"]
+
+
+def symmetric_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
+    """PyTorch-style padding that keeps ``ceil(i / stride)`` outputs for odd kernels."""
+    return ((stride - 1) + dilation * (kernel_size - 1)) // 2
+
+
+def _same_pad_amount(size: int, kernel_size: int, stride: int, dilation: int) -> int:
+    return max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
+
+
+def pad_same(x: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]):
+    """Pad ``x`` (N, C, H, W) as TensorFlow's 'same' does: the extra pixel goes bottom/right."""
+    ih, iw = x.shape[-2:]
+    pad_h = _same_pad_amount(ih, kernel_size[0], stride[0], dilation[0])
+    pad_w = _same_pad_amount(iw, kernel_size[1], stride[1], dilation[1])
+    if pad_h or pad_w:
+        x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+    return x
+
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow 'same' padding computed from the input size at every call."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, padding=0, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pad_same(x, self.kernel_size, self.stride, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def create_conv2d(
+    in_chs: int,
+    out_chs: int,
+    kernel_size: int,
+    stride: int = 1,
+    *,
+    dilation: int = 1,
+    groups: int = 1,
+    bias: bool = False,
+    padding: Padding = "symmetric",
+) -> nn.Conv2d:
+    """A conv layer with the given padding rule; ``groups=-1`` means depthwise (``groups = in_chs``)."""
+    groups = in_chs if groups == -1 else groups
+    if padding == "same" and (stride > 1 or dilation * (kernel_size - 1) % 2):
+        return Conv2dSame(in_chs, out_chs, kernel_size, stride, dilation=dilation, groups=groups, bias=bias)
+    if padding not in ("symmetric", "same"):
+        raise ValueError(f"padding must be 'symmetric' or 'same', got {padding!r}")
+    pad = symmetric_padding(kernel_size, stride, dilation)
+    return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad, dilation=dilation, groups=groups, bias=bias)

@@ -1,0 +1,19 @@
+"""Channel rounding shared by every family (MobileNet, EfficientNet, GhostNet, RegNet-style widths)."""
+
+from __future__ import annotations
+
+__all__ = ["make_divisible"]
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor``, at least ``min_value`` (default ``divisor``).
+
+    If rounding down lost more than ``1 - round_limit`` of ``value`` (10% by default), one more ``divisor`` is added:
+    this is the rule of the TPU EfficientNet / MobileNet code (``round_filters``). ``round_limit=0`` turns it off, as
+    the EfficientNetV2 code does.
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:
+        rounded += divisor
+    return rounded

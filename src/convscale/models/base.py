@@ -1,0 +1,124 @@
+"""What every convscale model has in common: stem → stages → head, and the API built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["ClassifierHead", "ConvNet", "FeatureInfo", "check_input", "stage_feature_info"]
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """A feature map a backbone exposes: the stage that produces it, its channels and its stride."""
+
+    stage: int
+    num_chs: int
+    reduction: int
+
+
+def stage_feature_info(stem_stride: int, strides: Sequence[int], channels: Sequence[int]) -> list[FeatureInfo]:
+    """One feature per output stride: the last stage before each stride change, and the last stage.
+
+    A stem that already reduces (stride 2) yields the stride-2 map from the first stage that keeps its resolution.
+    """
+    info: list[FeatureInfo] = []
+    reduction = stem_stride
+    for i, (stride, chs) in enumerate(zip(strides, channels, strict=True)):
+        reduction *= stride
+        last_at_this_stride = i + 1 == len(strides) or strides[i + 1] > 1
+        if last_at_this_stride:
+            info.append(FeatureInfo(i, chs, reduction))
+    return info
+
+
+def check_input(x: torch.Tensor, in_chans: int) -> None:
+    """Raise a ValueError that says what was expected, instead of a shape error deep inside a conv."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor of shape (N, {in_chans}, H, W), got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"expected a 4-D input (N, {in_chans}, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != in_chans:
+        raise ValueError(f"expected {in_chans} input channels (N, {in_chans}, H, W), got shape {tuple(x.shape)}")
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool → (norm) → dropout → ``fc``. ``num_classes=0`` leaves the pooled features."""
+
+    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0, norm: nn.Module | None = None):
+        super().__init__()
+        self.in_features = in_features
+        self.norm = norm if norm is not None else nn.Identity()
+        self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def reset(self, num_classes: int) -> None:
+        self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x.mean((2, 3))  # (N, C, H, W) -> (N, C)
+        x = self.drop(self.norm(x))
+        return x if pre_logits else self.fc(x)
+
+
+class ConvNet(nn.Module):
+    """Base of every model: ``stem`` → ``stages`` → ``final`` (a last conv, or nothing) → ``head``.
+
+    Subclasses build those four modules and set ``feature_info``; the common API below then works for all of them.
+    """
+
+    stem: nn.Module
+    stages: nn.Sequential
+    final: nn.Module
+    head: ClassifierHead
+    feature_info: list[FeatureInfo]
+
+    def __init__(self, num_classes: int, in_chans: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.grad_checkpointing = False
+
+    @property
+    def num_features(self) -> int:
+        """Width of the pooled features the classifier sees."""
+        return self.head.in_features
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them (less memory)."""
+        self.grad_checkpointing = enable
+
+    def forward_stages(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages:
+            x = self._run(stage, x)
+        return x
+
+    def _run(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if not (self.grad_checkpointing and torch.is_grad_enabled()):
+            return stage(x)
+        for block in stage.children() if isinstance(stage, nn.Sequential) else (stage,):
+            x = checkpoint(block, x, use_reentrant=False)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_chans, H, W) -> the last feature map, before pooling."""
+        check_input(x, self.in_chans)
+        return self.final(self.forward_stages(self.stem(x)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool and classify a feature map; ``pre_logits=True`` returns the pooled features."""
+        return self.head(x, pre_logits=pre_logits)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a freshly initialized one (``num_classes=0``: no classifier)."""
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}")
+        self.head.reset(num_classes)
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

@@ -1,0 +1,321 @@
+"""EfficientNet V1 (Tan & Le, 2019) and EfficientNetV2 (Tan & Le, 2021): stage tables and one network class.
+
+A variant is data: a base stage table, width/depth multipliers and its resolutions. B1–B7 are B0's table scaled by
+the released compound coefficients (TPU code ``efficientnet_params``); EfficientNetV2 starts with Fused-MBConv
+stages without SE and continues with MBConv stages with SE (AutoML ``effnetv2_configs``). ``tf_*`` variants use
+TensorFlow's 'same' padding and BN eps 1e-3, so that weights ported from TensorFlow reproduce.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+from torch import nn
+
+from ..config import ModelConfig, Published
+from ..layers import ConvNormAct, FusedMBConv, MBConv, SEConfig
+from ..layers.conv import Padding
+from ..registry import register_model
+from ..scaling import round_filters, round_repeats
+from .base import ClassifierHead, ConvNet, stage_feature_info
+
+__all__ = ["EfficientNet", "EfficientNetConfig", "MBStage"]
+
+BlockKind = Literal["mbconv", "fused"]
+_BLOCKS: dict[str, type[nn.Module]] = {"mbconv": MBConv, "fused": FusedMBConv}
+
+
+@dataclass(frozen=True)
+class MBStage:
+    """One row of a stage table: ``repeats`` blocks of one kind; the first block carries the stride."""
+
+    block: BlockKind
+    repeats: int
+    kernel: int
+    stride: int
+    expand: float
+    out_chs: int
+    se_ratio: float = 0.0  # of the block's input channels (EfficientNet)
+
+    def __post_init__(self) -> None:
+        if self.block not in _BLOCKS:
+            raise ValueError(f"block must be one of {sorted(_BLOCKS)}, got {self.block!r}")
+        if self.repeats < 1 or self.kernel < 1 or self.stride not in (1, 2) or self.out_chs < 1 or self.expand <= 0:
+            raise ValueError(f"invalid stage {self}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EfficientNetConfig(ModelConfig):
+    """A member of the MBConv family: base stages, compound multipliers, and the layer conventions."""
+
+    stages: tuple[MBStage, ...]
+    stem_chs: int = 32
+    head_chs: int = 1280
+    width_mult: float = 1.0
+    depth_mult: float = 1.0
+    round_limit: float = 0.9  # V1 rounds channels up when rounding lost >10%; the V2 code does not (0.0)
+    act_layer: str = "silu"
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+    padding: Padding = "symmetric"
+
+    def channels(self, c: int) -> int:
+        return round_filters(c, self.width_mult, round_limit=self.round_limit)
+
+    def scaled_stages(self) -> tuple[MBStage, ...]:
+        """The stage table after width and depth scaling: what is actually built."""
+        return tuple(
+            dataclasses.replace(s, repeats=round_repeats(s.repeats, self.depth_mult), out_chs=self.channels(s.out_chs))
+            for s in self.stages
+        )
+
+    def stage_rows(self) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = [
+            {"stage": "stem", "op": "Conv3x3", "stride": 2, "out": self.channels(self.stem_chs)}
+        ]
+        for i, s in enumerate(self.scaled_stages()):
+            op = f"{'FusedMBConv' if s.block == 'fused' else 'MBConv'}{s.expand:g}"
+            se = f"se{s.se_ratio:g}" if s.se_ratio else ""
+            rows.append(
+                {
+                    "stage": i,
+                    "op": op,
+                    "kernel": s.kernel,
+                    "stride": s.stride,
+                    "repeats": s.repeats,
+                    "out": s.out_chs,
+                    "se": se,
+                }
+            )
+        rows.append({"stage": "head", "op": "Conv1x1+pool+FC", "stride": 1, "out": self.channels(self.head_chs)})
+        return rows
+
+
+class EfficientNet(ConvNet):
+    """Stem 3×3/2 → MBConv / Fused-MBConv stages → 1×1 conv head → pool → dropout → FC (paper Table 1)."""
+
+    def __init__(self, cfg: EfficientNetConfig, *, num_classes: int = 1000, in_chans: int = 3) -> None:
+        super().__init__(num_classes, in_chans)
+        self.cfg = cfg
+        norm = partial(nn.BatchNorm2d, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+        layer = dict(norm_layer=norm, act_layer=cfg.act_layer, padding=cfg.padding)
+
+        chs = cfg.channels(cfg.stem_chs)
+        self.stem = ConvNormAct(in_chans, chs, 3, 2, **layer)
+
+        stages = cfg.scaled_stages()
+        total_blocks = sum(s.repeats for s in stages)
+        index = 0
+        built = []
+        for s in stages:
+            blocks = []
+            for j in range(s.repeats):
+                blocks.append(
+                    _BLOCKS[s.block](
+                        chs,
+                        s.out_chs,
+                        s.kernel,
+                        s.stride if j == 0 else 1,
+                        expand_ratio=s.expand,
+                        se=SEConfig(s.se_ratio) if s.se_ratio else None,
+                        drop_path_rate=cfg.drop_path_rate * index / total_blocks,  # linear in the block index
+                        **layer,
+                    )
+                )
+                chs = s.out_chs
+                index += 1
+            built.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*built)
+        self.feature_info = stage_feature_info(2, [s.stride for s in stages], [s.out_chs for s in stages])
+
+        head_chs = cfg.channels(cfg.head_chs)
+        self.final = ConvNormAct(chs, head_chs, 1, **layer)
+        self.head = ClassifierHead(head_chs, num_classes, cfg.drop_rate)
+        self.apply(_init_weights_tf)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        super().reset_classifier(num_classes)
+        _init_weights_tf(self.head.fc)
+
+
+def _init_weights_tf(m: nn.Module) -> None:
+    """TPU EfficientNet init: conv N(0, sqrt(2 / fan_out)); dense U(±1/sqrt(out)); BN ones/zeros; biases zero."""
+    if isinstance(m, nn.Conv2d):
+        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+        nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Linear):
+        bound = 1.0 / m.out_features**0.5
+        nn.init.uniform_(m.weight, -bound, bound)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stage tables
+# ---------------------------------------------------------------------------------------------------------------------
+
+M, F = "mbconv", "fused"
+
+#: EfficientNet-B0, paper Table 1 = TPU ``_DEFAULT_BLOCKS_ARGS``.
+V1_B0 = (
+    MBStage(M, 1, 3, 1, 1, 16, 0.25),
+    MBStage(M, 2, 3, 2, 6, 24, 0.25),
+    MBStage(M, 2, 5, 2, 6, 40, 0.25),
+    MBStage(M, 3, 3, 2, 6, 80, 0.25),
+    MBStage(M, 3, 5, 1, 6, 112, 0.25),
+    MBStage(M, 4, 5, 2, 6, 192, 0.25),
+    MBStage(M, 1, 3, 1, 6, 320, 0.25),
+)
+
+#: EfficientNetV2 tables, AutoML ``effnetv2_configs``: Fused-MBConv without SE, then MBConv with SE 0.25.
+V2_BASE = (  # B0–B3
+    MBStage(F, 1, 3, 1, 1, 16),
+    MBStage(F, 2, 3, 2, 4, 32),
+    MBStage(F, 2, 3, 2, 4, 48),
+    MBStage(M, 3, 3, 2, 4, 96, 0.25),
+    MBStage(M, 5, 3, 1, 6, 112, 0.25),
+    MBStage(M, 8, 3, 2, 6, 192, 0.25),
+)
+V2_S = (
+    MBStage(F, 2, 3, 1, 1, 24),
+    MBStage(F, 4, 3, 2, 4, 48),
+    MBStage(F, 4, 3, 2, 4, 64),
+    MBStage(M, 6, 3, 2, 4, 128, 0.25),
+    MBStage(M, 9, 3, 1, 6, 160, 0.25),
+    MBStage(M, 15, 3, 2, 6, 256, 0.25),
+)
+V2_M = (
+    MBStage(F, 3, 3, 1, 1, 24),
+    MBStage(F, 5, 3, 2, 4, 48),
+    MBStage(F, 5, 3, 2, 4, 80),
+    MBStage(M, 7, 3, 2, 4, 160, 0.25),
+    MBStage(M, 14, 3, 1, 6, 176, 0.25),
+    MBStage(M, 18, 3, 2, 6, 304, 0.25),
+    MBStage(M, 5, 3, 1, 6, 512, 0.25),
+)
+V2_L = (
+    MBStage(F, 4, 3, 1, 1, 32),
+    MBStage(F, 7, 3, 2, 4, 64),
+    MBStage(F, 7, 3, 2, 4, 96),
+    MBStage(M, 10, 3, 2, 4, 192, 0.25),
+    MBStage(M, 19, 3, 1, 6, 224, 0.25),
+    MBStage(M, 25, 3, 2, 6, 384, 0.25),
+    MBStage(M, 7, 3, 1, 6, 640, 0.25),
+)
+V2_XL = (
+    MBStage(F, 4, 3, 1, 1, 32),
+    MBStage(F, 8, 3, 2, 4, 64),
+    MBStage(F, 8, 3, 2, 4, 96),
+    MBStage(M, 16, 3, 2, 4, 192, 0.25),
+    MBStage(M, 24, 3, 1, 6, 256, 0.25),
+    MBStage(M, 32, 3, 2, 6, 512, 0.25),
+    MBStage(M, 8, 3, 1, 6, 640, 0.25),
+)
+
+#: Tiny tables for CI: every block kind and path (MBConv1, skip, SE, fused with and without expansion, 'same' pad).
+TEST_V1 = (
+    MBStage(M, 1, 3, 1, 1, 8, 0.25),
+    MBStage(M, 2, 3, 2, 4, 12, 0.25),
+    MBStage(M, 1, 5, 2, 4, 16, 0.25),
+    MBStage(M, 1, 3, 2, 4, 24, 0.25),
+    MBStage(M, 1, 5, 2, 4, 32, 0.25),
+)
+TEST_V2 = (
+    MBStage(F, 2, 3, 1, 1, 8),
+    MBStage(F, 2, 3, 2, 4, 16),
+    MBStage(M, 1, 3, 2, 4, 24, 0.25),
+    MBStage(M, 2, 3, 2, 4, 32, 0.25),
+    MBStage(M, 1, 3, 2, 6, 40, 0.25),
+)
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Variants
+# ---------------------------------------------------------------------------------------------------------------------
+
+_TF = dict(padding="same", bn_eps=1e-3)  # TensorFlow conventions, for weights ported from TF
+
+#: V1: (width, depth, resolution, dropout) as released (TPU ``efficientnet_params``), and paper Table 2 (v5).
+_V1 = {
+    "b0": (1.0, 1.0, 224, 0.2, Published(77.1, 5.3, 0.39)),
+    "b1": (1.0, 1.1, 240, 0.2, Published(79.1, 7.8, 0.70)),
+    "b2": (1.1, 1.2, 260, 0.3, Published(80.1, 9.2, 1.0)),
+    "b3": (1.2, 1.4, 300, 0.3, Published(81.6, 12.0, 1.8)),
+    "b4": (1.4, 1.8, 380, 0.4, Published(82.9, 19.0, 4.2)),
+    "b5": (1.6, 2.2, 456, 0.4, Published(83.6, 30.0, 9.9)),
+    "b6": (1.8, 2.6, 528, 0.5, Published(84.0, 43.0, 19.0)),
+    "b7": (2.0, 3.1, 600, 0.5, Published(84.3, 66.0, 37.0)),
+}
+
+_V2_README = "google/automl efficientnetv2 README, ImageNet-1k checkpoints"
+#: V2: (table, stem, width, depth, train size, eval size, dropout, published) (AutoML ``efficientnetv2_params``).
+_V2 = {
+    "s": (V2_S, 24, 1.0, 1.0, 300, 384, 0.2, Published(83.9, 21.5, 8.4, _V2_README)),
+    "m": (V2_M, 24, 1.0, 1.0, 384, 480, 0.3, Published(85.2, 54.1, 24.7, _V2_README)),
+    "l": (V2_L, 32, 1.0, 1.0, 384, 480, 0.4, Published(85.7, 119.5, 56.3, _V2_README)),
+    "xl": (V2_XL, 32, 1.0, 1.0, 384, 512, 0.4, Published(87.3, 208.0, 94.0, "paper Table 7, ImageNet-21k pretrained")),
+    "b0": (V2_BASE, 32, 1.0, 1.0, 192, 224, 0.2, Published(78.7, 7.1, 0.72, _V2_README)),
+    "b1": (V2_BASE, 32, 1.0, 1.1, 192, 240, 0.2, Published(79.8, 8.1, 1.2, _V2_README)),
+    "b2": (V2_BASE, 32, 1.1, 1.2, 208, 260, 0.3, Published(80.5, 10.1, 1.7, _V2_README)),
+    "b3": (V2_BASE, 32, 1.2, 1.4, 240, 300, 0.3, Published(82.1, 14.4, 3.0, _V2_README)),
+}
+
+
+def _register(name: str, family: str, cfg: EfficientNetConfig, *, tiny: bool = False) -> None:
+    register_model(name, family, cfg, EfficientNet, tiny=tiny)
+
+
+for _key, (_w, _d, _res, _drop, _pub) in _V1.items():
+    _v1 = EfficientNetConfig(
+        stages=V1_B0,
+        width_mult=_w,
+        depth_mult=_d,
+        train_res=_res,
+        test_res=_res,
+        drop_rate=_drop,
+        drop_path_rate=0.2,
+        published=_pub,
+    )
+    _register(f"efficientnet_{_key}", "efficientnet", _v1)
+    # TF's BN momentum 0.99 (TPU V1 code) is PyTorch's 0.01
+    _register(f"tf_efficientnet_{_key}", "efficientnet", dataclasses.replace(_v1, bn_momentum=0.01, **_TF))
+
+for _key, (_table, _stem, _w, _d, _train, _test, _drop, _pub) in _V2.items():
+    _v2 = EfficientNetConfig(
+        stages=_table,
+        stem_chs=_stem,
+        width_mult=_w,
+        depth_mult=_d,
+        round_limit=0.0,
+        train_res=_train,
+        test_res=_test,
+        drop_rate=_drop,
+        drop_path_rate=0.2,
+        published=_pub,
+    )
+    _register(f"efficientnetv2_{_key}", "efficientnetv2", _v2)
+    # the AutoML V2 code uses Keras BN momentum 0.9 (PyTorch 0.1); its paper says 0.99
+    _register(f"tf_efficientnetv2_{_key}", "efficientnetv2", dataclasses.replace(_v2, **_TF))
+
+_test_v1 = EfficientNetConfig(
+    stages=TEST_V1, stem_chs=8, head_chs=64, train_res=64, test_res=64, drop_rate=0.2, drop_path_rate=0.2
+)
+_test_v2 = EfficientNetConfig(
+    stages=TEST_V2,
+    stem_chs=8,
+    head_chs=64,
+    round_limit=0.0,
+    train_res=64,
+    test_res=64,
+    drop_rate=0.2,
+    drop_path_rate=0.2,
+)
+_register("test_efficientnet", "efficientnet", _test_v1, tiny=True)
+_register("test_efficientnetv2", "efficientnetv2", _test_v2, tiny=True)
+_register("test_tf_efficientnetv2", "efficientnetv2", dataclasses.replace(_test_v2, **_TF), tiny=True)

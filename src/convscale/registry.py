@@ -1,0 +1,66 @@
+"""The model registry: every variant is registered once, and tests, the CLI, benchmarks and interop iterate it."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from .config import ModelConfig
+
+__all__ = ["ModelEntry", "get_entry", "list_families", "list_models", "register_model"]
+
+BuildFn = Callable[..., nn.Module]  # build(config, *, num_classes, in_chans) -> nn.Module
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered variant: its name, family, typed config and the builder that turns a config into a model."""
+
+    name: str
+    family: str
+    config: ModelConfig
+    build: BuildFn
+    tiny: bool = False  # a small test variant, for fast CI
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, family: str, config: ModelConfig, build: BuildFn, *, tiny: bool = False) -> ModelEntry:
+    """Register ``name``; registering a name twice is an error."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered (family {_REGISTRY[name].family!r})")
+    entry = ModelEntry(name, family, config, build, tiny)
+    _REGISTRY[name] = entry
+    return entry
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The entry for ``name``; an unknown name raises ValueError naming the closest registered names."""
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string, got {type(name).__name__}")
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; see `convscale list`"
+        raise ValueError(f"unknown model {name!r}{hint}") from None
+
+
+def list_models(pattern: str = "*", *, family: str | None = None, include_tiny: bool = True) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (e.g. ``"efficientnet*"``), sorted."""
+    return sorted(
+        name
+        for name, entry in _REGISTRY.items()
+        if fnmatch.fnmatchcase(name, pattern)
+        and (family is None or entry.family == family)
+        and (include_tiny or not entry.tiny)
+    )
+
+
+def list_families() -> list[str]:
+    return sorted({entry.family for entry in _REGISTRY.values()})
