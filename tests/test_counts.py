@@ -2,10 +2,11 @@
 
 import pytest
 import torch
-from conftest import reference_rows
 
 import convscale
+from conftest import reference_rows
 from convscale.counting import count_macs, count_params
+from convscale.registry import get_entry
 
 REF = reference_rows()
 COUNTED = [n for n in convscale.list_models() if n in REF]
@@ -43,7 +44,7 @@ def test_paper_resolutions_and_dropout_v1():
     expected = {0: (224, 0.2), 1: (240, 0.2), 2: (260, 0.3), 3: (300, 0.3), 4: (380, 0.4), 5: (456, 0.4),
                 6: (528, 0.5), 7: (600, 0.5)}  # fmt: skip
     for b, (res, drop) in expected.items():
-        cfg = convscale.model_info(f"efficientnet_b{b}").config
+        cfg = get_entry(f"efficientnet_b{b}").config
         assert (cfg.train_res, cfg.test_res, cfg.drop_rate, cfg.drop_path_rate) == (res, res, drop, 0.2)
 
 
@@ -52,5 +53,5 @@ def test_v2_train_and_eval_sizes():
                 "b1": (192, 240), "b2": (208, 260), "b3": (240, 300)}  # fmt: skip
     for v, sizes in expected.items():
         for prefix in ("", "tf_"):
-            info = convscale.model_info(f"{prefix}efficientnetv2_{v}")
-            assert (info.train_res, info.test_res) == sizes
+            cfg = get_entry(f"{prefix}efficientnetv2_{v}").config
+            assert (cfg.train_res, cfg.test_res) == sizes

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from conftest import ALL_MODELS, TINY_MODELS
 
 import convscale
+from conftest import ALL_MODELS, TINY_MODELS
 
 
 def _finite_grads(model: torch.nn.Module) -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import parity_fixture
 
+from conftest import parity_fixture
 from convscale.interop import from_timm
 
 FIXTURES = ["timm__efficientnet_b0", "timm__tf_efficientnet_b0", "timm__tf_efficientnetv2_s"]

@@ -10,17 +10,20 @@ __all__ = ["main"]
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
-    from . import list_models, model_info
+    from .factory import count_model
+    from .registry import get_entry, list_models
 
     names = list_models(args.pattern, include_tiny=args.all)
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; try `convscale list`")
-    print(f"{'model':26s} {'family':15s} {'params':>9s} {'res':>9s} {'GMACs':>7s} {'top-1':>6s}")
+    print(f"{'model':26s} {'family':15s} {'params':>9s} {'train/test':>10s} {'GMACs@test':>10s} {'top-1':>6s}")
     for name in names:
-        i = model_info(name)
-        top1 = f"{i.published.top1:.1f}" if i.published and i.published.top1 else "-"
-        res = f"{i.train_res}/{i.test_res}"
-        print(f"{name:26s} {i.family:15s} {i.params / 1e6:8.2f}M {res:>9s} {i.gmacs_test:7.2f} {top1:>6s}")
+        entry = get_entry(name)
+        cfg, pub = entry.config, entry.config.published
+        params, macs = count_model(name, (cfg.test_res,))
+        top1 = f"{pub.top1:.1f}" if pub and pub.top1 else "-"
+        res, gmacs = f"{cfg.train_res}/{cfg.test_res}", macs[cfg.test_res] / 1e9
+        print(f"{name:26s} {entry.family:15s} {params / 1e6:8.2f}M {res:>10s} {gmacs:10.2f} {top1:>6s}")
 
 
 def _cmd_info(args: argparse.Namespace) -> None:

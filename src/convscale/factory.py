@@ -16,7 +16,7 @@ from .config import ModelConfig, Published
 from .counting import count_macs, count_params
 from .registry import get_entry
 
-__all__ = ["ModelInfo", "create_model", "model_info"]
+__all__ = ["ModelInfo", "count_model", "create_model", "model_info"]
 
 
 def _check_rate(label: str, value: float | None) -> None:
@@ -99,23 +99,24 @@ class ModelInfo:
 
 
 @cache
-def _counts(name: str, resolutions: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+def count_model(name: str, resolutions: tuple[int, ...]) -> tuple[int, dict[int, int]]:
+    """Params and multiply-adds at each resolution of a registered model, counted on the meta device."""
     with torch.device("meta"):
         model = create_model(name)
-    return count_params(model), tuple(count_macs(model, r) for r in resolutions)
+    return count_params(model), {r: count_macs(model, r) for r in sorted(set(resolutions))}
 
 
 def model_info(name: str) -> ModelInfo:
     """Params and GMACs (counted on the meta device), resolutions, and the published numbers of ``name``."""
     entry = get_entry(name)
     cfg = entry.config
-    params, (macs_train, macs_test) = _counts(name, (cfg.train_res, cfg.test_res))
+    params, macs = count_model(name, (cfg.train_res, cfg.test_res))
     return ModelInfo(
         name=name,
         family=entry.family,
         params=params,
-        gmacs_train=macs_train / 1e9,
-        gmacs_test=macs_test / 1e9,
+        gmacs_train=macs[cfg.train_res] / 1e9,
+        gmacs_test=macs[cfg.test_res] / 1e9,
         train_res=cfg.train_res,
         test_res=cfg.test_res,
         published=cfg.published,

@@ -46,9 +46,15 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
+        close = _closest(name, list(_REGISTRY))
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `convscale list`"
         raise ValueError(f"unknown model {name!r}{hint}") from None
+
+
+def _closest(name: str, candidates: list[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The ``n`` most similar names; ties are broken alphabetically (so ``..._b0`` comes before ``..._b7``)."""
+    scored = sorted((-difflib.SequenceMatcher(None, name, c).ratio(), c) for c in candidates)
+    return [c for score, c in scored[:n] if -score >= cutoff]
 
 
 def list_models(pattern: str = "*", *, family: str | None = None, include_tiny: bool = True) -> list[str]:

@@ -73,24 +73,14 @@ class EfficientNetConfig(ModelConfig):
         )
 
     def stage_rows(self) -> list[dict[str, object]]:
-        rows: list[dict[str, object]] = [
-            {"stage": "stem", "op": "Conv3x3", "stride": 2, "out": self.channels(self.stem_chs)}
-        ]
+        def row(stage, op, kernel, stride, repeats, out, se=""):
+            return dict(stage=stage, op=op, kernel=kernel, stride=stride, repeats=repeats, out=out, se=se)
+
+        rows = [row("stem", "Conv3x3", 3, 2, 1, self.channels(self.stem_chs))]
         for i, s in enumerate(self.scaled_stages()):
             op = f"{'FusedMBConv' if s.block == 'fused' else 'MBConv'}{s.expand:g}"
-            se = f"se{s.se_ratio:g}" if s.se_ratio else ""
-            rows.append(
-                {
-                    "stage": i,
-                    "op": op,
-                    "kernel": s.kernel,
-                    "stride": s.stride,
-                    "repeats": s.repeats,
-                    "out": s.out_chs,
-                    "se": se,
-                }
-            )
-        rows.append({"stage": "head", "op": "Conv1x1+pool+FC", "stride": 1, "out": self.channels(self.head_chs)})
+            rows.append(row(i, op, s.kernel, s.stride, s.repeats, s.out_chs, f"se{s.se_ratio:g}" if s.se_ratio else ""))
+        rows.append(row("head", "Conv1x1+pool+FC", 1, 1, 1, self.channels(self.head_chs)))
         return rows
 
 
