@@ -7,6 +7,8 @@ from functools import partial
 
 from torch import nn
 
+from .helpers import resolve_layer
+
 __all__ = ["ActLayer", "create_act", "get_act_layer"]
 
 ActLayer = str | type[nn.Module] | Callable[..., nn.Module] | None
@@ -31,14 +33,7 @@ _INPLACE = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.LeakyRe
 
 def get_act_layer(act: ActLayer) -> Callable[..., nn.Module] | None:
     """Resolve ``act`` (a name such as ``"silu"``, a module class, a factory, or None) to a module factory."""
-    if act is None or callable(act):
-        return act
-    if isinstance(act, str):
-        try:
-            return _ACTS[act.lower()]
-        except KeyError:
-            raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}") from None
-    raise TypeError(f"activation must be a name, a module class or None, got {type(act).__name__}")
+    return resolve_layer(act, _ACTS, "activation")
 
 
 def create_act(act: ActLayer, inplace: bool = False) -> nn.Module:

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-__all__ = ["make_divisible"]
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["make_divisible", "resolve_layer"]
+
+
+def resolve_layer(value: Any, table: Mapping[str, Callable[..., Any]], what: str) -> Callable[..., Any] | None:
+    """A layer factory from a name in ``table`` (case-insensitive), a class or factory (returned as is), or None."""
+    if value is None or callable(value):
+        return value
+    if isinstance(value, str):
+        try:
+            return table[value.lower()]
+        except KeyError:
+            raise ValueError(f"unknown {what} {value!r}; expected one of {sorted(table)}") from None
+    raise TypeError(f"{what} must be a name, a module class or None, got {type(value).__name__}")
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:

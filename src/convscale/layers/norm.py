@@ -7,6 +7,8 @@ from functools import partial
 
 from torch import nn
 
+from .helpers import resolve_layer
+
 __all__ = ["BN_EPS_TF", "BN_MOMENTUM_TF", "NormLayer", "get_norm_layer"]
 
 NormLayer = str | type[nn.Module] | Callable[..., nn.Module] | None
@@ -26,11 +28,4 @@ _NORMS: dict[str, Callable[..., nn.Module]] = {
 
 def get_norm_layer(norm: NormLayer) -> Callable[..., nn.Module] | None:
     """Resolve ``norm`` (a name such as ``"batchnorm"``, a class or factory taking the channel count, or None)."""
-    if norm is None or callable(norm):
-        return norm
-    if isinstance(norm, str):
-        try:
-            return _NORMS[norm.lower()]
-        except KeyError:
-            raise ValueError(f"unknown norm layer {norm!r}; expected one of {sorted(_NORMS)}") from None
-    raise TypeError(f"norm layer must be a name, a module class or None, got {type(norm).__name__}")
+    return resolve_layer(norm, _NORMS, "norm layer")
