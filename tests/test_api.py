@@ -36,24 +36,30 @@ def test_num_classes_must_be_positive_int(bad):
         convscale.create_model("test_efficientnet", num_classes=bad)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"in_chans": 0}, "in_chans must be a positive integer"),
-    ({"drop_rate": 1.5}, "drop_rate must be a number in"),
-    ({"drop_path_rate": -0.1}, "drop_path_rate must be a number in"),
-    ({"widht_mult": 2.0}, "has no setting widht_mult"),
-    ({"out_indices": (1,)}, "out_indices applies only with features_only"),
-    ({"features_only": True, "out_indices": (9,)}, "out_indices must be"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"in_chans": 0}, "in_chans must be a positive integer"),
+        ({"drop_rate": 1.5}, "drop_rate must be a number in"),
+        ({"drop_path_rate": -0.1}, "drop_path_rate must be a number in"),
+        ({"widht_mult": 2.0}, "has no setting widht_mult"),
+        ({"out_indices": (1,)}, "out_indices applies only with features_only"),
+        ({"features_only": True, "out_indices": (9,)}, "out_indices must be"),
+    ],
+)
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         convscale.create_model("test_efficientnet", **kwargs)
 
 
-@pytest.mark.parametrize(("shape", "message"), [
-    ((3, 64, 64), "expected a 4-D input"),
-    ((1, 1, 64, 64), "expected 3 input channels"),
-    ((1, 4, 64, 64), "expected 3 input channels"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((3, 64, 64), "expected a 4-D input"),
+        ((1, 1, 64, 64), "expected 3 input channels"),
+        ((1, 4, 64, 64), "expected 3 input channels"),
+    ],
+)
 def test_bad_input_tensor(shape, message):
     model = convscale.create_model("test_efficientnet")
     with pytest.raises(ValueError, match=message):

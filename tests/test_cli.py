@@ -33,3 +33,11 @@ def test_errors_are_one_line(argv):
 def test_help_lists_subcommands():
     proc = subprocess.run([sys.executable, "-m", "convscale", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "list" in proc.stdout and "info" in proc.stdout
+
+
+def test_roadmap(capsys):
+    assert main(["roadmap"]) == 0
+    out = capsys.readouterr().out
+    assert "roadmap_00_resnet50" in out and "roadmap_16_sep_downsample" in out
+    assert "25.56M   4.09   4.09  76.13" in out  # ResNet-50: params, our GMACs, the paper's, its top-1
+    assert "28.59M   4.46   4.49  81.97" in out  # ConvNeXt-T

@@ -41,16 +41,32 @@ def test_model_info_fields():
 
 
 def test_paper_resolutions_and_dropout_v1():
-    expected = {0: (224, 0.2), 1: (240, 0.2), 2: (260, 0.3), 3: (300, 0.3), 4: (380, 0.4), 5: (456, 0.4),
-                6: (528, 0.5), 7: (600, 0.5)}  # fmt: skip
+    expected = {
+        0: (224, 0.2),
+        1: (240, 0.2),
+        2: (260, 0.3),
+        3: (300, 0.3),
+        4: (380, 0.4),
+        5: (456, 0.4),
+        6: (528, 0.5),
+        7: (600, 0.5),
+    }
     for b, (res, drop) in expected.items():
         cfg = get_entry(f"efficientnet_b{b}").config
         assert (cfg.train_res, cfg.test_res, cfg.drop_rate, cfg.drop_path_rate) == (res, res, drop, 0.2)
 
 
 def test_v2_train_and_eval_sizes():
-    expected = {"s": (300, 384), "m": (384, 480), "l": (384, 480), "xl": (384, 512), "b0": (192, 224),
-                "b1": (192, 240), "b2": (208, 260), "b3": (240, 300)}  # fmt: skip
+    expected = {
+        "s": (300, 384),
+        "m": (384, 480),
+        "l": (384, 480),
+        "xl": (384, 512),
+        "b0": (192, 224),
+        "b1": (192, 240),
+        "b2": (208, 260),
+        "b3": (240, 300),
+    }
     for v, sizes in expected.items():
         for prefix in ("", "tf_"):
             cfg = get_entry(f"{prefix}efficientnetv2_{v}").config

@@ -6,7 +6,14 @@ import torch
 from conftest import parity_fixture
 from convscale.interop import from_timm
 
-FIXTURES = ["timm__efficientnet_b0", "timm__tf_efficientnet_b0", "timm__tf_efficientnetv2_s"]
+FIXTURES = [
+    "timm__efficientnet_b0",
+    "timm__tf_efficientnet_b0",
+    "timm__tf_efficientnetv2_s",
+    "timm__convnext_atto",  # timm's 1×1-conv MLP layout, reshaped into our linear one
+    "timm__convnext_tiny",
+    "timm__resnet50",
+]
 
 
 def _max_error(model_name: str, fixture: str) -> tuple[float, float]:

@@ -71,14 +71,21 @@ def load_mapped(
             raise ValueError(f"checkpoint has no {src_key!r} (needed for {key!r}, shape {tuple(tensor.shape)})")
         value = source[src_key]
         if value.shape != tensor.shape:
-            raise ValueError(
-                f"shape mismatch at {src_key!r}: checkpoint {tuple(value.shape)}, model {key!r} {tuple(tensor.shape)}"
-            )
+            if not _same_but_1x1(value.shape, tensor.shape):
+                got, want = tuple(value.shape), tuple(tensor.shape)
+                raise ValueError(f"shape mismatch at {src_key!r}: checkpoint {got}, model {key!r} {want}")
+            value = value.reshape(tensor.shape)  # a 1×1 conv weight is a linear weight
         out[key] = value
     unused = [k for k in source if k not in used]
     if unused:
         raise ValueError(f"checkpoint key {unused[0]!r} has no place in the model ({len(unused)} unused keys)")
     model.load_state_dict(out, strict=False)
+
+
+def _same_but_1x1(a: torch.Size, b: torch.Size) -> bool:
+    """True when one shape is the other plus trailing 1s: (O, I, 1, 1) and (O, I)."""
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return len(short) < len(long) and long[: len(short)] == short and all(d == 1 for d in long[len(short) :])
 
 
 def load_pretrained(model: nn.Module, path: str | Path, *, name: str = "") -> None:

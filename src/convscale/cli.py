@@ -49,6 +49,23 @@ def _cmd_info(args: argparse.Namespace) -> None:
             print("  " + "  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
 
 
+def _cmd_roadmap(args: argparse.Namespace) -> None:
+    from .factory import count_model
+    from .models.roadmap import ROADMAP
+
+    print("ResNet-50 -> ConvNeXt-T, the ConvNeXt paper's modernization study (Table 10); GMACs at 224 px")
+    print(f"{'model':30s} {'change':34s} {'params':>8s} {'GMACs':>6s} {'paper':>6s} {'top-1':>6s}")
+    for step in ROADMAP:
+        params, macs = count_model(step.name, (224,))
+        change = step.change if step.on_path else f"({step.change}, side experiment)"
+        print(
+            f"{step.name:30s} {change:34s} {params / 1e6:7.2f}M {macs[224] / 1e9:6.2f} {step.gflops:6.2f} "
+            f"{step.top1:6.2f}"
+        )
+    print("convscale counts the multiply-adds of convolutions and linear layers; the paper's counter, unnamed, adds")
+    print("about 0.3 G from the BN -> LN step on, which LayerNorm's own arithmetic (about 0.01 G) does not explain")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -59,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="one model: params, GMACs, resolutions, published numbers, stage table")
     p.add_argument("name")
     p.set_defaults(func=_cmd_info)
+    p = sub.add_parser(
+        "roadmap", help="the ResNet-50 -> ConvNeXt-T study: each step's params and GMACs beside the paper's"
+    )
+    p.set_defaults(func=_cmd_roadmap)
     return parser
 
 

@@ -6,6 +6,7 @@ that own tensors; :func:`timm_key_map` walks a model with them and expands the p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 
 import torch
@@ -14,7 +15,9 @@ from torch import nn
 from ..checkpoint import load_mapped
 from ..factory import create_model
 from ..layers import FusedMBConv, MBConv
+from ..models.convnext import ConvNeXt
 from ..models.efficientnet import EfficientNet
+from ..models.resnet import ResNet
 from ..registry import get_entry, list_models
 
 __all__ = ["from_timm", "timm_key_map", "timm_names"]
@@ -64,13 +67,51 @@ def _efficientnet(model: EfficientNet) -> Pairs:
     yield from (("final.conv", "conv_head"), ("final.bn", "bn2"), ("head.fc", "classifier"))
 
 
+def _tensor_owners(model: nn.Module) -> Iterator[str]:
+    for name, module in model.named_modules():
+        if (
+            next(module.parameters(recurse=False), None) is not None
+            or next(module.buffers(recurse=False), None) is not None
+        ):
+            yield name
+
+
+def _convnext(model: ConvNeXt) -> Pairs:
+    """timm's names are ours, but for layer scale: timm keeps ``gamma`` on the block itself."""
+    for name in _tensor_owners(model):
+        yield name, name.removesuffix(".ls")
+
+
+_RESNET = [  # (our module name, timm's), applied in order
+    (r"^stem\.conv$", "conv1"),
+    (r"^stem\.bn$", "bn1"),
+    (r"^stages\.(\d+)\.(\d+)\.branch\.(\d+)\.conv$", lambda m: f"layer{int(m[1]) + 1}.{m[2]}.conv{int(m[3]) + 1}"),
+    (r"^stages\.(\d+)\.(\d+)\.branch\.(\d+)\.bn$", lambda m: f"layer{int(m[1]) + 1}.{m[2]}.bn{int(m[3]) + 1}"),
+    (r"^stages\.(\d+)\.(\d+)\.shortcut\.conv$", lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.0"),
+    (r"^stages\.(\d+)\.(\d+)\.shortcut\.bn$", lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.1"),
+    (r"^head\.fc$", "fc"),
+]
+
+
+def _resnet(model: ResNet) -> Pairs:
+    for name in _tensor_owners(model):
+        for pattern, theirs in _RESNET:
+            if re.match(pattern, name):
+                yield name, re.sub(pattern, theirs, name)
+                break
+        else:
+            raise ValueError(f"no timm name for {name!r}: this ResNet variant has no timm counterpart")
+
+
 _RULES: dict[type[nn.Module], Callable[..., Pairs]] = {
     MBConv: _mbconv,
     FusedMBConv: _fused,
     EfficientNet: _efficientnet,
+    ConvNeXt: _convnext,
+    ResNet: _resnet,
 }
 #: families whose registered (non-test) names are timm names with the same architecture, and the exceptions
-_FAMILIES = ("efficientnet", "efficientnetv2")
+_FAMILIES = ("efficientnet", "efficientnetv2", "convnext", "resnet")
 _NOT_IN_TIMM = frozenset({"efficientnetv2_b0", "efficientnetv2_b1", "efficientnetv2_b2", "efficientnetv2_b3"})
 
 
@@ -89,7 +130,7 @@ def timm_key_map(model: nn.Module) -> dict[str, str]:
         owner, _, leaf = key.rpartition(".")
         if owner not in modules:
             raise ValueError(f"no timm name for {key!r} in {type(model).__name__}")
-        out[key] = f"{modules[owner]}.{leaf}"
+        out[key] = f"{modules[owner]}.{leaf}".lstrip(".")
     return out
 
 
@@ -107,8 +148,10 @@ def from_timm(timm_name: str, state_dict: Mapping[str, torch.Tensor]) -> nn.Modu
         entry = get_entry(arch)  # unknown names: ValueError with the closest matches
         raise ValueError(f"{arch!r} ({entry.family}) has no timm counterpart")
     with torch.device("meta"):  # only for the key map: costs nothing
-        key_map = timm_key_map(create_model(arch))
-    head, stem = key_map["head.fc.weight"], key_map["stem.conv.weight"]
+        probe = create_model(arch)
+    key_map = timm_key_map(probe)
+    first_conv = next(k for k, v in probe.state_dict().items() if v.ndim == 4)  # the stem's: gives in_chans
+    head, stem = key_map["head.fc.weight"], key_map[first_conv]
     if head not in state_dict or stem not in state_dict:
         raise ValueError(f"state dict is not a timm {arch}: no {head if head not in state_dict else stem!r}")
     model = create_model(arch, num_classes=state_dict[head].shape[0], in_chans=state_dict[stem].shape[1])

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["ClassifierHead", "ConvNet", "FeatureInfo", "check_input", "stage_feature_info"]
+__all__ = ["ClassifierHead", "ConvNet", "FeatureInfo", "check_input", "run_checkpointed", "stage_feature_info"]
 
 
 @dataclass(frozen=True)
 class FeatureInfo:
-    """A feature map a backbone exposes: the stage that produces it, its channels and its stride."""
+    """A feature map a backbone exposes: the trunk module that produces it, its channels and its stride."""
 
-    stage: int
+    module: str  # a name from ConvNet.trunk(), e.g. "stages.2"
     num_chs: int
     reduction: int
 
@@ -32,8 +32,18 @@ def stage_feature_info(stem_stride: int, strides: Sequence[int], channels: Seque
         reduction *= stride
         last_at_this_stride = i + 1 == len(strides) or strides[i + 1] > 1
         if last_at_this_stride:
-            info.append(FeatureInfo(i, chs, reduction))
+            info.append(FeatureInfo(f"stages.{i}", chs, reduction))
     return info
+
+
+def run_checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run ``module`` block by block, recomputing each block's activations in the backward pass."""
+    blocks = getattr(module, "blocks", module)  # a stage with a downsample and its blocks, or a Sequential of blocks
+    if blocks is not module:
+        x = module.downsample(x)
+    for block in blocks.children() if isinstance(blocks, nn.Sequential) else (blocks,):
+        x = checkpoint(block, x, use_reentrant=False)
+    return x
 
 
 def check_input(x: torch.Tensor, in_chans: int) -> None:
@@ -92,22 +102,26 @@ class ConvNet(nn.Module):
         """Recompute each block's activations in the backward pass instead of storing them (less memory)."""
         self.grad_checkpointing = enable
 
-    def forward_stages(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in self.stages:
-            x = self._run(stage, x)
-        return x
+    def trunk(self) -> Iterator[tuple[str, nn.Module]]:
+        """The modules from the input to the last stage, in order, with their names; features are tapped here."""
+        yield "stem", self.stem
+        yield from self.trunk_stages()
 
-    def _run(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if not (self.grad_checkpointing and torch.is_grad_enabled()):
-            return stage(x)
-        for block in stage.children() if isinstance(stage, nn.Sequential) else (stage,):
-            x = checkpoint(block, x, use_reentrant=False)
+    def trunk_stages(self) -> Iterator[tuple[str, nn.Module]]:
+        for i, stage in enumerate(self.stages):
+            yield f"stages.{i}", stage
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem and stages: (N, in_chans, H, W) -> the last stage's output."""
+        checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
+        for name, module in self.trunk():
+            x = run_checkpointed(module, x) if checkpointing and name.startswith("stages.") else module(x)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_chans, H, W) -> the last feature map, before pooling."""
         check_input(x, self.in_chans)
-        return self.final(self.forward_stages(self.stem(x)))
+        return self.final(self.forward_trunk(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool and classify a feature map; ``pre_logits=True`` returns the pooled features."""
