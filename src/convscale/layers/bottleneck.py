@@ -44,7 +44,9 @@ class _ResidualBlock(nn.Module):
             nn.init.zeros_(last_norm.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.shortcut(x) + self.drop_path(self.ls(self.branch(x))))
+        out = self.drop_path(self.ls(self.branch(x)))
+        out += self.shortcut(x)  # in place: the branch output is not needed for the backward pass
+        return self.act(out)
 
 
 class BasicBlock(_ResidualBlock):

@@ -63,7 +63,8 @@ class MBConv(nn.Module):
         x = self.se(x)
         x = self.project(x)  # linear bottleneck: -> (N, C_out, H/s, W/s)
         if self.has_skip:
-            x = self.drop_path(x) + shortcut
+            x = self.drop_path(x)
+            x += shortcut  # in place: the branch output is not needed for the backward pass
         return x
 
 
@@ -105,5 +106,6 @@ class FusedMBConv(nn.Module):
         x = self.se(x)
         x = self.project(x)  # -> (N, C_out, H/s, W/s)
         if self.has_skip:
-            x = self.drop_path(x) + shortcut
+            x = self.drop_path(x)
+            x += shortcut  # in place: the branch output is not needed for the backward pass
         return x

@@ -1,9 +1,10 @@
 """ConvNeXt (Liu et al., 2022, "A ConvNet for the 2020s"): hierarchical and isotropic variants.
 
-Block layout, chosen by measurement (``benchmarks/convnext_layout.py``; 2-core CPU, ConvNeXt-T trunk, 224 px,
-batch 16, channels_last): LayerNorm and the MLP run channels-last, as ``nn.LayerNorm`` + ``nn.Linear`` on (N, H, W, C).
-The alternative, LayerNorm over channels + 1×1 convs on (N, C, H, W), was 9% slower in eval and 15% slower in a
-training step. timm checkpoints in either layout load (a 1×1 conv weight is reshaped to the linear one).
+Block layout, chosen by measurement (``benchmarks/convnext_layout.py``, ``docs/bench/convnext_layout.csv``; 2-core
+CPU, ConvNeXt-T, 224 px, channels_last): LayerNorm and the MLP run channels-last, as ``nn.LayerNorm`` + ``nn.Linear``
+on (N, H, W, C). The alternative, LayerNorm over channels + 1×1 convs on (N, C, H, W), computes the same function
+and was 8.5% slower in eval (batch 16) and 19% slower in a training step (batch 8). timm checkpoints in either layout
+load: a 1×1 conv weight is reshaped into the linear one.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class ConvNeXtBlock(nn.Module):
         x = self.conv_dw(x)  # spatial mixing, per channel
         x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
         x = self.ls(self.mlp(self.norm(x)))  # channel mixing: one norm, one activation
-        x = x.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
-        return shortcut + self.drop_path(x)
+        x = self.drop_path(x.permute(0, 3, 1, 2))  # (N, H, W, C) -> (N, C, H, W)
+        x += shortcut  # in place: the branch output is not needed for the backward pass
+        return x
 
 
 class ConvNeXtStage(nn.Module):
