@@ -11,22 +11,14 @@ state; the table gives median ms per batch and timm / ours (> 1: convscale is fa
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
+from common import interleaved, write_csv
 
 import convscale
-
-
-def _timed(model: torch.nn.Module, x: torch.Tensor, iters: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iters):
-        model(x)
-    return (time.perf_counter() - start) / iters
 
 
 def compare(name: str, res: int, batch: int, rounds: int, iters: int, channels_last: bool) -> dict[str, object]:
@@ -39,14 +31,8 @@ def compare(name: str, res: int, batch: int, rounds: int, iters: int, channels_l
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     ours, theirs = ours.to(memory_format=fmt), theirs.to(memory_format=fmt)
     x = torch.randn(batch, 3, res, res).to(memory_format=fmt)
-    times: dict[str, list[float]] = {"convscale": [], "timm": []}
     with torch.inference_mode():
-        for model in (ours, theirs):  # warm-up
-            _timed(model, x, 2)
-        for r in range(rounds):
-            order = [("convscale", ours), ("timm", theirs)]
-            for label, model in order if r % 2 == 0 else order[::-1]:
-                times[label].append(_timed(model, x, iters))
+        times = interleaved({"convscale": lambda: ours(x), "timm": lambda: theirs(x)}, rounds, iters)
     ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     return {
         "model": name,
@@ -79,11 +65,7 @@ def main() -> None:
             f"timm {row['timm_ms']:8.1f} ms, timm/convscale {row['timm_over_convscale']:.3f}"
         )
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.out, rows)
 
 
 if __name__ == "__main__":

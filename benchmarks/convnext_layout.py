@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import statistics
-import time
 from pathlib import Path
 
 import torch
+from common import interleaved, write_csv
 from torch import nn
 
 import convscale
@@ -51,13 +50,6 @@ def conv_layout(model: nn.Module) -> nn.Module:
     return other
 
 
-def _time(fn, iters: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    return (time.perf_counter() - start) / iters
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="convnext_tiny")
@@ -87,14 +79,9 @@ def main() -> None:
 
     rows = []
     for mode, fn in (("eval", infer), ("train step", train)):
-        times: dict[str, list[float]] = {k: [] for k in models}
         for m in models.values():
             m.train(mode != "eval")
-            fn(m)  # warm-up
-        for r in range(args.rounds):
-            order = list(models.items()) if r % 2 == 0 else list(models.items())[::-1]
-            for label, m in order:
-                times[label].append(_time(lambda m=m, fn=fn: fn(m), 2))
+        times = interleaved({k: (lambda m=m, fn=fn: fn(m)) for k, m in models.items()}, args.rounds, 2)
         for label, ts in times.items():
             rows.append(
                 {
@@ -112,11 +99,7 @@ def main() -> None:
         r["vs_linear"] = round(r["median_ms"] / base[r["mode"]], 3)
         print(f"{r['mode']:10s} {r['layout']:20s} {r['median_ms']:8.1f} ms  ×{r['vs_linear']:.3f}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(args.out, rows)
 
 
 if __name__ == "__main__":
