@@ -37,7 +37,10 @@ def _documented_strides(name: str) -> list[int]:
     entry = get_entry(name)
     if entry.family == "convnext_isotropic":
         return [16]
-    if getattr(entry.config, "patch_size", None) == 4 or getattr(entry.config, "stem", None) == "patchify":
+    if getattr(entry.config, "patch_size", None) == 4 or getattr(entry.config, "stem", None) in (
+        "patchify",
+        "deep_quad",
+    ):
         return [4, 8, 16, 32]
     return [2, 4, 8, 16, 32]
 

@@ -13,6 +13,8 @@ FIXTURES = [
     "timm__convnext_atto",  # timm's 1×1-conv MLP layout, reshaped into our linear one
     "timm__convnext_tiny",
     "timm__resnet50",
+    "timm__dm_nfnet_f0",  # odd 113×113 input: 'same' padding
+    "timm__nf_resnet50",
 ]
 
 

@@ -66,6 +66,30 @@ def _cmd_roadmap(args: argparse.Namespace) -> None:
     print("about 0.3 G from the BN -> LN step on, which LayerNorm's own arithmetic (about 0.01 G) does not explain")
 
 
+def _cmd_signal(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from . import create_model
+    from .signal import plot_signal, signal_propagation, write_signal_csv
+
+    if args.res < 32 or args.batch < 2:
+        raise ValueError(f"--res must be >= 32 and --batch >= 2, got --res {args.res} --batch {args.batch}")
+    rows = []
+    for name in args.models:
+        model = create_model(name, drop_path_rate=0.0, drop_rate=0.0)
+        rows += signal_propagation(model, name=name, res=args.res, batch=args.batch, seed=args.seed)
+    out = Path(args.out)
+    write_signal_csv(out / "signal.csv", rows)
+    plot_signal(out / "signal.png", rows)
+    for name in args.models:
+        mine = [r for r in rows if r.model == name]
+        print(
+            f"{name:24s} {len(mine):3d} blocks  variance {mine[0].var:.3g} -> {mine[-1].var:.3g}  "
+            f"squared mean {mine[0].mean_sq:.3g} -> {mine[-1].mean_sq:.3g}"
+        )
+    print(f"wrote {out / 'signal.csv'} and {out / 'signal.png'}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -80,6 +104,13 @@ def _parser() -> argparse.ArgumentParser:
         "roadmap", help="the ResNet-50 -> ConvNeXt-T study: each step's params and GMACs beside the paper's"
     )
     p.set_defaults(func=_cmd_roadmap)
+    p = sub.add_parser("signal", help="signal propagation plots at initialization (PNG and CSV), models side by side")
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("--res", type=int, default=224)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="signal", help="output folder (default: ./signal)")
+    p.set_defaults(func=_cmd_signal)
     return parser
 
 
@@ -91,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         args.func(args)
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, ImportError) as e:
         print(f"convscale: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `convscale list | head`

@@ -17,6 +17,7 @@ from ..factory import create_model
 from ..layers import FusedMBConv, MBConv
 from ..models.convnext import ConvNeXt
 from ..models.efficientnet import EfficientNet
+from ..models.nfnet import NormFreeNet
 from ..models.resnet import ResNet
 from ..registry import get_entry, list_models
 
@@ -103,15 +104,25 @@ def _resnet(model: ResNet) -> Pairs:
             raise ValueError(f"no timm name for {name!r}: this ResNet variant has no timm counterpart")
 
 
+def _nfnet(model: NormFreeNet) -> Pairs:
+    """timm's names are ours, but for the SE (``attn_last.fc1/fc2``), the final conv and a single-conv stem."""
+    for name in _tensor_owners(model):
+        theirs = re.sub(r"\.se\.reduce$", ".attn_last.fc1", name)
+        theirs = re.sub(r"\.se\.expand$", ".attn_last.fc2", theirs)
+        theirs = {"final.conv": "final_conv", "stem": "stem.conv"}.get(theirs, theirs)
+        yield name, theirs
+
+
 _RULES: dict[type[nn.Module], Callable[..., Pairs]] = {
     MBConv: _mbconv,
     FusedMBConv: _fused,
     EfficientNet: _efficientnet,
     ConvNeXt: _convnext,
     ResNet: _resnet,
+    NormFreeNet: _nfnet,
 }
 #: families whose registered (non-test) names are timm names with the same architecture, and the exceptions
-_FAMILIES = ("efficientnet", "efficientnetv2", "convnext", "resnet")
+_FAMILIES = ("efficientnet", "efficientnetv2", "convnext", "resnet", "nfnet", "nf_resnet")
 _NOT_IN_TIMM = frozenset({"efficientnetv2_b0", "efficientnetv2_b1", "efficientnetv2_b2", "efficientnetv2_b3"})
 
 

@@ -1,10 +1,11 @@
 """Model families. Importing this package registers every variant."""
 
-from . import convnext, efficientnet, resnet, roadmap  # noqa: F401  (register their variants)
+from . import convnext, efficientnet, nfnet, resnet, roadmap  # noqa: F401  (register their variants)
 from .base import ClassifierHead, ConvNet, FeatureInfo
 from .convnext import ConvNeXt, ConvNeXtConfig
 from .efficientnet import EfficientNet, EfficientNetConfig, MBStage
 from .features import FeatureExtractor
+from .nfnet import NFNetConfig, NormFreeNet
 from .resnet import ResNet, ResNetConfig
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "FeatureExtractor",
     "FeatureInfo",
     "MBStage",
+    "NFNetConfig",
+    "NormFreeNet",
     "ResNet",
     "ResNetConfig",
 ]
