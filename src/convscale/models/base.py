@@ -105,6 +105,8 @@ class ConvNet(nn.Module):
     def trunk(self) -> Iterator[tuple[str, nn.Module]]:
         """The modules from the input to the last stage, in order, with their names; features are tapped here."""
         yield "stem", self.stem
+        if hasattr(self, "stem_pool"):  # ResNet-style stems: the stride-2 feature is tapped before the pool
+            yield "stem_pool", self.stem_pool
         yield from self.trunk_stages()
 
     def trunk_stages(self) -> Iterator[tuple[str, nn.Module]]:

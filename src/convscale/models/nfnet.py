@@ -10,7 +10,6 @@ gain per block), so DeepMind's weights and timm's ``dm_`` ports load. Train with
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -21,7 +20,7 @@ from ..config import ModelConfig, Published, Recipe
 from ..layers.conv import Padding
 from ..layers.nf_block import NF_GAMMA, GammaAct, NFBlock
 from ..layers.std_conv import ScaledStdConv2d
-from ..registry import register_model
+from ..registry import get_entry, register_model
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["NFNET_RECIPE", "NFNetConfig", "NormFreeNet"]
@@ -125,11 +124,6 @@ class NormFreeNet(ConvNet):
         self.head = ClassifierHead(chs, num_classes, cfg.drop_rate)
         self._init_weights()
 
-    def trunk(self) -> Iterator[tuple[str, nn.Module]]:
-        yield "stem", self.stem
-        yield "stem_pool", self.stem_pool
-        yield from self.trunk_stages()
-
     def _init_weights(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -192,68 +186,33 @@ for _v, (_depths, _train, _test, _drop, _ra, _pub) in _F.items():
         _dm = dataclasses.replace(_cfg, gamma_in_act=True, padding="same", skipinit=True, conv3_gain=1.0)
         register_model(f"dm_nfnet_{_v}", "nfnet", _dm, NormFreeNet)
 
-register_model(
-    "nf_resnet50",
-    "nf_resnet",
-    NFNetConfig(
-        depths=(3, 4, 6, 3),
-        channels=(256, 512, 1024, 2048),
-        stem="7x7_pool",
-        stem_chs=64,
-        bottle_ratio=0.25,
-        group_size=None,
-        extra_conv=False,
-        se_ratio=None,
-        final_chs=0,
-        act_layer="relu",
-        conv3_gain=1.0,
-        train_res=256,
-        test_res=288,
-        drop_path_rate=0.1,
-        published=Published(None, 25.6, 4.1, "NF-ResNet paper: matches BN ResNet-50 accuracy"),
-    ),
-    NormFreeNet,
+#: NF-ResNet-50 in timm's layout (its weights load): 7×7 stem + max pool, ResNet-50 widths, no SE, ReLU
+_NF_RESNET = NFNetConfig(
+    depths=(3, 4, 6, 3),
+    channels=(256, 512, 1024, 2048),
+    stem="7x7_pool",
+    stem_chs=64,
+    bottle_ratio=0.25,
+    group_size=None,
+    extra_conv=False,
+    se_ratio=None,
+    final_chs=0,
+    act_layer="relu",
+    conv3_gain=1.0,
+    train_res=256,
+    test_res=288,
+    drop_path_rate=0.1,
+    published=Published(None, 25.6, 4.1, "NF-ResNet paper: matches BN ResNet-50 accuracy"),
 )
+register_model("nf_resnet50", "nf_resnet", _NF_RESNET, NormFreeNet)
 
-register_model(
-    "test_nfnet",
-    "nfnet",
-    NFNetConfig(
-        depths=(1, 2, 1, 1),
-        channels=(16, 32, 32, 64),
-        stem_chs=16,
-        group_size=8,
-        final_chs=64,
-        train_res=64,
-        test_res=64,
-        drop_path_rate=0.1,
-        drop_rate=0.2,
-        skipinit=True,
-        conv3_gain=1.0,
-        gamma_in_act=True,
-        padding="same",
-    ),
-    NormFreeNet,
-    tiny=True,
-)
+_TINY = dict(depths=(1, 2, 1, 1), channels=(16, 32, 32, 64), train_res=64, test_res=64, published=None, recipe=None)
+_test_nfnet = dataclasses.replace(get_entry("dm_nfnet_f0").config, stem_chs=16, group_size=8, final_chs=64, **_TINY)
+register_model("test_nfnet", "nfnet", _test_nfnet, NormFreeNet, tiny=True)
 register_model(
     "test_nf_resnet",
     "nf_resnet",
-    NFNetConfig(
-        depths=(1, 2, 1, 1),
-        channels=(16, 32, 32, 64),
-        stem="7x7_pool",
-        stem_chs=8,
-        bottle_ratio=0.25,
-        group_size=None,
-        extra_conv=False,
-        se_ratio=None,
-        final_chs=0,
-        act_layer="relu",
-        conv3_gain=1.0,
-        train_res=64,
-        test_res=64,
-    ),
+    dataclasses.replace(_NF_RESNET, stem_chs=8, drop_path_rate=0.0, **_TINY),
     NormFreeNet,
     tiny=True,
 )

@@ -8,7 +8,6 @@ of the study is this network with one field changed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -106,11 +105,6 @@ class ResNet(ConvNet):
         self.final = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, cfg.drop_rate)
         self._init_weights()
-
-    def trunk(self) -> Iterator[tuple[str, nn.Module]]:
-        yield "stem", self.stem
-        yield "stem_pool", self.stem_pool
-        yield from self.trunk_stages()
 
     def _init_weights(self) -> None:
         for m in self.modules():
