@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 import torch
-from common import interleaved, write_csv
 
 import convscale
+from common import interleaved, write_csv
 
 
 def compare(name: str, res: int, batch: int, rounds: int, iters: int, channels_last: bool) -> dict[str, object]:

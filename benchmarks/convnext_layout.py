@@ -14,10 +14,10 @@ import statistics
 from pathlib import Path
 
 import torch
-from common import interleaved, write_csv
 from torch import nn
 
 import convscale
+from common import interleaved, write_csv
 from convscale.layers import LayerNorm2d
 from convscale.models.convnext import ConvNeXtBlock
 

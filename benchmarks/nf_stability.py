@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import write_csv
 
 import convscale
+from common import write_csv
 from convscale.optim import agc_parameters, attach_agc
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import convscale
-from convscale.counting import count_macs, count_params
+from convscale.factory import count_model
 from convscale.models.roadmap import ROADMAP
 from convscale.registry import get_entry
 
@@ -26,14 +26,13 @@ def _meta(name: str) -> torch.nn.Module:
     ],
 )
 def test_isotropic_against_paper_table_2(name, params_m, gmacs):
-    model = _meta(name)
-    params = count_params(model)
+    params, macs = count_model(name, (224,))
     # The paper rounds to whole millions. iso-S has 22.31M in the official code (stem 0.30M, 18 blocks of 1.20M,
     # norm and head 0.39M) and here: within the rounding of "22M", 1.4% above the rounded figure.
     assert round(params / 1e6) == params_m
     if name != "convnext_isotropic_small":
         assert params / 1e6 == pytest.approx(params_m, rel=0.01)
-    assert count_macs(model, 224) / 1e9 == pytest.approx(gmacs, rel=0.02)
+    assert macs[224] / 1e9 == pytest.approx(gmacs, rel=0.02)
 
 
 def test_convnext_recipes_are_data():
@@ -81,7 +80,7 @@ def test_resnet_zero_init_last_and_layout():
     model = convscale.create_model("resnet50")
     assert torch.all(model.stages[0][0].branch[2].bn.weight == 0)
     assert model.stages[1][0].branch[1].conv.stride == (2, 2)  # v1.5: the stride is on the 3×3
-    assert count_params(convscale.create_model("resnet34")) == 21797672  # torchvision's count
+    assert count_model("resnet34", (224,))[0] == 21797672  # torchvision's count
 
 
 # --- the modernization study -----------------------------------------------------------------------------------
@@ -122,7 +121,7 @@ def test_roadmap_changes_one_thing_at_a_time():
 
 @pytest.mark.parametrize("step", ROADMAP, ids=lambda s: s.name)
 def test_roadmap_gmacs_match_the_paper(step):
-    gmacs = count_macs(_meta(step.name), 224) / 1e9
+    gmacs = count_model(step.name, (224,))[1][224] / 1e9
     if step.change == "BN → LN":  # the paper's counter adds ~0.3 G here that convolutions and linears do not have
         assert gmacs == pytest.approx(4.15, abs=0.005)
     else:

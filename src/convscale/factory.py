@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -16,7 +17,7 @@ from .config import ModelConfig, Published
 from .counting import count_macs, count_params
 from .registry import get_entry
 
-__all__ = ["ModelInfo", "count_model", "create_model", "model_info"]
+__all__ = ["ModelInfo", "count_model", "create_model", "live_counts", "model_info"]
 
 
 def _check_rate(label: str, value: float | None) -> None:
@@ -98,12 +99,31 @@ class ModelInfo:
     config: ModelConfig
 
 
+#: params and MACs of every registered model at its train/test sizes (scripts/update_model_counts.py writes it;
+#: tests/test_model_counts.py checks it against the models)
+COUNTS_PATH = Path(__file__).with_name("model_counts.json")
+
+
 @cache
-def count_model(name: str, resolutions: tuple[int, ...]) -> tuple[int, dict[int, int]]:
-    """Params and multiply-adds at each resolution of a registered model, counted on the meta device."""
+def _count_table() -> dict[str, dict]:
+    return json.loads(COUNTS_PATH.read_text()) if COUNTS_PATH.is_file() else {}
+
+
+def live_counts(name: str, resolutions: tuple[int, ...]) -> tuple[int, dict[int, int]]:
+    """Params and multiply-adds at each resolution, counted now on the meta device."""
     with torch.device("meta"):
         model = create_model(name)
     return count_params(model), {r: count_macs(model, r) for r in sorted(set(resolutions))}
+
+
+@cache
+def count_model(name: str, resolutions: tuple[int, ...]) -> tuple[int, dict[int, int]]:
+    """Params and multiply-adds of a registered model at each resolution: from the shipped table where it has them
+    (so `convscale list` is instant), else counted on the meta device."""
+    row = _count_table().get(name)
+    if row is not None and all(str(r) in row["macs"] for r in resolutions):
+        return row["params"], {r: row["macs"][str(r)] for r in sorted(set(resolutions))}
+    return live_counts(name, resolutions)
 
 
 def model_info(name: str) -> ModelInfo:
