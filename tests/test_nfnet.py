@@ -157,3 +157,18 @@ def test_signal_cli_writes_csv_and_png(tmp_path, capsys):
 
 def test_signal_cli_bad_input():
     assert main(["signal", "resnet50", "--res", "8"]) == 2
+
+
+def test_deepmind_nf_resnet_form_follows_the_analytic_variance():
+    """DeepMind's NF-ResNet form (γ on the activations, strided 1×1 shortcut) keeps every block's variance within 2×
+    of the α/β bookkeeping; timm's layout (γ folded into the stem conv too, pooled shortcuts), which nf_resnet50
+    keeps so that its weights load, does not."""
+    from convscale.signal import signal_propagation
+
+    def ratios(**kw):
+        model = convscale.create_model("nf_resnet50", drop_path_rate=0.0, **kw)
+        return [r.var / r.expected_var for r in signal_propagation(model, res=64, batch=4)]
+
+    assert all(0.5 <= r <= 2.0 for r in ratios(pool_shortcut=False, gamma_in_act=True))
+    timm_layout = ratios()
+    assert timm_layout[0] > 2.0 and timm_layout[-1] < 0.5

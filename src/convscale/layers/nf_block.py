@@ -74,6 +74,7 @@ class NFBlock(nn.Module):
         se_ratio: float | None = None,
         skipinit: bool = False,
         conv3_gain: float = 1.0,
+        pool_shortcut: bool = True,
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
@@ -83,10 +84,12 @@ class NFBlock(nn.Module):
             mid_chs = group_size * groups
         self.alpha, self.beta = alpha, beta
         if stride > 1 or in_chs != out_chs:
-            pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity()
+            # NFNet and timm: 2×2 average pool, then a 1×1 conv; DeepMind's NF-ResNet: a strided 1×1 conv
+            pooled = pool_shortcut and stride > 1
+            pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if pooled else nn.Identity()
             self.downsample = nn.Sequential()
             self.downsample.add_module("pool", pool)
-            self.downsample.add_module("conv", conv(in_chs, out_chs, 1))
+            self.downsample.add_module("conv", conv(in_chs, out_chs, 1, 1 if pooled else stride))
         else:
             self.downsample = None
         self.act1 = act()

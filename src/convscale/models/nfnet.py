@@ -44,6 +44,7 @@ class NFNetConfig(ModelConfig):
     skipinit: bool = False  # DeepMind: a zero-initialized scalar gain on each residual branch
     conv3_gain: float = 0.0  # init of the branch's last conv gain (timm's stand-in for SkipInit when it is off)
     std_conv_eps: float = 1e-5
+    pool_shortcut: bool = True  # transition shortcut: 2×2 avg pool + 1×1 conv (NFNet, timm); False: strided 1×1
     randaugment_layers: int = 4
     randaugment_magnitude: int = 5
 
@@ -105,6 +106,7 @@ class NormFreeNet(ConvNet):
                         se_ratio=cfg.se_ratio,
                         skipinit=cfg.skipinit,
                         conv3_gain=cfg.conv3_gain,
+                        pool_shortcut=cfg.pool_shortcut,
                         drop_path_rate=cfg.drop_path_rate * index / total,
                     )
                 )
