@@ -135,6 +135,12 @@ class ConvNet(nn.Module):
             raise ValueError(f"num_classes must be an integer >= 0, got {num_classes!r}")
         self.head.reset(num_classes)
         self.num_classes = num_classes
+        if isinstance(self.head.fc, nn.Linear):
+            self.init_classifier(self.head.fc)
+
+    def init_classifier(self, fc: nn.Linear) -> None:
+        """The family's init of a classifier (at construction and after ``reset_classifier``); PyTorch's default
+        unless a family overrides it."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

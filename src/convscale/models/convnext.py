@@ -131,18 +131,15 @@ class ConvNeXt(ConvNet):
         self.final = nn.Identity()
         self.head = ClassifierHead(chs, num_classes, cfg.drop_rate, norm=nn.LayerNorm(chs, eps=1e-6))
         self.apply(_init_weights)
-        self._scale_head()
+        if isinstance(self.head.fc, nn.Linear):
+            self.init_classifier(self.head.fc)
 
-    def _scale_head(self) -> None:
-        if isinstance(self.head.fc, nn.Linear) and self.cfg.head_init_scale != 1.0:
-            with torch.no_grad():
-                self.head.fc.weight.mul_(self.cfg.head_init_scale)
-                self.head.fc.bias.mul_(self.cfg.head_init_scale)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        super().reset_classifier(num_classes)
-        _init_weights(self.head.fc)
-        self._scale_head()
+    def init_classifier(self, fc: nn.Linear) -> None:
+        """Truncated normal, then scaled by ``head_init_scale`` (0.001 for fine-tuning, paper Table 6)."""
+        _init_weights(fc)
+        with torch.no_grad():
+            fc.weight.mul_(self.cfg.head_init_scale)
+            fc.bias.mul_(self.cfg.head_init_scale)
 
 
 def _init_weights(m: nn.Module) -> None:

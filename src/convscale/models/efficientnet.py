@@ -126,9 +126,8 @@ class EfficientNet(ConvNet):
         self.head = ClassifierHead(head_chs, num_classes, cfg.drop_rate)
         self.apply(_init_weights_tf)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        super().reset_classifier(num_classes)
-        _init_weights_tf(self.head.fc)
+    def init_classifier(self, fc: nn.Linear) -> None:
+        _init_weights_tf(fc)
 
 
 def _init_weights_tf(m: nn.Module) -> None:

@@ -132,16 +132,13 @@ class NormFreeNet(ConvNet):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        self._init_head()
+        if isinstance(self.head.fc, nn.Linear):
+            self.init_classifier(self.head.fc)
 
-    def _init_head(self) -> None:
-        if isinstance(self.head.fc, nn.Linear):  # N(0, 0.01), as DeepMind's code
-            nn.init.normal_(self.head.fc.weight, 0.0, 0.01)
-            nn.init.zeros_(self.head.fc.bias)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        super().reset_classifier(num_classes)
-        self._init_head()
+    def init_classifier(self, fc: nn.Linear) -> None:
+        """N(0, 0.01) weights and zero bias, as DeepMind's code."""
+        nn.init.normal_(fc.weight, 0.0, 0.01)
+        nn.init.zeros_(fc.bias)
 
 
 #: NFNets paper App. A; DeepMind experiment_nfnets.py (λ = 0.01 AGC at batch 4096)
