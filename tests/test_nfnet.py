@@ -5,10 +5,12 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 import convscale
 from convscale.cli import main
+from convscale.interop.timm import timm_form, timm_key_map
 from convscale.layers.nf_block import NF_GAMMA, NFBlock
 from convscale.layers.std_conv import ScaledStdConv2d
 from convscale.optim import adaptive_clip_grad_, agc_parameters, attach_agc, unitwise_norm
@@ -153,22 +155,31 @@ def test_signal_cli_writes_csv_and_png(tmp_path, capsys):
             expected = float(r["expected_var"]) / float(stage[0]["expected_var"])
             assert measured == pytest.approx(expected, rel=0.05)
     assert all(math.isfinite(float(r["mean_sq"])) for r in rows)
+    # acceptance: at every block the variance is within 2× of the analytic value
+    assert all(0.5 <= float(r["var"]) / float(r["expected_var"]) <= 2.0 for r in nf)
 
 
 def test_signal_cli_bad_input():
     assert main(["signal", "resnet50", "--res", "8"]) == 2
 
 
-def test_deepmind_nf_resnet_form_follows_the_analytic_variance():
-    """DeepMind's NF-ResNet form (γ on the activations, strided 1×1 shortcut) keeps every block's variance within 2×
-    of the α/β bookkeeping; timm's layout (γ folded into the stem conv too, pooled shortcuts), which nf_resnet50
-    keeps so that its weights load, does not."""
+def test_timm_form_of_nf_resnet50_departs_from_the_analytic_variance():
+    """timm's nf_resnet50 (γ folded into the stem conv too, pooled shortcuts), which ``from_timm`` builds so its weights
+    load, does not follow the bookkeeping: the stem carries ×γ² and every pooled transition shrinks the variance."""
     from convscale.signal import signal_propagation
 
-    def ratios(**kw):
-        model = convscale.create_model("nf_resnet50", drop_path_rate=0.0, **kw)
-        return [r.var / r.expected_var for r in signal_propagation(model, res=64, batch=4)]
+    model = convscale.create_model("nf_resnet50", drop_path_rate=0.0, **timm_form("nf_resnet50"))
+    ratios = [r.var / r.expected_var for r in signal_propagation(model, res=64, batch=4)]
+    assert ratios[0] > 2.0 and ratios[-1] < 0.5
 
-    assert all(0.5 <= r <= 2.0 for r in ratios(pool_shortcut=False, gamma_in_act=True))
-    timm_layout = ratios()
-    assert timm_layout[0] > 2.0 and timm_layout[-1] < 0.5
+
+def test_timm_nf_resnet_weights_load_only_into_timm_form(tmp_path):
+    form = timm_form("test_nf_resnet")
+    timm_model = convscale.create_model("test_nf_resnet", **form).eval()
+    key_map = timm_key_map(timm_model)
+    save_file({key_map[k]: v.contiguous() for k, v in timm_model.state_dict().items()}, tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match="from_timm"):
+        convscale.create_model("test_nf_resnet", pretrained=tmp_path / "w.safetensors")
+    model = convscale.create_model("test_nf_resnet", pretrained=tmp_path / "w.safetensors", **form).eval()
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(model(x), timm_model(x), rtol=0, atol=0)

@@ -100,7 +100,7 @@ def load_pretrained(model: nn.Module, path: str | Path, *, name: str = "") -> No
     if set(model.state_dict()) <= set(source) | {k for k in model.state_dict() if k.endswith("num_batches_tracked")}:
         key_map = None
     else:
-        from .interop.timm import timm_key_map
+        from .interop.timm import is_timm_form, timm_key_map
 
         key_map = timm_key_map(model)
         if not all(v in source for k, v in key_map.items() if not k.endswith("num_batches_tracked")):
@@ -108,6 +108,11 @@ def load_pretrained(model: nn.Module, path: str | Path, *, name: str = "") -> No
             raise ValueError(
                 f"{path} matches neither the convscale nor the timm layout of {name or type(model).__name__} "
                 f"(no {missing!r})"
+            )
+        if name and not is_timm_form(model, name):
+            raise ValueError(
+                f"{path} holds timm weights, and timm's {name} computes another function than convscale's with the "
+                f"same parameters: load it with convscale.interop.from_timm({name!r}, state_dict)"
             )
     skip = _mismatched_classifier(model, source, key_map)
     if skip:

@@ -106,10 +106,10 @@ def plot_signal(path: Path, rows: list[BlockSignal]) -> None:
         mine = [r for r in rows if r.model == model]
         x = [r.block for r in mine]
         axes[0].plot(x, [r.mean_sq for r in mine], marker=".", label=model)
-        axes[1].plot(x, [r.var for r in mine], marker=".", label=model)
+        (line,) = axes[1].plot(x, [r.var for r in mine], marker=".", label=model)
         expected = [r.expected_var for r in mine]
         if all(e is not None for e in expected):
-            axes[1].plot(x, expected, linestyle="--", color="gray", label=f"{model} (expected)")
+            axes[1].plot(x, expected, linestyle="--", color=line.get_color(), alpha=0.6, label=f"{model} (expected)")
     for ax, title in zip(axes, ("average channel squared mean", "average channel variance"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("residual block")

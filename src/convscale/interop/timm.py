@@ -124,6 +124,22 @@ _RULES: dict[type[nn.Module], Callable[..., Pairs]] = {
 #: families whose registered (non-test) names are timm names with the same architecture, and the exceptions
 _FAMILIES = ("efficientnet", "efficientnetv2", "convnext", "resnet", "nfnet", "nf_resnet")
 _NOT_IN_TIMM = frozenset({"efficientnetv2_b0", "efficientnetv2_b1", "efficientnetv2_b2", "efficientnetv2_b3"})
+#: config fields where timm's model of the same name computes another function with the same parameters: its
+#: nf_resnet50 folds the ReLU's γ into every conv, the stem's too, and average-pools before its transition shortcuts
+#: (ours follows the NF-ResNet paper, whose variance matches the α/β bookkeeping)
+_TIMM_FORM: dict[str, dict[str, object]] = {"nf_resnet": {"gamma_in_act": False, "pool_shortcut": True}}
+
+
+def timm_form(name: str) -> dict[str, object]:
+    """The ``create_model`` overrides that give timm's form of model ``name`` (empty where ours is timm's), by
+    family."""
+    return dict(_TIMM_FORM.get(get_entry(name).family, {}))
+
+
+def is_timm_form(model: nn.Module, name: str) -> bool:
+    """Whether ``model`` (built as ``name``) computes what timm's model of that name does, so timm's weights fit."""
+    cfg = getattr(model, "cfg", None)
+    return all(getattr(cfg, field, None) == value for field, value in timm_form(name).items())
 
 
 def _rule(module: nn.Module) -> Callable[..., Pairs]:
@@ -165,6 +181,8 @@ def from_timm(timm_name: str, state_dict: Mapping[str, torch.Tensor]) -> nn.Modu
     head, stem = key_map["head.fc.weight"], key_map[first_conv]
     if head not in state_dict or stem not in state_dict:
         raise ValueError(f"state dict is not a timm {arch}: no {head if head not in state_dict else stem!r}")
-    model = create_model(arch, num_classes=state_dict[head].shape[0], in_chans=state_dict[stem].shape[1])
+    model = create_model(
+        arch, num_classes=state_dict[head].shape[0], in_chans=state_dict[stem].shape[1], **timm_form(arch)
+    )
     load_mapped(model, state_dict, key_map)
     return model

@@ -185,7 +185,9 @@ for _v, (_depths, _train, _test, _drop, _ra, _pub) in _F.items():
         _dm = dataclasses.replace(_cfg, gamma_in_act=True, padding="same", skipinit=True, conv3_gain=1.0)
         register_model(f"dm_nfnet_{_v}", "nfnet", _dm, NormFreeNet)
 
-#: NF-ResNet-50 in timm's layout (its weights load): 7×7 stem + max pool, ResNet-50 widths, no SE, ReLU
+#: NF-ResNet-50 as in the NF-ResNet paper and DeepMind's code: 7×7 stem + max pool, ResNet-50 widths, no SE, ReLU,
+#: γ on the activations and a strided 1×1 transition shortcut, so every block's variance follows the α/β bookkeeping.
+#: timm's nf_resnet50 (whose weights exist) differs only in these two fields; ``from_timm`` builds that form.
 _NF_RESNET = NFNetConfig(
     depths=(3, 4, 6, 3),
     channels=(256, 512, 1024, 2048),
@@ -197,6 +199,8 @@ _NF_RESNET = NFNetConfig(
     se_ratio=None,
     final_chs=0,
     act_layer="relu",
+    gamma_in_act=True,
+    pool_shortcut=False,
     conv3_gain=1.0,
     train_res=256,
     test_res=288,
@@ -204,6 +208,7 @@ _NF_RESNET = NFNetConfig(
     published=Published(None, 25.6, 4.1, "NF-ResNet paper: matches BN ResNet-50 accuracy"),
 )
 register_model("nf_resnet50", "nf_resnet", _NF_RESNET, NormFreeNet)
+
 
 _TINY = dict(depths=(1, 2, 1, 1), channels=(16, 32, 32, 64), train_res=64, test_res=64, published=None, recipe=None)
 _test_nfnet = dataclasses.replace(get_entry("dm_nfnet_f0").config, stem_chs=16, group_size=8, final_chs=64, **_TINY)
