@@ -1,4 +1,4 @@
-"""from_timm covers every timm EfficientNet/V2 name with a counterpart: our mapped keys and shapes equal timm's.
+"""from_timm covers every timm name with a counterpart: our mapped keys and shapes equal timm's.
 
 tests/data/timm_layouts.json holds, per timm name, the number of state-dict keys and the sha256 of the sorted
 ``key:shape`` lines, recorded from timm 1.0.31 (models built on the meta device). A 1×1 conv weight (O, I, 1, 1) is

@@ -1,5 +1,14 @@
-"""Loading weights made by other libraries."""
+"""Weights from other libraries: timm and torchvision state dicts into convscale models."""
 
 from .timm import from_timm, timm_form, timm_key_map, timm_names
+from .torchvision import from_torchvision, torchvision_key_map, torchvision_names
 
-__all__ = ["from_timm", "timm_form", "timm_key_map", "timm_names"]
+__all__ = [
+    "from_timm",
+    "from_torchvision",
+    "timm_form",
+    "timm_key_map",
+    "timm_names",
+    "torchvision_key_map",
+    "torchvision_names",
+]

@@ -17,7 +17,9 @@ from ..factory import create_model
 from ..layers import FusedMBConv, MBConv
 from ..models.convnext import ConvNeXt
 from ..models.efficientnet import EfficientNet
+from ..models.ghostnet import GhostNet
 from ..models.nfnet import NormFreeNet
+from ..models.repvgg import RepVGG
 from ..models.resnet import ResNet
 from ..registry import get_entry, list_models
 
@@ -65,7 +67,12 @@ def _efficientnet(model: EfficientNet) -> Pairs:
     for i, stage in enumerate(model.stages):
         for j, block in enumerate(stage):
             yield from _nested(f"stages.{i}.{j}", f"blocks.{i}.{j}", block)
-    yield from (("final.conv", "conv_head"), ("final.bn", "bn2"), ("head.fc", "classifier"))
+    if model.cfg.head_hidden:  # timm's MobileNetV3: the last 1×1 conv is a block, the hidden layer its conv_head
+        last = f"blocks.{len(model.stages)}.0"
+        yield from (("final.conv", f"{last}.conv"), ("final.bn", f"{last}.bn1"), ("head.hidden", "conv_head"))
+    else:
+        yield from (("final.conv", "conv_head"), ("final.bn", "bn2"))
+    yield "head.fc", "classifier"
 
 
 def _tensor_owners(model: nn.Module) -> Iterator[str]:
@@ -113,6 +120,35 @@ def _nfnet(model: NormFreeNet) -> Pairs:
         yield name, theirs
 
 
+def _repvgg(model: RepVGG) -> Pairs:
+    """timm's ByobNet names are ours."""
+    for name in _tensor_owners(model):
+        yield name, name
+
+
+def _ghost_module(prefix: str, theirs: str) -> Pairs:
+    for part, their_part in (("primary", "primary_conv"), ("cheap", "cheap_operation")):
+        yield f"{prefix}.{part}.conv", f"{theirs}.{their_part}.0"
+        yield f"{prefix}.{part}.bn", f"{theirs}.{their_part}.1"
+
+
+def _ghostnet(model: GhostNet) -> Pairs:
+    yield from (("stem.conv", "conv_stem"), ("stem.bn", "bn1"))
+    for i, stage in enumerate(model.stages):
+        for j in range(len(stage)):
+            ours, theirs = f"stages.{i}.{j}", f"blocks.{i}.{j}"
+            yield from _ghost_module(f"{ours}.ghost1", f"{theirs}.ghost1")
+            yield from _ghost_module(f"{ours}.ghost2", f"{theirs}.ghost2")
+            yield from ((f"{ours}.dw.conv", f"{theirs}.conv_dw"), (f"{ours}.dw.bn", f"{theirs}.bn_dw"))
+            yield from ((f"{ours}.{a}", f"{theirs}.{b}") for a, b in _SE)
+            for k in range(2):  # shortcut: (dw conv, bn), (1×1 conv, bn) -> shortcut.0 … 3
+                yield f"{ours}.shortcut.{k}.conv", f"{theirs}.shortcut.{2 * k}"
+                yield f"{ours}.shortcut.{k}.bn", f"{theirs}.shortcut.{2 * k + 1}"
+    last = f"blocks.{len(model.stages)}.0"
+    yield from (("final.conv", f"{last}.conv"), ("final.bn", f"{last}.bn1"))
+    yield from (("head.hidden", "conv_head"), ("head.fc", "classifier"))
+
+
 _RULES: dict[type[nn.Module], Callable[..., Pairs]] = {
     MBConv: _mbconv,
     FusedMBConv: _fused,
@@ -120,10 +156,26 @@ _RULES: dict[type[nn.Module], Callable[..., Pairs]] = {
     ConvNeXt: _convnext,
     ResNet: _resnet,
     NormFreeNet: _nfnet,
+    RepVGG: _repvgg,
+    GhostNet: _ghostnet,
 }
 #: families whose registered (non-test) names are timm names with the same architecture, and the exceptions
-_FAMILIES = ("efficientnet", "efficientnetv2", "convnext", "resnet", "nfnet", "nf_resnet")
-_NOT_IN_TIMM = frozenset({"efficientnetv2_b0", "efficientnetv2_b1", "efficientnetv2_b2", "efficientnetv2_b3"})
+_FAMILIES = (
+    "efficientnet",
+    "efficientnetv2",
+    "mobilenetv2",
+    "mobilenetv3",
+    "convnext",
+    "resnet",
+    "nfnet",
+    "nf_resnet",
+    "repvgg",
+    "ghostnet",
+)
+_NOT_IN_TIMM = frozenset(
+    {"efficientnetv2_b0", "efficientnetv2_b1", "efficientnetv2_b2", "efficientnetv2_b3"}
+    | {"repvgg_b1g2", "repvgg_b2g2", "repvgg_b3g2"}
+)
 #: config fields where timm's model of the same name computes another function with the same parameters: its
 #: nf_resnet50 folds the ReLU's γ into every conv, the stem's too, and average-pools before its transition shortcuts
 #: (ours follows the NF-ResNet paper, whose variance matches the α/β bookkeeping)

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..layers.activations import ActLayer, create_act
+
 __all__ = ["ClassifierHead", "ConvNet", "FeatureInfo", "check_input", "run_checkpointed", "stage_feature_info"]
 
 
@@ -21,12 +23,17 @@ class FeatureInfo:
     reduction: int
 
 
-def stage_feature_info(stem_stride: int, strides: Sequence[int], channels: Sequence[int]) -> list[FeatureInfo]:
+def stage_feature_info(
+    stem_stride: int, strides: Sequence[int], channels: Sequence[int], stem_chs: int = 0
+) -> list[FeatureInfo]:
     """One feature per output stride: the last stage before each stride change, and the last stage.
 
-    A stem that already reduces (stride 2) yields the stride-2 map from the first stage that keeps its resolution.
+    A stem that already reduces (stride 2) yields the stride-2 map from the first stage that keeps its resolution,
+    or, when the first stage reduces again (MobileNetV3-Small), from the stem itself (``stem_chs`` wide).
     """
     info: list[FeatureInfo] = []
+    if stem_stride > 1 and strides[0] > 1 and stem_chs:
+        info.append(FeatureInfo("stem", stem_chs, stem_stride))
     reduction = stem_stride
     for i, (stride, chs) in enumerate(zip(strides, channels, strict=True)):
         reduction *= stride
@@ -57,21 +64,34 @@ def check_input(x: torch.Tensor, in_chans: int) -> None:
 
 
 class ClassifierHead(nn.Module):
-    """Global average pool → (norm) → dropout → ``fc``. ``num_classes=0`` leaves the pooled features."""
+    """Global average pool → (norm) → (hidden linear → act) → dropout → ``fc``. ``num_classes=0`` leaves the pooled
+    features. The hidden layer is MobileNetV3's and GhostNet's 1×1 conv after pooling (a linear on pooled features).
+    """
 
-    def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0, norm: nn.Module | None = None):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        drop_rate: float = 0.0,
+        norm: nn.Module | None = None,
+        *,
+        hidden: int = 0,
+        hidden_act: ActLayer = None,
+    ):
         super().__init__()
-        self.in_features = in_features
         self.norm = norm if norm is not None else nn.Identity()
+        self.hidden = nn.Linear(in_features, hidden) if hidden else nn.Identity()
+        self.hidden_act = create_act(hidden_act, inplace=True) if hidden else nn.Identity()
+        self.in_features = hidden or in_features  # what the classifier sees
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def reset(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = x.mean((2, 3))  # (N, C, H, W) -> (N, C)
-        x = self.drop(self.norm(x))
+        x = self.drop(self.hidden_act(self.hidden(self.norm(x))))
         return x if pre_logits else self.fc(x)
 
 

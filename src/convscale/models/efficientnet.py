@@ -38,13 +38,19 @@ class MBStage:
     stride: int
     expand: float
     out_chs: int
-    se_ratio: float = 0.0  # of the block's input channels (EfficientNet)
+    se_ratio: float = 0.0  # of the block's input channels (EfficientNet), of the expanded ones (MobileNetV3)
+    act: str | None = None  # None: the network's activation (MobileNetV3 starts with ReLU rows, then hard-swish)
+    continues: bool = False  # the row joins the previous row's stage (MobileNetV3 stages mix settings)
 
     def __post_init__(self) -> None:
         if self.block not in _BLOCKS:
             raise ValueError(f"block must be one of {sorted(_BLOCKS)}, got {self.block!r}")
         if self.repeats < 1 or self.kernel < 1 or self.stride not in (1, 2) or self.out_chs < 1 or self.expand <= 0:
             raise ValueError(f"invalid stage {self}")
+
+
+#: EfficientNet's SE: ratio of the block's input width, the block's activation inside, sigmoid gate
+EFFICIENTNET_SE = SEConfig()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +67,8 @@ class EfficientNetConfig(ModelConfig):
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
     padding: Padding = "symmetric"
+    se: SEConfig = EFFICIENTNET_SE  # how SE is built; the ratio comes from each row
+    head_hidden: int = 0  # MobileNetV3: a linear layer of this width (with the activation) after pooling
 
     def channels(self, c: int) -> int:
         return round_filters(c, self.width_mult, round_limit=self.round_limit)
@@ -78,7 +86,7 @@ class EfficientNetConfig(ModelConfig):
 
         rows = [row("stem", "Conv3x3", 3, 2, 1, self.channels(self.stem_chs))]
         for i, s in enumerate(self.scaled_stages()):
-            op = f"{'FusedMBConv' if s.block == 'fused' else 'MBConv'}{s.expand:g}"
+            op = f"{'FusedMBConv' if s.block == 'fused' else 'MBConv'}{s.expand:g}" + (f" {s.act}" if s.act else "")
             rows.append(row(i, op, s.kernel, s.stride, s.repeats, s.out_chs, f"se{s.se_ratio:g}" if s.se_ratio else ""))
         rows.append(row("head", "Conv1x1+pool+FC", 1, 1, 1, self.channels(self.head_chs)))
         return rows
@@ -96,34 +104,42 @@ class EfficientNet(ConvNet):
         chs = cfg.channels(cfg.stem_chs)
         self.stem = ConvNormAct(in_chans, chs, 3, 2, **layer)
 
-        stages = cfg.scaled_stages()
-        total_blocks = sum(s.repeats for s in stages)
+        rows = cfg.scaled_stages()
+        total_blocks = sum(s.repeats for s in rows)
         index = 0
-        built = []
-        for s in stages:
-            blocks = []
+        built: list[list[nn.Module]] = []
+        strides, widths = [], []
+        for s in rows:
+            if s.continues and s.stride != 1:
+                raise ValueError(f"a row that continues a stage cannot change the stride: {s}")
+            if not s.continues or not built:
+                built.append([])
+                strides.append(s.stride)
+                widths.append(s.out_chs)
+            widths[-1] = s.out_chs
             for j in range(s.repeats):
-                blocks.append(
+                built[-1].append(
                     _BLOCKS[s.block](
                         chs,
                         s.out_chs,
                         s.kernel,
                         s.stride if j == 0 else 1,
                         expand_ratio=s.expand,
-                        se=SEConfig(s.se_ratio) if s.se_ratio else None,
+                        se=dataclasses.replace(cfg.se, ratio=s.se_ratio) if s.se_ratio else None,
                         drop_path_rate=cfg.drop_path_rate * index / total_blocks,  # linear in the block index
-                        **layer,
+                        **{**layer, "act_layer": s.act or cfg.act_layer},
                     )
                 )
                 chs = s.out_chs
                 index += 1
-            built.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*built)
-        self.feature_info = stage_feature_info(2, [s.stride for s in stages], [s.out_chs for s in stages])
+        self.stages = nn.Sequential(*(nn.Sequential(*blocks) for blocks in built))
+        self.feature_info = stage_feature_info(2, strides, widths, stem_chs=self.stem.out_channels)
 
         head_chs = cfg.channels(cfg.head_chs)
         self.final = ConvNormAct(chs, head_chs, 1, **layer)
-        self.head = ClassifierHead(head_chs, num_classes, cfg.drop_rate)
+        self.head = ClassifierHead(
+            head_chs, num_classes, cfg.drop_rate, hidden=cfg.head_hidden, hidden_act=cfg.act_layer
+        )
         self.apply(_init_weights_tf)
 
     def init_classifier(self, fc: nn.Linear) -> None:

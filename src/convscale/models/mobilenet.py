@@ -1,0 +1,103 @@
+"""MobileNetV2 (Sandler et al., 2018) and MobileNetV3 (Howard et al., 2019) as members of the MBConv family.
+
+Their blocks are the EfficientNet family's ``MBConv`` with other settings, so they are EfficientNet stage tables:
+MobileNetV2 uses ReLU6 and no SE; MobileNetV3 mixes ReLU and hard-swish rows, takes its SE (hard-sigmoid gate, ReLU)
+from the expanded channels rounded to 8, ends with a 1×1 conv to 960 / 576 and, after pooling, a hidden linear layer
+of 1280 / 1024 with hard-swish. Tables as in timm's ``_gen_mobilenet_v2`` / ``_gen_mobilenet_v3`` (which follow the
+TF-slim reference) and torchvision's ``mobilenet_v3_large/small`` configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import Published
+from ..layers import SEConfig
+from ..registry import register_model
+from .efficientnet import EfficientNet, EfficientNetConfig, MBStage
+
+__all__ = ["MOBILENET_V2", "MOBILENET_V3_LARGE", "MOBILENET_V3_SMALL"]
+
+M, RE = "mbconv", "relu"
+
+MOBILENET_V2 = (  # paper Table 2: (t, c, n, s); the first row has no expansion
+    MBStage(M, 1, 3, 1, 1, 16),
+    MBStage(M, 2, 3, 2, 6, 24),
+    MBStage(M, 3, 3, 2, 6, 32),
+    MBStage(M, 4, 3, 2, 6, 64),
+    MBStage(M, 3, 3, 1, 6, 96),
+    MBStage(M, 3, 3, 2, 6, 160),
+    MBStage(M, 1, 3, 1, 6, 320),
+)
+#: paper Table 1; expansions are the expanded widths over the input widths (e.g. 184 / 80 = 2.3)
+MOBILENET_V3_LARGE = (
+    MBStage(M, 1, 3, 1, 1, 16, act=RE),
+    MBStage(M, 1, 3, 2, 4, 24, act=RE),
+    MBStage(M, 1, 3, 1, 3, 24, act=RE, continues=True),
+    MBStage(M, 3, 5, 2, 3, 40, 0.25, act=RE),
+    MBStage(M, 1, 3, 2, 6, 80),
+    MBStage(M, 1, 3, 1, 2.5, 80, continues=True),
+    MBStage(M, 2, 3, 1, 2.3, 80, continues=True),
+    MBStage(M, 2, 3, 1, 6, 112, 0.25),
+    MBStage(M, 3, 5, 2, 6, 160, 0.25),
+)
+#: paper Table 2
+MOBILENET_V3_SMALL = (
+    MBStage(M, 1, 3, 2, 1, 16, 0.25, act=RE),
+    MBStage(M, 1, 3, 2, 4.5, 24, act=RE),
+    MBStage(M, 1, 3, 1, 3.67, 24, act=RE, continues=True),
+    MBStage(M, 1, 5, 2, 4, 40, 0.25),
+    MBStage(M, 2, 5, 1, 6, 40, 0.25, continues=True),
+    MBStage(M, 2, 5, 1, 3, 48, 0.25),
+    MBStage(M, 3, 5, 2, 6, 96, 0.25),
+)
+#: MobileNetV3's SE: ratio of the expanded width, rounded to 8, ReLU inside, hard-sigmoid gate
+V3_SE = SEConfig(from_expanded=True, divisor=8, act_layer="relu", gate_layer="hard_sigmoid")
+
+_V3_NOTE = "TF-slim mobilenet README (official checkpoints); paper Table 3"
+_COMMON = dict(train_res=224, test_res=224, drop_rate=0.2, drop_path_rate=0.0)
+
+_V2 = EfficientNetConfig(
+    stages=MOBILENET_V2,
+    act_layer="relu6",
+    published=Published(72.0, 3.4, 0.300, "paper Table 4"),
+    **_COMMON,
+)
+_V3_LARGE = EfficientNetConfig(
+    stages=MOBILENET_V3_LARGE,
+    stem_chs=16,
+    head_chs=960,
+    head_hidden=1280,
+    act_layer="hard_swish",
+    se=V3_SE,
+    published=Published(75.2, 5.4, 0.217, _V3_NOTE),
+    **_COMMON,
+)
+_V3_SMALL = dataclasses.replace(
+    _V3_LARGE,
+    stages=MOBILENET_V3_SMALL,
+    head_chs=576,
+    head_hidden=1024,
+    published=Published(67.5, 2.9, 0.066, _V3_NOTE + " (the paper's 67.4 / 2.5M / 56M is unverified)"),
+)
+register_model("mobilenetv2_100", "mobilenetv2", _V2, EfficientNet)
+register_model("mobilenetv3_large_100", "mobilenetv3", _V3_LARGE, EfficientNet)
+register_model("mobilenetv3_small_100", "mobilenetv3", _V3_SMALL, EfficientNet)
+
+#: tiny: ReLU and hard-swish rows, a continuing row, SE from the expanded width, the hidden head
+_TEST_V3 = (
+    MBStage(M, 1, 3, 2, 1, 8, 0.25, act=RE),
+    MBStage(M, 1, 3, 2, 4, 12, act=RE),
+    MBStage(M, 1, 3, 1, 3, 12, act=RE, continues=True),
+    MBStage(M, 2, 5, 2, 3, 16, 0.25),
+    MBStage(M, 1, 3, 2, 6, 24, 0.25),
+)
+register_model(
+    "test_mobilenetv3",
+    "mobilenetv3",
+    dataclasses.replace(
+        _V3_LARGE, stages=_TEST_V3, stem_chs=8, head_chs=48, head_hidden=64, published=None, train_res=64, test_res=64
+    ),
+    EfficientNet,
+    tiny=True,
+)
