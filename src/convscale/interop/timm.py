@@ -120,8 +120,8 @@ def _nfnet(model: NormFreeNet) -> Pairs:
         yield name, theirs
 
 
-def _repvgg(model: RepVGG) -> Pairs:
-    """timm's ByobNet names are ours."""
+def _same_names(model: nn.Module) -> Pairs:
+    """timm's names are ours (RepVGG: timm's ByobNet layout)."""
     for name in _tensor_owners(model):
         yield name, name
 
@@ -156,7 +156,7 @@ _RULES: dict[type[nn.Module], Callable[..., Pairs]] = {
     ConvNeXt: _convnext,
     ResNet: _resnet,
     NormFreeNet: _nfnet,
-    RepVGG: _repvgg,
+    RepVGG: _same_names,
     GhostNet: _ghostnet,
 }
 #: families whose registered (non-test) names are timm names with the same architecture, and the exceptions
