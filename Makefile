@@ -24,6 +24,11 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
+# the measured-speed table, plots and per-layer times of docs/bench (a few minutes on 2 CPU cores)
+bench: $(STAMP)
+	$(BIN)/convscale bench efficientnet_b0 tf_efficientnetv2_b0 convnext_atto resnet50 repvgg_a0 \
+		mobilenetv3_large_100 ghostnet_100 --per-layer --out docs/bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = ["main"]
 
@@ -90,8 +91,48 @@ def _cmd_signal(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'signal.csv'} and {out / 'signal.png'}")
 
 
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from . import bench
+
+    settings = bench.BenchSettings(
+        res=args.res,
+        batch=args.batch,
+        mode=args.mode,
+        dtype=args.dtype,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        fuse=args.fuse,
+        device=args.device,
+        per_layer=args.per_layer,
+        compare=args.compare,
+        warmup=args.warmup,
+        min_iters=args.min_iters,
+        min_time=args.min_time,
+    )
+    report = bench.run(args.models, settings, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(bench.format_table(report))
+    if report.layers:
+        print(bench.format_layers(report))
+    if args.out:
+        written = bench.write_report(report, Path(args.out))
+        try:
+            written += bench.plot_report(report, Path(args.out))
+        except ImportError as e:
+            print(f"no plots: {e}", file=sys.stderr)
+        print("wrote " + ", ".join(str(p) for p in written))
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``convscale bench: error: ...``), exit status 2, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
+    parser = _Parser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("list", help="list registered models: params, resolutions, GMACs, published top-1")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'efficientnetv2*'")
@@ -111,12 +152,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="signal", help="output folder (default: ./signal)")
     p.set_defaults(func=_cmd_signal)
+    p = sub.add_parser(
+        "bench",
+        help="measured speed beside FLOPs: throughput, latency, memory, memory-access cost, time per layer kind",
+        description="Benchmark registered models on this machine. Timing is interleaved between contenders; achieved "
+        "GMAC/s is compared with a matmul peak measured in the same run, in the same dtype.",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL")
+    p.add_argument("--res", type=int, help="input size (default: each model's test resolution)")
+    p.add_argument("--batch", type=int, help="batch size (default: 256 on CUDA, 16 elsewhere)")
+    p.add_argument("--mode", default="infer", choices=("infer", "train", "both"))
+    p.add_argument("--dtype", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (per-layer stays eager)")
+    p.add_argument("--fuse", action="store_true", help="measure the deploy.fuse form (inference)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--per-layer", action="store_true", help="forward time per layer kind and per stage")
+    p.add_argument("--compare", choices=("timm",), help="time timm's model of the same name, interleaved")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
+    p.add_argument("--min-iters", type=int, default=10, help="timed calls at least (default 10)")
+    p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed calls at least (default 2)")
+    p.add_argument("--out", help="folder for bench.csv, bench.json, bench_layers.csv and the plots")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # usage errors (one line, status 2) and --help (status 0)
+        return e.code if isinstance(e.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 2

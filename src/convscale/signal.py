@@ -93,13 +93,9 @@ def write_signal_csv(path: Path, rows: list[BlockSignal]) -> None:
 
 def plot_signal(path: Path, rows: list[BlockSignal]) -> None:
     """Two panels (average channel squared mean, average channel variance) against depth, one line per model."""
-    try:
-        import matplotlib
+    from .plotting import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'convscale[plot]'") from None
+    plt = pyplot()
     models = list(dict.fromkeys(r.model for r in rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for model in models:
@@ -117,7 +113,4 @@ def plot_signal(path: Path, rows: list[BlockSignal]) -> None:
         ax.grid(True, alpha=0.3)
     axes[1].legend(fontsize=8)
     fig.suptitle("Signal propagation at initialization (unit Gaussian input)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
