@@ -1,4 +1,4 @@
-# Two commands on a fresh machine: `make demo` (the model tour) and `make test`. Both create .venv when missing.
+# Two commands on a fresh machine: `make demo` (a training run on synthetic-shapes) and `make test`. Both create .venv when missing.
 # PyTorch: the first install takes $(TORCH) (the CPU build where a local wheel exists); override it, e.g.
 #   make test TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 # An existing torch in .venv is kept, and nothing below asks pip for another one.
@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	@touch $@
 
+# the main job: train the default model on the built-in synthetic-shapes dataset (no download), into runs/
 demo: $(STAMP)
-	$(BIN)/convscale list
-	$(BIN)/convscale info efficientnetv2_s
+	$(BIN)/convscale train
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 __all__ = ["main"]
@@ -68,7 +69,6 @@ def _cmd_roadmap(args: argparse.Namespace) -> None:
 
 
 def _cmd_signal(args: argparse.Namespace) -> None:
-    from pathlib import Path
 
     from . import create_model
     from .signal import plot_signal, signal_propagation, write_signal_csv
@@ -92,7 +92,6 @@ def _cmd_signal(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from pathlib import Path
 
     from . import bench
 
@@ -122,6 +121,96 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         except ImportError as e:
             print(f"no plots: {e}", file=sys.stderr)
         print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .train import TrainingStopped, fit, load_config
+
+    overrides = {k: getattr(args, k) for k in _train_flags() if getattr(args, k, None) is not None}
+    cfg = load_config(args.config, **overrides)
+    try:
+        result = fit(cfg, resume=args.resume)
+    except TrainingStopped as e:
+        print(f"convscale: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
+    m = result.metrics
+    best = max((v for k, v in m.items() if k.endswith("_top1") and not k.startswith("train")), default=None)
+    print(f"done: {result.run_dir}  (best val top-1 of the last epoch {best:.2f}%)" if best is not None else "done")
+
+
+def _load_trained(path: str, weights: str):
+    from . import create_model
+    from .train import read_checkpoint
+
+    ckpt = read_checkpoint(path if not Path(path).is_dir() else Path(path) / "checkpoints" / "last.safetensors")
+    cfg = ckpt.config
+    model = create_model(cfg["model"], num_classes=len(ckpt.classes))
+    use = weights
+    if use == "auto":
+        use = "ema" if any(k.startswith("ema.") for k in ckpt.tensors) else "model"
+    model.load_state_dict(ckpt.weights(use))
+    return model.eval(), ckpt, use
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    import torch
+
+    from .data import EpochOrder, EvalTransform, build_loader, make_datasets
+    from .train.steps import evaluate
+
+    model, ckpt, used = _load_trained(args.checkpoint, args.weights)
+    cfg = ckpt.config
+    _, val, classes, native = make_datasets(
+        args.data or cfg["data"], seed=cfg["seed"], shapes_val=cfg["shapes_val"], shapes_res=cfg["shapes_res"]
+    )
+    if classes != ckpt.classes:
+        raise ValueError(f"--data has other classes than the checkpoint ({len(classes)} vs {len(ckpt.classes)})")
+    res = args.res or cfg.get("train_res") or native or 224
+    loader = build_loader(
+        val,
+        EvalTransform(res, 1.0 if native else 0.875),
+        EpochOrder(len(val), args.batch, shuffle=False),
+        workers=args.workers,
+    )
+    m = evaluate(model, loader, torch.device("cpu")).metrics
+    print(
+        f"{cfg['model']} ({used} weights) on {args.data or cfg['data']} val at {res} px: "
+        f"top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}  ({len(val)} images)"
+    )
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    import torch
+
+    from .data import EvalTransform, load_rgb
+
+    model, ckpt, _ = _load_trained(args.checkpoint, args.weights)
+    cfg = ckpt.config
+    res = args.res or cfg.get("train_res") or (cfg["shapes_res"] if cfg["data"] == "synthetic-shapes" else 224)
+    transform = EvalTransform(res, 1.0 if cfg["data"] == "synthetic-shapes" else 0.875)
+    for path in args.images:
+        try:
+            x = transform(load_rgb(path))[None]
+        except (OSError, ValueError, SyntaxError) as e:
+            print(f"{path}: cannot read as an image ({e})", file=sys.stderr)
+            continue
+        with torch.no_grad():
+            probs = model(x).softmax(1)[0]
+        top = probs.topk(min(5, len(ckpt.classes)))
+        labels = ", ".join(
+            f"{ckpt.classes[i]} {100 * p:.1f}%" for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        )
+        print(f"{path}: {labels}")
+
+
+def _train_flags() -> dict[str, type]:
+    """Every TrainConfig key is a flag of `convscale train` (``batch_size`` -> ``--batch-size``): name -> type."""
+    import dataclasses
+
+    from .train.config import TrainConfig
+
+    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+    return {f.name: kinds[str(f.type).split(" |")[0]] for f in dataclasses.fields(TrainConfig)}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -174,6 +263,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed calls at least (default 2)")
     p.add_argument("--out", help="folder for bench.csv, bench.json, bench_layers.csv and the plots")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "train",
+        help="train a model on synthetic-shapes (default) or an ImageFolder (train/ and val/)",
+        description="Train; with no arguments, the default small model on the built-in synthetic-shapes dataset. "
+        "Settings come from the defaults, then --config recipe.yaml, then these flags.",
+    )
+    p.add_argument("--config", help="a YAML recipe: a mapping of config keys (flags override it)")
+    p.add_argument("--resume", help="a run folder or checkpoint to continue exactly where it stopped")
+    for flag, kind in _train_flags().items():
+        if kind is bool:
+            p.add_argument("--" + flag.replace("_", "-"), dest=flag, action=argparse.BooleanOptionalAction)
+        else:
+            p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="top-1/top-5 of a trained checkpoint on a validation split")
+    p.add_argument("--checkpoint", required=True, help="a run folder or its checkpoints/last.safetensors")
+    p.add_argument("--data", help="synthetic-shapes or a folder with val/ (default: the run's data)")
+    p.add_argument("--res", type=int)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="auto: EMA when saved")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="the top-5 labels of images, from a trained checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--res", type=int)
+    p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

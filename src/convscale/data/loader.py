@@ -1,0 +1,114 @@
+"""Batches in a known order: which images an epoch sees, in which order, on which rank, and with which augmentation,
+all follow from (seed, epoch), so a run can stop anywhere and resume at the same batch with the same pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+__all__ = ["Batch", "EpochOrder", "build_loader"]
+
+
+class EpochOrder(Sampler):
+    """The (index, augmentation seed) pairs one rank reads in one epoch, from batch ``start`` on.
+
+    Training: a permutation seeded by (seed, epoch), cut into global batches of ``global_batch`` (an incomplete last
+    batch is dropped); rank ``r`` of ``world`` takes its contiguous ``global_batch // world`` share of each, so the
+    ranks together see exactly the batches a single process would. Evaluation (``shuffle=False``): every image once,
+    in order, rank ``r`` taking every ``world``-th.
+    """
+
+    def __init__(
+        self, size: int, global_batch: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1
+    ) -> None:
+        if shuffle and global_batch % world:
+            raise ValueError(f"batch size {global_batch} must be divisible by the {world} processes")
+        self.size, self.global_batch, self.shuffle = size, global_batch, shuffle
+        self.seed, self.rank, self.world = seed, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Read epoch ``epoch`` from its batch ``start`` (the batches before it were trained on already)."""
+        self.epoch, self.start = epoch, start
+
+    @property
+    def batches(self) -> int:
+        """Batches per epoch (per rank: the same number on every rank when training)."""
+        if self.shuffle:
+            return self.size // self.global_batch
+        local = len(range(self.rank, self.size, self.world))
+        per_rank = max(1, self.global_batch // self.world)
+        return -(-local // per_rank)
+
+    def _indices(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.rank, self.size, self.world)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        full = order[: self.batches * self.global_batch].reshape(self.batches, self.world, -1)
+        return full[:, self.rank].reshape(-1)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        per_rank = self.global_batch // self.world if self.shuffle else max(1, self.global_batch // self.world)
+        indices = self._indices()[self.start * per_rank :]
+        for i in indices.tolist():
+            yield i, int(np.random.default_rng([self.seed, self.epoch, i, 1]).integers(2**62))
+
+    def __len__(self) -> int:
+        per_rank = self.global_batch // self.world if self.shuffle else max(1, self.global_batch // self.world)
+        return max(0, len(self._indices()) - self.start * per_rank)
+
+
+class _Transformed:
+    """``base[index]`` (a PIL image and its label, or None) through ``transform`` with the sample's own generator."""
+
+    def __init__(self, base, transform: Callable) -> None:
+        self.base, self.transform = base, transform
+
+    def __getitem__(self, item: tuple[int, int]):
+        index, seed = item
+        sample = self.base[index]
+        if sample is None:
+            return None, index
+        img, label = sample
+        return self.transform(img, np.random.default_rng(seed)), label
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    skipped: list[int] = field(default_factory=list)  # dataset indices that did not decode
+
+
+def _collate(samples: list) -> Batch:
+    good = [s for s in samples if s[0] is not None]
+    skipped = [s[1] for s in samples if s[0] is None]
+    if not good:
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long), skipped)
+    return Batch(torch.stack([s[0] for s in good]), torch.tensor([s[1] for s in good]), skipped)
+
+
+def build_loader(
+    dataset, transform: Callable, order: EpochOrder, *, workers: int = 0, pin_memory: bool = False
+) -> DataLoader:
+    """A DataLoader over ``dataset`` in ``order``; each batch is a :class:`Batch`."""
+    per_rank = order.global_batch // order.world if order.shuffle else max(1, order.global_batch // order.world)
+    return DataLoader(
+        _Transformed(dataset, transform),
+        batch_size=per_rank,
+        sampler=order,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(0),  # workers' base seed: never drawn from the global RNG, whose
+        # state (dropout, drop path) a resumed run must continue exactly
+        prefetch_factor=4 if workers else None,
+    )

@@ -1,0 +1,72 @@
+"""Per-image transforms on PIL images, without torchvision: random-resized crop and flip for training, resize and
+centre crop for evaluation. Randomness comes from an explicit generator, so an image's augmentation is a function of
+(seed, epoch, index) and a resumed run sees exactly what an uninterrupted one would."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform", "to_tensor"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_tensor(img: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32, normalized."""
+    x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
+    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+@dataclass(frozen=True)
+class TrainTransform:
+    """Inception-style random-resized crop (area ``scale``, aspect ``ratio``) to ``res``, then a horizontal flip with
+    probability ``flip``; bicubic resampling, which PIL antialiases when it downscales."""
+
+    res: int
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip: float = 0.5
+
+    def crop_box(self, width: int, height: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
+        area = width * height
+        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+        for _ in range(10):
+            target = area * rng.uniform(*self.scale)
+            aspect = math.exp(rng.uniform(*log_ratio))
+            w, h = math.sqrt(target * aspect), math.sqrt(target / aspect)
+            if 0 < w <= width and 0 < h <= height:
+                x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
+                return x, y, x + w, y + h
+        side = min(width, height)  # fall back to the centre square
+        x, y = (width - side) / 2, (height - side) / 2
+        return x, y, x + side, y + side
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
+        box = self.crop_box(*img.size, rng)
+        img = img.resize((self.res, self.res), Image.Resampling.BICUBIC, box=box)
+        if rng.random() < self.flip:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return to_tensor(img)
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    """Resize the short side to ``res / crop_pct``, centre-crop ``res`` (``crop_pct`` 1: the whole image)."""
+
+    res: int
+    crop_pct: float = 0.875
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
+        short = round(self.res / self.crop_pct)
+        w, h = img.size
+        scale = short / min(w, h)
+        img = img.resize((max(self.res, round(w * scale)), max(self.res, round(h * scale))), Image.Resampling.BICUBIC)
+        w, h = img.size
+        left, top = (w - self.res) // 2, (h - self.res) // 2
+        return to_tensor(img.crop((left, top, left + self.res, top + self.res)))

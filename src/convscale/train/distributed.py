@@ -1,0 +1,61 @@
+"""DDP under torchrun: the same command for one process or many. Rank 0 logs and writes; metrics are summed over
+ranks. Backend gloo on CPU, nccl on CUDA."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["Dist", "all_sum", "setup", "teardown"]
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device cuda: CUDA is not available to this PyTorch")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device mps: MPS is not available here")
+    return torch.device(name)
+
+
+def setup(device: str = "auto") -> Dist:
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1); otherwise a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = _device(device, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return Dist(rank, world, dev)
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_sum(values: list[float], d: Dist) -> list[float]:
+    """Element-wise sum of ``values`` over ranks (float64)."""
+    if d.world == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()

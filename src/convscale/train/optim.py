@@ -1,0 +1,81 @@
+"""Optimizers, parameter groups and the learning-rate schedule: small pure pieces."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["RMSpropTF", "create_optimizer", "lr_at", "param_groups"]
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: weight decay on weights of convs and linears, none on norms, biases and gains — every
+    parameter with fewer than two dimensions (BN/LN scales and shifts, biases, layer-scale γ, SkipInit gains)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class RMSpropTF(torch.optim.Optimizer):
+    """RMSProp as TensorFlow computes it (EfficientNet's optimizer): epsilon inside the square root, the mean-square
+    accumulator starting at one, momentum applied to the scaled update with the learning rate inside it."""
+
+    def __init__(
+        self,
+        params,
+        lr: float = 0.01,
+        alpha: float = 0.9,
+        eps: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(
+            params, {"lr": lr, "alpha": alpha, "eps": eps, "momentum": momentum, "weight_decay": weight_decay}
+        )
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["weight_decay"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if not state:
+                    state["square_avg"] = torch.ones_like(p)
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                square_avg = state["square_avg"]
+                square_avg.mul_(group["alpha"]).addcmul_(grad, grad, value=1 - group["alpha"])
+                update = grad / (square_avg + group["eps"]).sqrt()
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(update, alpha=group["lr"])
+                p.sub_(buf)
+        return loss
+
+
+def create_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9):
+    """``sgd`` (Nesterov), ``adamw`` or ``rmsprop`` (TF-style), with :func:`param_groups`."""
+    groups = param_groups(model, weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "rmsprop":
+        return RMSpropTF(groups, lr=lr, momentum=momentum)
+    raise ValueError(f"optimizer must be sgd, adamw or rmsprop, got {name!r}")
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 0, minimum: float = 0.0) -> float:
+    """Learning rate at optimizer step ``step`` of ``total``: linear warm-up from ~0 over ``warmup`` steps, then a
+    cosine from ``base`` down to ``minimum`` at ``total``. Stepped per iteration."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return minimum + 0.5 * (base - minimum) * (1 + math.cos(math.pi * t))

@@ -1,0 +1,396 @@
+"""The training engine's pieces, and seconds-long runs of a tiny model on a small synthetic-shapes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from convscale import create_model
+from convscale.data import EpochOrder, ImageFolder, SyntheticShapes, TrainTransform
+from convscale.train import (
+    ModelEMA,
+    TrainConfig,
+    ema_decay_at,
+    fit,
+    load_config,
+    lr_at,
+    param_groups,
+    read_checkpoint,
+    write_checkpoint,
+)
+from convscale.train.state import TrainState
+
+TINY = {
+    "model": "test_resnet",
+    "batch_size": 16,
+    "shapes_train": 96,
+    "shapes_val": 32,
+    "shapes_res": 32,
+    "workers": 0,
+    "warmup_epochs": 0.5,
+}
+
+
+def test_shapes_are_deterministic_and_balanced():
+    a, b = SyntheticShapes("train", size=20, res=32), SyntheticShapes("train", size=20, res=32)
+    for i in (0, 7, 19):
+        assert np.array_equal(np.asarray(a[i][0]), np.asarray(b[i][0])) and a[i][1] == b[i][1]
+    assert not np.array_equal(np.asarray(a[0][0]), np.asarray(SyntheticShapes("val", size=20, res=32)[0][0]))
+    assert sorted(a.targets) == sorted(list(range(10)) * 2)
+    assert a[3][0].size == (32, 32) and a[3][0].mode == "RGB"
+    with pytest.raises(ValueError, match="split"):
+        SyntheticShapes("test")
+
+
+def test_epoch_order_ranks_together_see_the_single_process_batches():
+    single = EpochOrder(50, 8, shuffle=True, seed=3)
+    single.set_epoch(2)
+    ranks = [EpochOrder(50, 8, shuffle=True, seed=3, rank=r, world=2) for r in range(2)]
+    for r in ranks:
+        r.set_epoch(2)
+    one = [i for i, _ in single]
+    per_rank = [[i for i, _ in r] for r in ranks]
+    assert single.batches == 6 and len(one) == 48
+    for k in range(6):
+        assert sorted(one[8 * k : 8 * k + 8]) == sorted(per_rank[0][4 * k : 4 * k + 4] + per_rank[1][4 * k : 4 * k + 4])
+    single.set_epoch(2, start=4)  # resume inside the epoch: the same remaining batches, the same augmentation seeds
+    assert list(single) == _order_pairs(3, 2)[32:]
+
+
+def _order_pairs(seed: int, epoch: int) -> list[tuple[int, int]]:
+    order = EpochOrder(50, 8, shuffle=True, seed=seed)
+    order.set_epoch(epoch)
+    return list(order)
+
+
+def test_train_transform_is_a_function_of_its_generator():
+    img = SyntheticShapes("train", size=1, res=64)[0][0]
+    t = TrainTransform(32, scale=(0.3, 1))
+    x1, x2 = t(img, np.random.default_rng(5)), t(img, np.random.default_rng(5))
+    assert x1.shape == (3, 32, 32) and torch.equal(x1, x2)
+    assert not torch.equal(x1, t(img, np.random.default_rng(6)))
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_at(0, 100, 1.0, warmup=10) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, warmup=10) == pytest.approx(1.0)
+    assert lr_at(10, 100, 1.0, warmup=10) == pytest.approx(1.0)
+    assert lr_at(55, 100, 1.0, warmup=10) == pytest.approx(0.5)
+    assert lr_at(100, 100, 1.0, warmup=10, minimum=0.01) == pytest.approx(0.01)
+
+
+def test_no_weight_decay_on_norms_biases_and_gains():
+    model = create_model("test_convnext")
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.dim() >= 2 for p in decay["params"]) and no_decay["weight_decay"] == 0
+    no_decay_names = [names[id(p)] for p in no_decay["params"]]
+    assert any("norm" in n for n in no_decay_names) and any(n.endswith("bias") for n in no_decay_names)
+    assert any("gamma" in n for n in no_decay_names)  # layer scale
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_ema_warmup_and_update():
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1) and ema_decay_at(10**6, 0.999) == 0.999
+    model = nn.Linear(2, 2)
+    ema = ModelEMA(model, 0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    before = ema.module.weight.clone()
+    ema.update(model)  # decay min(0.5, 1/10) = 0.1
+    assert torch.allclose(ema.module.weight, 0.1 * before + 0.9)
+
+
+def test_config_validation_names_the_key(tmp_path):
+    with pytest.raises(ValueError, match="'lr'"):
+        TrainConfig(lr=-1)
+    with pytest.raises(ValueError, match="'optimizer'"):
+        TrainConfig(optimizer="adam")
+    with pytest.raises(ValueError, match="unknown model"):
+        TrainConfig(model="resnet9000")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("epochs: 3\nlr: 0.2\n")
+    cfg = load_config(recipe, lr=0.3)
+    assert cfg.epochs == 3 and cfg.lr == 0.3  # flags override the recipe
+    recipe.write_text("epocs: 3\n")
+    with pytest.raises(ValueError, match="unknown config key 'epocs'"):
+        load_config(recipe)
+
+
+def test_checkpoint_round_trip_and_pickles_are_refused(tmp_path):
+    model = create_model("test_resnet", num_classes=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    opt.step()
+    path = write_checkpoint(
+        tmp_path / "c.safetensors",
+        model=model,
+        optimizer=opt,
+        state=TrainState(epoch=2, batch=5),
+        config={"model": "test_resnet"},
+        classes=["a", "b", "c"],
+    )
+    ckpt = read_checkpoint(path)
+    assert ckpt.state.epoch == 2 and ckpt.state.batch == 5 and ckpt.classes == ["a", "b", "c"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(ckpt.weights()[k], v)
+    model2 = create_model("test_resnet", num_classes=3)
+    opt2 = torch.optim.SGD(model2.parameters(), lr=0.1, momentum=0.9)
+    ckpt.restore_optimizer(opt2)
+    for p1, p2 in zip(model.parameters(), model2.parameters(), strict=True):
+        assert torch.equal(opt.state[p1]["momentum_buffer"], opt2.state[p2]["momentum_buffer"])
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.safetensors"
+    evil.write_bytes(pickle.dumps({"model": Exploit()}))
+    with pytest.raises(ValueError, match="not a convscale training checkpoint"):
+        read_checkpoint(evil)
+    evil_pth = tmp_path / "evil.pth"
+    evil_pth.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(ValueError, match="not a convscale training checkpoint"):
+        read_checkpoint(evil_pth)
+    assert not marker.exists()  # nothing ran
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(run_dir / "checkpoints" / "last.safetensors").weights()
+
+
+def test_short_run_writes_its_folder(tmp_path):
+    result = fit(TrainConfig(**TINY, epochs=2, out=str(tmp_path), name="run"), log=lambda *_: None)
+    run = result.run_dir
+    assert run == tmp_path / "run"
+    for name in ("config.yaml", "metrics.csv", "curves.png", "checkpoints/last.safetensors"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "val_top1" in rows[0] and "ema_top1" in rows[0] and "loader_wait_s" in rows[0]
+    assert 0 <= result.metrics["val_top1"] <= 100
+
+
+def test_resume_mid_epoch_ends_with_identical_weights(tmp_path):
+    base = {**TINY, "epochs": 2, "drop_rate": 0.2, "deterministic": True}
+    straight = fit(TrainConfig(**base, out=str(tmp_path), name="straight"), log=lambda *_: None)
+    cut = fit(TrainConfig(**base, out=str(tmp_path), name="cut", max_steps=9), log=lambda *_: None)
+    assert read_checkpoint(cut.run_dir / "checkpoints" / "last.safetensors").state.batch == 3  # inside epoch 2
+    resumed = fit(TrainConfig(**base, out=str(tmp_path), name="cut"), resume=cut.run_dir, log=lambda *_: None)
+    a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bad_data_is_skipped_and_counted(tmp_path):
+    root = tmp_path / "data"
+    shapes = SyntheticShapes("train", size=40, res=32)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+    good = 0
+    for i in range(24):
+        img, _ = shapes[i]
+        split = "train" if i < 16 else "val"
+        img.save(root / split / ("a", "b")[i % 2] / f"{i}.png")
+        good += split == "train"
+    img = shapes[30][0]
+    img.convert("L").save(root / "train" / "a" / "gray.jpg")
+    img.convert("RGBA").save(root / "train" / "b" / "rgba.png")
+    img.convert("CMYK").save(root / "train" / "a" / "cmyk.jpg")
+    (root / "train" / "a" / "empty.jpg").write_bytes(b"")
+    (root / "train" / "b" / "notes.txt").write_text("not an image")
+    full = (root / "train" / "a" / "0.png").read_bytes()
+    (root / "train" / "a" / "truncated.png").write_bytes(full[: len(full) // 2])
+    (root / "train" / "b" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff" + b"garbage" * 50)
+    ds = ImageFolder(root / "train")
+    decoded = [ds[i] for i in range(len(ds))]
+    assert sum(s is None for s in decoded) == 4 and all(s[0].mode == "RGB" for s in decoded if s is not None)
+    with pytest.warns(UserWarning, match="skipped 4 of 23 files"):
+        result = fit(
+            TrainConfig(
+                **{**TINY, "batch_size": 23}, data=str(root), epochs=1, train_res=32, out=str(tmp_path), name="bad"
+            ),
+            log=lambda *_: None,
+        )
+    assert result.metrics["skipped"] == 4
+    assert result.metrics["train_images"] == good + 3  # every good image: 16 PNGs, grayscale, RGBA, CMYK
+
+
+def test_missing_or_empty_split_is_an_error_before_training(tmp_path):
+    with pytest.raises(ValueError, match="no val/ folder"):
+        (tmp_path / "d" / "train" / "a").mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "d" / "train" / "a" / "x.png")
+        fit(TrainConfig(**TINY, data=str(tmp_path / "d"), out=str(tmp_path)), log=lambda *_: None)
+    (tmp_path / "d" / "val").mkdir()
+    with pytest.raises(ValueError, match="val holds no files"):
+        fit(TrainConfig(**TINY, data=str(tmp_path / "d"), out=str(tmp_path)), log=lambda *_: None)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "convscale.cli", *args]
+
+
+def _tiny_flags(tmp_path: Path, name: str, **extra: object) -> list[str]:
+    flags = {**TINY, "epochs": 2, "out": str(tmp_path), "name": name, "drop_rate": 0.2, **extra}
+    out = []
+    for k, v in flags.items():
+        out += ["--" + k.replace("_", "-"), str(v)]
+    return [*out, "--deterministic"]
+
+
+_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def test_sigkill_at_a_random_step_then_resume_gives_identical_weights(tmp_path):
+    """A run killed (SIGKILL, no chance to save) at a random step and resumed from its last checkpoint ends with
+    the same weights, bit for bit, as a run that was never interrupted (CPU, one thread, deterministic)."""
+    subprocess.run(_cli("train", *_tiny_flags(tmp_path, "straight")), check=True, env=_ENV, capture_output=True)
+    ckpt = tmp_path / "killed" / "checkpoints" / "last.safetensors"
+    proc = subprocess.Popen(
+        _cli("train", *_tiny_flags(tmp_path, "killed", checkpoint_steps=1)),
+        env=_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    kill_after = random.Random().randint(2, 9)  # a random step of the 12
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if ckpt.exists():
+            try:
+                st = read_checkpoint(ckpt).state
+            except ValueError:
+                st = None
+            if st is not None and st.epoch * 6 + st.batch >= kill_after:
+                break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = read_checkpoint(ckpt).state
+    assert killed_at.epoch * 6 + killed_at.batch < 12, "the run finished before the kill"
+    subprocess.run(
+        _cli("train", *_tiny_flags(tmp_path, "killed"), "--resume", str(tmp_path / "killed")),
+        check=True,
+        env=_ENV,
+        capture_output=True,
+    )
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+_WRITER = """
+import sys, torch
+from convscale import create_model
+from convscale.train import write_checkpoint
+from convscale.train.state import TrainState
+model = create_model("test_resnet")
+model.register_buffer("ballast", torch.randn(8_000_000))  # 32 MB: the write takes a while
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+i = 0
+while True:
+    i += 1
+    write_checkpoint(sys.argv[1], model=model, optimizer=opt, state=TrainState(step=i), config={}, classes=["a"])
+    print(i, flush=True)
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one_loadable(tmp_path):
+    path = tmp_path / "last.safetensors"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], env=_ENV, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "1"  # one checkpoint is complete; the next write has started
+    time.sleep(random.Random().uniform(0.0, 0.3))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = read_checkpoint(path)  # whole, not a torn file
+    assert ckpt.state.step >= 1 and ckpt.weights()["ballast"].numel() == 8_000_000
+
+
+def test_non_finite_steps_are_skipped_then_the_run_stops_with_its_checkpoint_intact(tmp_path, monkeypatch):
+    from convscale.train import loop
+    from convscale.train.steps import StepResult
+
+    real = loop.train_step
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2 or calls["n"] > 7:  # one isolated bad step in epoch 1, then a bad streak in epoch 2
+            return StepResult(float("nan"), 0, 16, False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", flaky)
+    with pytest.raises(loop.TrainingStopped, match="3 consecutive non-finite steps"):
+        fit(TrainConfig(**TINY, epochs=3, max_nonfinite=3, out=str(tmp_path), name="nan"), log=lambda *_: None)
+    ckpt = read_checkpoint(tmp_path / "nan" / "checkpoints" / "last.safetensors")
+    assert ckpt.state.epoch == 1 and ckpt.state.batch == 0 and ckpt.state.nonfinite == 1  # the end of epoch 1
+    assert all(torch.isfinite(v).all() for v in ckpt.weights().values())
+
+
+def test_ctrl_c_saves_and_exits_cleanly(tmp_path):
+    ckpt = tmp_path / "int" / "checkpoints" / "last.safetensors"
+    proc = subprocess.Popen(
+        _cli("train", *_tiny_flags(tmp_path, "int", epochs=50)),
+        env=_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "int" / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted; saved" in err and "Traceback" not in err
+    assert read_checkpoint(ckpt).state.epoch >= 1
+
+
+def test_eval_and_predict_from_a_run(tmp_path, capsys):
+    from convscale.cli import main
+
+    fit(TrainConfig(**TINY, epochs=1, out=str(tmp_path), name="r"), log=lambda *_: None)
+    assert main(["eval", "--checkpoint", str(tmp_path / "r"), "--workers", "0"]) == 0
+    assert "top-1" in capsys.readouterr().out
+    img = tmp_path / "x.png"
+    SyntheticShapes("val", size=1, res=32)[0][0].save(img)
+    assert main(["predict", "--checkpoint", str(tmp_path / "r"), str(img)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(str(img)) and line.count("%") == 5
+    assert main(["train", "--epochs", "0"]) == 2
+    assert "config key 'epochs'" in capsys.readouterr().err
+
+
+def test_ddp_two_processes_match_one(tmp_path):
+    """torchrun, 2 processes on gloo, a LayerNorm model (no batch statistics), no dropout, SGD: the same global
+    batches and gradients as one process, so the same weights up to float rounding (summation order)."""
+    flags = "--model test_convnext --epochs 1 --batch-size 16 --shapes-train 64 --shapes-val 16 --shapes-res 32"
+    flags += " --workers 0 --no-ema --drop-rate 0 --drop-path-rate 0 --optimizer sgd --lr 0.05"
+    flags = [*flags.split(), "--out", str(tmp_path)]
+    subprocess.run(_cli("train", *flags, "--name", "one"), check=True, env=_ENV, capture_output=True)
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "convscale.cli",
+    ]
+    run = subprocess.run([*torchrun, "train", *flags, "--name", "two"], env=_ENV, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
