@@ -394,3 +394,41 @@ def test_ddp_two_processes_match_one(tmp_path):
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
+
+
+def test_gradient_accumulation_is_the_same_step():
+    """Two slices of 8 accumulate to the gradient of one batch of 16 (LayerNorm model: no batch statistics)."""
+    from convscale.train import create_optimizer, train_step
+
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    models = [create_model("test_convnext", num_classes=10, drop_path_rate=0.0) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    for model, accum in zip(models, (1, 2), strict=True):
+        opt = create_optimizer(model, "sgd", 0.1, 0.0)
+        r = train_step(model, x, y, opt, accum_steps=accum)
+        assert r.finite and r.count == 16
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_non_finite_batch_leaves_the_weights_alone():
+    from convscale.train import create_optimizer, train_step
+
+    model = create_model("test_resnet", num_classes=10)
+    before = {k: v.clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+    opt = create_optimizer(model, "adamw", 1e-3, 0.05)
+    x = torch.randn(4, 3, 32, 32)
+    x[0, 0, 0, 0] = float("nan")
+    r = train_step(model, x, torch.randint(0, 10, (4,)), opt)
+    assert not r.finite
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN running statistics restored too
+
+
+def test_bf16_autocast_agc_and_rmsprop_run_on_cpu(tmp_path):
+    cfg = TrainConfig(**TINY, epochs=1, amp="bf16", agc=0.01, optimizer="rmsprop", lr=1e-3, out=str(tmp_path))
+    result = fit(cfg, log=lambda *_: None)
+    assert np.isfinite(result.metrics["train_loss"]) and result.metrics["nonfinite"] == 0
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        fit(TrainConfig(**TINY, amp="fp16", device="cpu", out=str(tmp_path)), log=lambda *_: None)

@@ -203,6 +203,9 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
     crop_scale = cfg.crop_scale if cfg.crop_scale is not None else (0.6 if native else 0.08)
     train_tf = TrainTransform(train_res, scale=(crop_scale, 1.0))
     crop = 1.0 if native else 0.875  # synthetic images are the whole scene; photos get the usual centre crop
+    if hasattr(train_ds, "draft"):  # JPEG draft decoding: downscale while the smallest crop keeps its pixels
+        train_ds.draft = round(train_res / crop_scale**0.5)
+        val_ds.draft = round(max(train_res, test_res) / crop)
     val_order = EpochOrder(len(val_ds), cfg.batch_size, shuffle=False, rank=d.rank, world=d.world)
     pin = device.type == "cuda"
 

@@ -44,8 +44,11 @@ def train_step(
 ) -> StepResult:
     """Forward and backward over ``accum_steps`` slices of the batch (gradient accumulation: the same step with less
     memory; under DDP only the last slice synchronises), then clip (AGC) and step — unless the loss or a gradient is
-    not finite, in which case the gradients are dropped and the step is skipped."""
+    not finite, in which case the gradients are dropped, the buffers (BN statistics) restored, and the step skipped."""
     device = images.device
+    # BN running statistics move in the forward pass; a skipped step must not keep what a non-finite batch did
+    buffers = [b for b in model.buffers() if b.dtype.is_floating_point]
+    saved = [b.clone() for b in buffers]
     chunks = list(zip(images.chunk(accum_steps), labels.chunk(accum_steps), strict=True))
     total_loss, correct = 0.0, 0
     for i, (x, y) in enumerate(chunks):
@@ -63,6 +66,9 @@ def train_step(
     finite = bool(torch.isfinite(torch.tensor(total_loss))) and all(bool(torch.isfinite(g).all()) for g in grads)
     if scaler is None and not finite:
         optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for b, s in zip(buffers, saved, strict=True):
+                b.copy_(s)
         return StepResult(float("nan"), correct, images.shape[0], False)
     if agc is not None:
         adaptive_clip_grad_(agc_params, agc)
