@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 import pickle
 import random
@@ -432,3 +434,57 @@ def test_bf16_autocast_agc_and_rmsprop_run_on_cpu(tmp_path):
     assert np.isfinite(result.metrics["train_loss"]) and result.metrics["nonfinite"] == 0
     with pytest.raises(ValueError, match="fp16 needs CUDA"):
         fit(TrainConfig(**TINY, amp="fp16", device="cpu", out=str(tmp_path)), log=lambda *_: None)
+
+
+def test_progressive_run_follows_its_printed_schedule(tmp_path):
+    lines: list[str] = []
+    cfg = TrainConfig(
+        **{**TINY, "shapes_res": 48},
+        epochs=4,
+        stages=2,
+        size_start=32,
+        randaug_n=2,
+        randaug_m=9,
+        randaug_m_start=3,
+        mixup=0.4,
+        mixup_start=0.0,
+        cutmix=1.0,
+        drop_path_rate=0.1,
+        drop_path_rate_start=0.0,
+        random_erasing=0.25,
+        out=str(tmp_path),
+        name="prog",
+    )
+    fit(cfg, log=lines.append)
+    table = next(line for line in lines if line.startswith("progressive learning")).splitlines()[2:]
+    printed = [row.split() for row in table]  # stage, epochs, size, dropout, drop path, RandAug, mixup, cutmix, ...
+    assert [(r[1], int(r[2])) for r in printed] == [("1-2", 32), ("3-4", 48)]
+    rows = list(csv.DictReader((tmp_path / "prog" / "metrics.csv").open()))
+    assert [int(r["stage"]) for r in rows] == [1, 1, 2, 2]
+    assert [int(r["train_res"]) for r in rows] == [32, 32, 48, 48]
+    assert [float(r["randaug_m"]) for r in rows] == [3, 3, 9, 9]
+    assert [float(r["mixup"]) for r in rows] == [0, 0, 0.4, 0.4]
+    assert [float(r["drop_path_rate"]) for r in rows] == [0, 0, 0.1, 0.1]
+    for r, p in zip(rows, [printed[0]] * 2 + [printed[1]] * 2, strict=True):
+        assert float(r["randaug_m"]) == float(p[5]) and float(r["mixup"]) == float(p[6])
+    assert all(math.isfinite(float(r["train_loss"])) for r in rows)
+    assert (tmp_path / "prog" / "schedule.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", ["efficientnetv2_s", "efficientnet_b0", "convnext_tiny", "nfnet_f0", "repvgg_a0"])
+def test_every_shipped_recipe_loads_and_validates_through_the_cli(name, capsys):
+    import yaml
+
+    from convscale.cli import main
+    from convscale.train.config import list_recipes
+
+    assert name in list_recipes()
+    assert main(["train", "--recipe", name, "--batch-size", "128", "--epochs", "30", "--check"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    raw = yaml.safe_load((Path(__import__("convscale").__file__).parent / "recipes" / f"{name}.yaml").read_text())
+    ref = raw["adapt"]
+    assert cfg["model"] == raw["model"] and cfg["batch_size"] == 128 and cfg["epochs"] == 30
+    assert cfg["lr"] == pytest.approx(raw["lr"] * 128 / ref["batch_size"])  # linear scaling to the user's batch
+    assert cfg["warmup_epochs"] == pytest.approx(raw["warmup_epochs"] * 30 / ref["epochs"])  # warm-up to the budget
+    assert main(["train", "--recipe", name, "--lr", "0.5", "--check"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["lr"] == 0.5  # an explicit flag wins over the adaptation

@@ -128,6 +128,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     overrides = {k: getattr(args, k) for k in _train_flags() if getattr(args, k, None) is not None}
     cfg = load_config(args.config, **overrides)
+    if args.check:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return
     try:
         result = fit(cfg, resume=args.resume)
     except TrainingStopped as e:
@@ -270,7 +275,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Train; with no arguments, the default small model on the built-in synthetic-shapes dataset. "
         "Settings come from the defaults, then --config recipe.yaml, then these flags.",
     )
-    p.add_argument("--config", help="a YAML recipe: a mapping of config keys (flags override it)")
+    p.add_argument(
+        "--config",
+        "--recipe",
+        dest="config",
+        help="a shipped recipe by name (efficientnetv2_s, "
+        "efficientnet_b0, convnext_tiny, nfnet_f0, repvgg_a0) or a YAML file of config keys; flags override "
+        "it, and its learning rate and warm-up adapt to your batch size and epochs",
+    )
+    p.add_argument("--check", action="store_true", help="validate the configuration, print it, and exit")
     p.add_argument("--resume", help="a run folder or checkpoint to continue exactly where it stopped")
     for flag, kind in _train_flags().items():
         if kind is bool:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform", "to_tensor"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform", "normalize", "to_tensor"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -23,6 +23,13 @@ def to_tensor(img: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.T
     return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
+def normalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """(N, 3, H, W) in [0, 1] -> normalized, on ``x``'s device."""
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
 @dataclass(frozen=True)
 class TrainTransform:
     """Inception-style random-resized crop (area ``scale``, aspect ``ratio``) to ``res``, then a horizontal flip with
@@ -32,6 +39,7 @@ class TrainTransform:
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip: float = 0.5
+    normalize: bool = True
 
     def crop_box(self, width: int, height: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
         area = width * height
@@ -52,6 +60,8 @@ class TrainTransform:
         img = img.resize((self.res, self.res), Image.Resampling.BICUBIC, box=box)
         if rng.random() < self.flip:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if not self.normalize:  # uint8 (3, H, W): the training device converts, augments and normalizes
+            return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
         return to_tensor(img)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "load_config"]
+__all__ = ["RECIPES", "TrainConfig", "list_recipes", "load_config"]
 
 OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 AMP = ("none", "bf16", "fp16")
@@ -55,6 +55,21 @@ class TrainConfig:
     shapes_train: int = 10_000
     shapes_val: int = 2_000
     shapes_res: int = 32
+    # regularization and progressive learning (EfficientNetV2 §4.2): each *_start is the first stage's value (None:
+    # the same as the last); values grow linearly over `stages` stages; stages 1 is a plain run at the final values
+    stages: int = 1
+    progressive_variant: str = "paper"  # or "official" (the AutoML code: see convscale.train.progressive)
+    size_start: int | None = None  # first stage's image size (the last is train_res)
+    drop_rate_start: float | None = None
+    drop_path_rate_start: float | None = None
+    randaug_n: int = 0  # RandAugment ops per image (0: off), on the training device
+    randaug_m: float = 9.0
+    randaug_m_start: float | None = None
+    mixup: float = 0.0  # mixup alpha (0: off)
+    mixup_start: float | None = None
+    cutmix: float = 0.0  # CutMix alpha (0: off); with mixup, one of the two per batch
+    cutmix_start: float | None = None
+    random_erasing: float = 0.0  # probability per image
     max_steps: int = 0  # stop (and save) after this many batches, the schedule unchanged (0: run every epoch)
 
     def __post_init__(self) -> None:
@@ -93,6 +108,20 @@ class TrainConfig:
         number("drop_rate", 0, 0.99, optional=True)
         number("drop_path_rate", 0, 0.99, optional=True)
         number("agc", 1e-6, 10, optional=True)
+        pos_int("stages")
+        pos_int("randaug_n", 0)
+        if self.size_start is not None:
+            pos_int("size_start", 32)
+        for key in ("drop_rate_start", "drop_path_rate_start"):
+            number(key, 0, 0.99, optional=True)
+        for key in ("randaug_m", "mixup", "cutmix"):
+            number(key, 0, 100)
+        for key in ("randaug_m_start", "mixup_start", "cutmix_start"):
+            number(key, 0, 100, optional=True)
+        number("random_erasing", 0, 1)
+        check("progressive_variant", self.progressive_variant in ("paper", "official"), "paper or official")
+        if self.stages > self.epochs:
+            raise ValueError(f"config key 'stages': {self.stages} stages need at least as many epochs ({self.epochs})")
         check("optimizer", self.optimizer in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS))
         check("amp", self.amp in AMP, "one of " + ", ".join(AMP))
         check("device", self.device in ("auto", "cpu", "cuda", "mps"), "one of auto, cpu, cuda, mps")
@@ -112,22 +141,55 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def load_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then the YAML ``recipe`` (a mapping of config keys), then ``overrides`` (None values ignored)."""
-    values: dict[str, Any] = {}
-    if recipe is not None:
-        import yaml
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
-        path = Path(recipe)
-        if not path.is_file():
-            raise ValueError(f"no recipe file at {path}")
-        loaded = yaml.safe_load(path.read_text())
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a recipe is a mapping of config keys to values")
-        values.update(loaded)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped with convscale (``--recipe NAME``)."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def _read_recipe(recipe: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(recipe)
+    if not path.is_file():
+        shipped = RECIPES / f"{recipe}.yaml"
+        if not shipped.is_file():
+            raise ValueError(f"no recipe {str(recipe)!r}: a YAML file, or one of {', '.join(list_recipes())}")
+        path = shipped
+    loaded = yaml.safe_load(path.read_text())
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of config keys to values")
+    return loaded
+
+
+def _adapt(values: dict[str, Any], adapt: Any, overrides: dict[str, Any]) -> None:
+    """Fit a recipe to this run: the learning rate scales linearly with the global batch (from ``adapt.batch_size``)
+    and the warm-up with the epoch budget (from ``adapt.epochs``), unless they are set explicitly."""
+    if not isinstance(adapt, dict) or not set(adapt) <= {"batch_size", "epochs"}:
+        raise ValueError(f"recipe key 'adapt': expected {{batch_size: N, epochs: N}}, got {adapt!r}")
+    batch = values.get("batch_size", TrainConfig.batch_size)
+    if "lr" in values and "lr" not in overrides and adapt.get("batch_size"):
+        values["lr"] = values["lr"] * batch / adapt["batch_size"]
+    epochs = values.get("epochs", TrainConfig.epochs)
+    if "warmup_epochs" in values and "warmup_epochs" not in overrides and adapt.get("epochs"):
+        values["warmup_epochs"] = values["warmup_epochs"] * epochs / adapt["epochs"]
+    if values.get("stages", 1) > epochs and "stages" not in overrides:
+        values["stages"] = epochs
+
+
+def load_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then ``recipe`` (a shipped name such as ``efficientnetv2_s``, or a YAML file of config keys), then
+    ``overrides`` (None values ignored). A recipe's ``adapt`` section fits it to the run's batch and epochs."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    values: dict[str, Any] = _read_recipe(recipe) if recipe is not None else {}
+    adapt = values.pop("adapt", None)
+    values.update(overrides)
+    if adapt is not None:
+        _adapt(values, adapt, overrides)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -4,6 +4,7 @@ together and does little else, so it can be read in one sitting."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import signal
 import time
@@ -11,18 +12,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..atomic import atomic_write_text
+from ..augment import mix_batch, rand_augment, random_erasing
 from ..data import EpochOrder, EvalTransform, TrainTransform, build_loader, make_datasets
 from ..data.folder import warn_skipped
+from ..data.transforms import normalize
 from ..factory import create_model, model_info
 from ..optim.agc import agc_parameters
 from .config import TrainConfig
 from .distributed import Dist, all_sum, setup, teardown
 from .ema import ModelEMA
 from .optim import create_optimizer, lr_at
+from .progressive import (
+    ProgressiveConfig,
+    ProgressiveStage,
+    format_schedule,
+    progressive_schedule,
+    regularization_setter,
+)
 from .state import TrainState, read_checkpoint, write_checkpoint
 from .steps import EvalResult, evaluate, train_step
 
@@ -128,6 +139,62 @@ def fit(cfg: TrainConfig, *, resume: str | Path | None = None, log=print) -> Fit
         teardown()
 
 
+def _start(value, end):
+    return end if value is None else value
+
+
+def _model_rates(cfg: TrainConfig) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(first, last) classifier dropout and drop-path rates; None in the config means the model's own."""
+    own = model_info(cfg.model).config
+    drop = cfg.drop_rate if cfg.drop_rate is not None else own.drop_rate
+    path = cfg.drop_path_rate if cfg.drop_path_rate is not None else own.drop_path_rate
+    return (_start(cfg.drop_rate_start, drop), drop), (_start(cfg.drop_path_rate_start, path), path)
+
+
+def _schedule(cfg: TrainConfig, train_res: int) -> list[ProgressiveStage]:
+    drop, path = _model_rates(cfg)
+    progressive = ProgressiveConfig(
+        stages=cfg.stages,
+        image_size=(_start(cfg.size_start, train_res), train_res),
+        drop_rate=drop,
+        drop_path_rate=path,
+        randaug_magnitude=(_start(cfg.randaug_m_start, cfg.randaug_m), cfg.randaug_m),
+        mixup_alpha=(_start(cfg.mixup_start, cfg.mixup), cfg.mixup),
+        cutmix_alpha=(_start(cfg.cutmix_start, cfg.cutmix), cfg.cutmix),
+        variant=cfg.progressive_variant,
+        multiple=32 if cfg.compile else 8,
+    )
+    stages = progressive_schedule(progressive, cfg.epochs, cfg.batch_size)
+    if cfg.stages == 1 and not cfg.size_start:  # a plain run: exactly the sizes asked for, no rounding
+        stages = [dataclasses.replace(st, image_size=train_res) for st in stages]
+    return stages
+
+
+def _augment(x, y, stage: ProgressiveStage, cfg: TrainConfig, num_classes: int, seed: tuple[int, ...]):
+    """uint8 batch from the loader -> augmented, normalized float batch and its targets, on the device: RandAugment
+    at the stage's magnitude, then mixup/CutMix (soft targets, smoothing folded in), then random erasing. The random
+    draws follow from (seed, epoch, batch), so a resumed run repeats them."""
+    x = x.float().div_(255)
+    gen = torch.Generator().manual_seed(int(np.random.default_rng(list(seed)).integers(2**62)))
+    if cfg.randaug_n and stage.randaug_magnitude > 0:
+        x = rand_augment(x, cfg.randaug_n, stage.randaug_magnitude, generator=gen)
+    x = normalize(x)
+    if stage.mixup_alpha > 0 or stage.cutmix_alpha > 0:
+        mixed = mix_batch(
+            x,
+            y,
+            num_classes,
+            mixup_alpha=stage.mixup_alpha,
+            cutmix_alpha=stage.cutmix_alpha,
+            label_smoothing=cfg.label_smoothing,
+            generator=gen,
+        )
+        x, y = mixed.images, mixed.targets
+    if cfg.random_erasing > 0:
+        x = random_erasing(x, cfg.random_erasing, generator=gen)
+    return x, y
+
+
 def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult:
     device = d.device
     if cfg.amp == "fp16" and device.type != "cuda":
@@ -156,10 +223,14 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
     stop_at = min(total, cfg.max_steps) if cfg.max_steps else total
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
 
+    schedule = _schedule(cfg, train_res)
     torch.manual_seed(cfg.seed)
-    model = create_model(
-        cfg.model, num_classes=len(classes), drop_rate=cfg.drop_rate, drop_path_rate=cfg.drop_path_rate
-    ).to(device)
+    # built with the run's largest rates, so that every dropout / drop-path module exists; each stage sets its own
+    built = _model_rates(cfg)
+    model = create_model(cfg.model, num_classes=len(classes), drop_rate=max(built[0]), drop_path_rate=max(built[1])).to(
+        device
+    )
+    set_rates = regularization_setter(model, max(built[1]))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = ModelEMA(model, cfg.ema_decay) if cfg.ema else None
@@ -200,8 +271,16 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
         f"train {train_res} px, test {test_res} px; {cfg.epochs} epochs x {steps_per_epoch} steps of "
         f"{cfg.batch_size} on {d.world} x {device}; run folder {run_dir}"
     )
+    if cfg.stages > 1 or cfg.size_start:
+        log("progressive learning (" + cfg.progressive_variant + "):\n" + format_schedule(schedule))
+        if d.main:
+            try:
+                from .plots import plot_schedule
+
+                plot_schedule(run_dir / "schedule.png", schedule)
+            except ImportError:
+                pass
     crop_scale = cfg.crop_scale if cfg.crop_scale is not None else (0.6 if native else 0.08)
-    train_tf = TrainTransform(train_res, scale=(crop_scale, 1.0))
     crop = 1.0 if native else 0.875  # synthetic images are the whole scene; photos get the usual centre crop
     if hasattr(train_ds, "draft"):  # JPEG draft decoding: downscale while the smallest crop keeps its pixels
         train_ds.draft = round(train_res / crop_scale**0.5)
@@ -239,6 +318,9 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
     with _StopFlag() as stop:
         while state.epoch * steps_per_epoch + state.batch < stop_at:
             order.set_epoch(state.epoch, start=state.batch)
+            stage = next(st for st in schedule if st.start_epoch <= state.epoch < st.end_epoch)
+            set_rates(stage.drop_rate, stage.drop_path_rate)
+            train_tf = TrainTransform(stage.image_size, scale=(crop_scale, 1.0), normalize=False)
             loader = build_loader(train_ds, train_tf, order, workers=cfg.workers, pin_memory=pin)
             model.train()
             sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
@@ -254,9 +336,10 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
                     group["lr"] = lr
                 if batch.labels.numel():
                     x = batch.images.to(device, non_blocking=pin)
+                    y = batch.labels.to(device, non_blocking=pin)
+                    x, y = _augment(x, y, stage, cfg, len(classes), seed=(cfg.seed, state.epoch, state.batch))
                     if cfg.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    y = batch.labels.to(device, non_blocking=pin)
                     r = train_step(
                         runner,
                         x,
@@ -264,7 +347,7 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
                         optimizer,
                         amp=cfg.amp,
                         scaler=scaler,
-                        label_smoothing=cfg.label_smoothing,
+                        label_smoothing=0.0 if y.dim() == 2 else cfg.label_smoothing,
                         accum_steps=min(cfg.accum_steps, len(y)),
                         agc=cfg.agc,
                         agc_params=agc_params,
@@ -325,7 +408,13 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
                 "epoch": state.epoch + 1,
                 "step": state.step,
                 "lr": lr,
-                "train_res": train_res,
+                "stage": stage.index + 1,
+                "train_res": stage.image_size,
+                "drop_rate": stage.drop_rate,
+                "drop_path_rate": stage.drop_path_rate,
+                "randaug_m": stage.randaug_magnitude if cfg.randaug_n else 0.0,
+                "mixup": stage.mixup_alpha,
+                "cutmix": stage.cutmix_alpha,
                 "train_loss": round(train_loss / max(1, count), 5),
                 "train_top1": round(100 * correct / max(1, count), 3),
                 "train_images": int(count),

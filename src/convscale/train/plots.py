@@ -7,7 +7,7 @@ from typing import Any
 
 from ..plotting import pyplot, save_figure
 
-__all__ = ["plot_history"]
+__all__ = ["plot_history", "plot_schedule"]
 
 
 def plot_history(path: Path, history: list[dict[str, Any]]) -> None:
@@ -25,4 +25,32 @@ def plot_history(path: Path, history: list[dict[str, Any]]) -> None:
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_schedule(path: Path, stages) -> None:
+    """The progressive schedule: image size and each regularizer against epochs, one step per stage."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    edges = [s.start_epoch for s in stages] + [stages[-1].end_epoch]
+
+    def steps(values):
+        return [v for v in values for _ in (0, 1)]
+
+    xs = [e for i, e in enumerate(edges[:-1]) for e in (e, edges[i + 1])]
+    axes[0].plot(xs, steps([s.image_size for s in stages]), marker=".")
+    axes[0].set_title("image size (px)")
+    for key, label in (
+        ("drop_rate", "dropout"),
+        ("drop_path_rate", "drop path"),
+        ("mixup_alpha", "mixup alpha"),
+        ("cutmix_alpha", "CutMix alpha"),
+    ):
+        axes[1].plot(xs, steps([getattr(s, key) for s in stages]), label=label)
+    axes[1].plot(xs, steps([s.randaug_magnitude / 10 for s in stages]), label="RandAugment magnitude / 10")
+    axes[1].set_title("regularization")
+    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(True, alpha=0.3)
     save_figure(fig, path)

@@ -42,7 +42,9 @@ def train_step(
     agc: float | None = None,
     agc_params: Sequence[torch.Tensor] = (),
 ) -> StepResult:
-    """Forward and backward over ``accum_steps`` slices of the batch (gradient accumulation: the same step with less
+    """``labels``: class indices (N,), or soft targets (N, C) such as mixup's, which already hold any smoothing.
+
+    Forward and backward over ``accum_steps`` slices of the batch (gradient accumulation: the same step with less
     memory; under DDP only the last slice synchronises), then clip (AGC) and step — unless the loss or a gradient is
     not finite, in which case the gradients are dropped, the buffers (BN statistics) restored, and the step skipped."""
     device = images.device
@@ -59,7 +61,8 @@ def train_step(
         scaled = loss * (x.shape[0] / images.shape[0])
         (scaler.scale(scaled) if scaler is not None else scaled).backward()
         total_loss += float(scaled.detach())
-        correct += int((logits.argmax(1) == y).sum())
+        hard = y.argmax(1) if y.dim() == 2 else y  # soft targets (mixup/CutMix): their largest class
+        correct += int((logits.argmax(1) == hard).sum())
     if scaler is not None:
         scaler.unscale_(optimizer)
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]

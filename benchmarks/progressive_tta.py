@@ -1,0 +1,131 @@
+"""Time to accuracy: fixed size vs progressive size vs progressive learning with adaptive regularization
+(EfficientNetV2 §4.2), the same model, data and epochs, run one after another on this machine.
+
+    PY benchmarks/progressive_tta.py --out docs/progressive            # synthetic-shapes at 64 px
+    PY benchmarks/progressive_tta.py --data ~/data/imagenette2-320 --res 160 --start 96 --out DIR
+
+- fixed: every epoch at the final size, regularization at its final values;
+- size: the image size grows from --start to --res over --stages stages, regularization at its final values;
+- adaptive: the size and the regularization (RandAugment magnitude, mixup alpha, dropout) grow together.
+
+Reported per run: wall time, images/s and loader wait (share of epoch time) per stage, final top-1 (raw and EMA);
+a plot of top-1 against wall time. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from common import write_csv
+from convscale.train import TrainConfig, fit
+
+RUNS = {
+    "fixed": {},
+    "size": {"size_start": "START"},
+    "adaptive": {"size_start": "START", "randaug_m_start": 2.0, "mixup_start": 0.0, "drop_rate_start": 0.0},
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--data", default="synthetic-shapes")
+    p.add_argument("--res", type=int, default=64, help="final training size")
+    p.add_argument("--start", type=int, default=32, help="first stage's size")
+    p.add_argument("--stages", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--shapes-train", type=int, default=5000)
+    p.add_argument("--randaug-m", type=float, default=8.0)
+    p.add_argument("--mixup", type=float, default=0.2)
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    common = {
+        "model": args.model,
+        "data": args.data,
+        "epochs": args.epochs,
+        "train_res": args.res,
+        "shapes_res": args.res,
+        "shapes_train": args.shapes_train,
+        "randaug_n": 2,
+        "randaug_m": args.randaug_m,
+        "mixup": args.mixup,
+        "drop_rate": args.dropout,
+        "out": str(args.out / "runs"),
+    }
+    summary, epochs = [], []
+    for name in args.runs:
+        extra = {k: (args.start if v == "START" else v) for k, v in RUNS[name].items()}
+        stages = args.stages if extra else 1
+        cfg = TrainConfig(**common, **extra, stages=stages, name=name)
+        result = fit(cfg, log=print)
+        rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))
+        for r in rows:
+            epochs.append(
+                {
+                    "run": name,
+                    **{
+                        k: r[k]
+                        for k in (
+                            "epoch",
+                            "stage",
+                            "train_res",
+                            "randaug_m",
+                            "mixup",
+                            "drop_rate",
+                            "val_top1",
+                            "ema_top1",
+                            "img_s",
+                            "epoch_s",
+                            "loader_wait_s",
+                            "elapsed_s",
+                        )
+                    },
+                }
+            )
+        per_stage = {}
+        for r in rows:
+            per_stage.setdefault(r["stage"], []).append(r)
+        row = {
+            "run": name,
+            "wall_s": float(rows[-1]["elapsed_s"]),
+            "val_top1": float(rows[-1]["val_top1"]),
+            "ema_top1": float(rows[-1]["ema_top1"]),
+        }
+        for stage, rs in per_stage.items():
+            row[f"stage{stage}_img_s"] = round(sum(float(r["img_s"]) for r in rs) / len(rs), 1)
+            wait = sum(float(r["loader_wait_s"]) for r in rs) / sum(float(r["epoch_s"]) for r in rs)
+            row[f"stage{stage}_loader_wait"] = round(wait, 4)
+        summary.append(row)
+        print(row, flush=True)
+    fixed = next((r for r in summary if r["run"] == "fixed"), None)
+    for r in summary:
+        r["wall_vs_fixed"] = round(r["wall_s"] / fixed["wall_s"], 3) if fixed else ""
+        r["top1_vs_fixed"] = round(r["val_top1"] - fixed["val_top1"], 2) if fixed else ""
+    keys = list(dict.fromkeys(k for r in summary for k in r))
+    write_csv(args.out / "tta.csv", [{k: r.get(k, "") for k in keys} for r in summary])
+    write_csv(args.out / "tta_epochs.csv", epochs)
+    plot(args.out / "tta.png", epochs)
+
+
+def plot(path: Path, epochs: list[dict]) -> None:
+    from convscale.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in dict.fromkeys(r["run"] for r in epochs):
+        mine = [r for r in epochs if r["run"] == run]
+        ax.plot([float(r["elapsed_s"]) / 60 for r in mine], [float(r["val_top1"]) for r in mine], marker="o", label=run)
+    ax.set_xlabel("wall time (min)")
+    ax.set_ylabel("val top-1 (%)")
+    ax.set_title("Time to accuracy: fixed size, progressive size, progressive + adaptive regularization", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()
