@@ -21,7 +21,7 @@ class TrainConfig:
 
     model: str = "resnet18"
     data: str = "synthetic-shapes"
-    epochs: int = 10
+    epochs: int = 9
     batch_size: int = 64
     lr: float = 2e-3
     optimizer: str = "adamw"  # sgd (Nesterov), adamw, rmsprop (TF-style epsilon)
