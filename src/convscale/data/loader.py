@@ -36,13 +36,18 @@ class EpochOrder(Sampler):
         self.epoch, self.start = epoch, start
 
     @property
+    def per_rank(self) -> int:
+        """Images per rank per batch: a share of the global batch (at least one when evaluating)."""
+        share = self.global_batch // self.world
+        return share if self.shuffle else max(1, share)
+
+    @property
     def batches(self) -> int:
         """Batches per epoch (per rank: the same number on every rank when training)."""
         if self.shuffle:
             return self.size // self.global_batch
         local = len(range(self.rank, self.size, self.world))
-        per_rank = max(1, self.global_batch // self.world)
-        return -(-local // per_rank)
+        return -(-local // self.per_rank)
 
     def _indices(self) -> np.ndarray:
         if not self.shuffle:
@@ -52,14 +57,12 @@ class EpochOrder(Sampler):
         return full[:, self.rank].reshape(-1)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        per_rank = self.global_batch // self.world if self.shuffle else max(1, self.global_batch // self.world)
-        indices = self._indices()[self.start * per_rank :]
+        indices = self._indices()[self.start * self.per_rank :]
         for i in indices.tolist():
             yield i, int(np.random.default_rng([self.seed, self.epoch, i, 1]).integers(2**62))
 
     def __len__(self) -> int:
-        per_rank = self.global_batch // self.world if self.shuffle else max(1, self.global_batch // self.world)
-        return max(0, len(self._indices()) - self.start * per_rank)
+        return max(0, len(self._indices()) - self.start * self.per_rank)
 
 
 class _Transformed:
@@ -99,10 +102,9 @@ def build_loader(
     dataset, transform: Callable, order: EpochOrder, *, workers: int = 0, pin_memory: bool = False
 ) -> DataLoader:
     """A DataLoader over ``dataset`` in ``order``; each batch is a :class:`Batch`."""
-    per_rank = order.global_batch // order.world if order.shuffle else max(1, order.global_batch // order.world)
     return DataLoader(
         _Transformed(dataset, transform),
-        batch_size=per_rank,
+        batch_size=order.per_rank,
         sampler=order,
         num_workers=workers,
         collate_fn=_collate,

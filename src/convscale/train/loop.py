@@ -98,12 +98,17 @@ def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
-    try:
-        from .plots import plot_history
+    _plot("plot_history", run_dir / "curves.png", history)
 
-        plot_history(run_dir / "curves.png", history)
+
+def _plot(name: str, path: Path, data) -> None:
+    """Draw a run-folder plot from ``train.plots``; without matplotlib (the optional ``[plot]`` extra) skip it."""
+    try:
+        from . import plots
+
+        getattr(plots, name)(path, data)
     except ImportError:
-        pass
+        return
 
 
 class _StopFlag:
@@ -274,12 +279,7 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
     if cfg.stages > 1 or cfg.size_start:
         log("progressive learning (" + cfg.progressive_variant + "):\n" + format_schedule(schedule))
         if d.main:
-            try:
-                from .plots import plot_schedule
-
-                plot_schedule(run_dir / "schedule.png", schedule)
-            except ImportError:
-                pass
+            _plot("plot_schedule", run_dir / "schedule.png", schedule)
     crop_scale = cfg.crop_scale if cfg.crop_scale is not None else (0.6 if native else 0.08)
     crop = 1.0 if native else 0.875  # synthetic images are the whole scene; photos get the usual centre crop
     if hasattr(train_ds, "draft"):  # JPEG draft decoding: downscale while the smallest crop keeps its pixels
