@@ -1,11 +1,25 @@
-"""Batched augmentation: RandAugment's magnitude, mixup/CutMix targets, random erasing, reproducibility."""
+"""Batched augmentation: random-resized crop and flip, RandAugment's magnitude, mixup/CutMix targets, random
+erasing, reproducibility."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from convscale.augment import OPS, apply_op, mix_batch, one_hot_smooth, rand_augment, random_erasing
+from convscale.augment import (
+    OPS,
+    apply_op,
+    flip_mask,
+    mix_batch,
+    one_hot_smooth,
+    rand_augment,
+    random_erasing,
+    resize_weights,
+    resized_crop,
+    sample_boxes,
+)
 from convscale.data import SyntheticShapes
 from convscale.data.transforms import to_tensor
 
@@ -75,3 +89,67 @@ def test_random_erasing(images):
     assert torch.equal(random_erasing(images, 0.0), images)
     with pytest.raises(ValueError, match="prob"):
         random_erasing(images, 1.5)
+
+
+# -- random-resized crop and flip on the device -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("size", [12, 40, 90])
+def test_resized_crop_of_the_whole_image_is_antialiased_interpolate(kernel, size):
+    x = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    whole = torch.tensor([[0.0, 0.0, 56.0, 40.0]] * 2)
+    expected = torch.nn.functional.interpolate(x, size=(size, size), mode=kernel, antialias=True, align_corners=False)
+    torch.testing.assert_close(resized_crop(x, whole, size, kernel=kernel), expected, atol=1e-5, rtol=0)
+
+
+def test_resized_crop_matches_pil_box_resize_image_by_image():
+    """Fractional boxes, down- and up-scaling, a different box per image in one batched call: equal to PIL's
+    ``resize(box=...)`` (bicubic, antialiased) to one grey level, once PIL's uint8 rounding between its horizontal
+    and vertical passes is reproduced."""
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((6, 48, 64, 3)) * 255).astype(np.uint8)
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
+    boxes = sample_boxes(6, 48, 64, (0.08, 1.0), generator=torch.Generator().manual_seed(1))
+    for size in (16, 96):
+        wy = resize_weights(boxes[:, 1], boxes[:, 3] - boxes[:, 1], 48, size)
+        wx = resize_weights(boxes[:, 0], boxes[:, 2] - boxes[:, 0], 64, size)
+        rows = (x @ wx.transpose(1, 2)[:, None]).round().clamp(0, 255)  # PIL stores the first pass as uint8
+        two_pass = (wy[:, None] @ rows).round().clamp(0, 255)
+        one_pass = resized_crop(x, boxes, size)
+        for i in range(6):
+            pil = Image.fromarray(pixels[i]).resize(
+                (size, size), Image.Resampling.BICUBIC, box=tuple(boxes[i].tolist())
+            )
+            pil = torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1).float()
+            assert (two_pass[i] - pil).abs().max() <= 1
+            assert (one_pass[i].round().clamp(0, 255) - pil).abs().mean() < 0.5  # without the rounding: close
+
+
+def test_flip_mirrors_the_crop():
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    boxes = sample_boxes(3, 32, 32, (0.3, 1.0), generator=torch.Generator().manual_seed(2))
+    flips = torch.tensor([True, False, True])
+    out, plain = resized_crop(x, boxes, 24, flips), resized_crop(x, boxes, 24)
+    torch.testing.assert_close(out[flips], plain[flips].flip(-1))
+    torch.testing.assert_close(out[~flips], plain[~flips])
+
+
+def test_sample_boxes_follow_scale_and_ratio_and_the_generator():
+    boxes = sample_boxes(500, 48, 64, (0.2, 0.6), (3 / 4, 4 / 3), generator=torch.Generator().manual_seed(0))
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 64 + 1e-9).all() and (boxes[:, 3] <= 48 + 1e-9).all()
+    area = w * h / (48 * 64)
+    assert area.min() >= 0.2 - 1e-9 and area.max() <= 0.6 + 1e-9
+    assert (w / h).min() >= 3 / 4 - 1e-9 and (w / h).max() <= 4 / 3 + 1e-9
+    again = sample_boxes(500, 48, 64, (0.2, 0.6), (3 / 4, 4 / 3), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(boxes, again)
+    # a crop that can never fit (the whole area at aspect 2-3 of a 4:3 image): the centre square
+    square = sample_boxes(4, 48, 64, (1.0, 1.0), (2.0, 3.0), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(square, torch.tensor([[8.0, 0.0, 56.0, 48.0]] * 4, dtype=torch.float64))
+
+
+def test_flip_mask_probability():
+    flips = flip_mask(4000, 0.5, generator=torch.Generator().manual_seed(0))
+    assert 0.45 < flips.float().mean() < 0.55
+    assert not flip_mask(100, 0.0).any()

@@ -471,6 +471,47 @@ def test_progressive_run_follows_its_printed_schedule(tmp_path):
     assert (tmp_path / "prog" / "schedule.png").stat().st_size > 1000
 
 
+def test_constant_memory_takes_larger_batches_at_small_sizes(tmp_path):
+    """Stage 1 at half the final size takes a 4x batch (fewer, larger steps) with a 4x learning rate; the
+    learning-rate schedule still spans the same epochs, and the EMA counts the larger steps as four."""
+    lines: list[str] = []
+    cfg = TrainConfig(
+        **{**TINY, "shapes_res": 64},
+        epochs=4,
+        stages=2,
+        size_start=32,
+        constant_memory=True,
+        lr=1e-3,
+        out=str(tmp_path),
+        name="cm",
+    )
+    fit(cfg, log=lines.append)
+    table = next(line for line in lines if line.startswith("progressive learning")).splitlines()[2:]
+    printed = [row.split() for row in table]
+    assert [(int(r[2]), int(r[-2]), float(r[-1])) for r in printed] == [(32, 64, 4.0), (64, 16, 1.0)]
+    rows = list(csv.DictReader((tmp_path / "cm" / "metrics.csv").open()))
+    assert [int(r["batch_size"]) for r in rows] == [64, 64, 16, 16]
+    assert [int(r["step"]) for r in rows] == [1, 2, 8, 14]  # 96 images: 1 step of 64, then 6 of 16
+    base_steps = 96 // 16
+    first = 4 * lr_at(0, 4 * base_steps, 1e-3, round(0.5 * base_steps))  # epoch 1's only step, at position 0
+    assert float(rows[0]["lr"]) == pytest.approx(first)
+    last = lr_at(4 * base_steps - 1, 4 * base_steps, 1e-3, round(0.5 * base_steps))
+    assert float(rows[-1]["lr"]) == pytest.approx(last)
+
+
+def test_constant_memory_batch_larger_than_the_data_is_an_error(tmp_path):
+    cfg = TrainConfig(
+        **{**TINY, "shapes_res": 64, "batch_size": 32},
+        epochs=2,
+        stages=2,
+        size_start=32,
+        constant_memory=True,
+        out=str(tmp_path),
+    )
+    with pytest.raises(ValueError, match=r"constant_memory.*128 is larger than the 96 images"):
+        fit(cfg, log=lambda *_: None)
+
+
 @pytest.mark.parametrize("name", ["efficientnetv2_s", "efficientnet_b0", "convnext_tiny", "nfnet_f0", "repvgg_a0"])
 def test_every_shipped_recipe_loads_and_validates_through_the_cli(name, capsys):
     import yaml

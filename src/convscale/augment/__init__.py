@@ -1,8 +1,22 @@
-"""Batched augmentation on the training device: RandAugment, mixup/CutMix with soft targets, random erasing. Each
-is a pure function of its batch and a ``torch.Generator``, so a run is reproducible under its seed."""
+"""Batched augmentation on the training device: random-resized crop and flip, RandAugment, mixup/CutMix with soft
+targets, random erasing. Each is a pure function of its batch and a ``torch.Generator``, so a run is reproducible
+under its seed."""
 
+from .crop import flip_mask, resize_weights, resized_crop, sample_boxes
 from .erasing import random_erasing
 from .mix import MixResult, mix_batch, one_hot_smooth
 from .randaugment import OPS, apply_op, rand_augment
 
-__all__ = ["OPS", "MixResult", "apply_op", "mix_batch", "one_hot_smooth", "rand_augment", "random_erasing"]
+__all__ = [
+    "OPS",
+    "MixResult",
+    "apply_op",
+    "flip_mask",
+    "mix_batch",
+    "one_hot_smooth",
+    "rand_augment",
+    "random_erasing",
+    "resize_weights",
+    "resized_crop",
+    "sample_boxes",
+]

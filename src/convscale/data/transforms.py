@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform", "normalize", "to_tensor"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform", "normalize", "to_tensor", "to_uint8"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -21,6 +21,11 @@ def to_tensor(img: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.T
     """(H, W, 3) uint8 RGB -> (3, H, W) float32, normalized."""
     x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
     return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def to_uint8(img: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) uint8, unchanged (the training device converts and augments)."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
 def normalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
@@ -60,8 +65,8 @@ class TrainTransform:
         img = img.resize((self.res, self.res), Image.Resampling.BICUBIC, box=box)
         if rng.random() < self.flip:
             img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        if not self.normalize:  # uint8 (3, H, W): the training device converts, augments and normalizes
-            return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        if not self.normalize:
+            return to_uint8(img)
         return to_tensor(img)
 
 

@@ -60,6 +60,8 @@ class TrainConfig:
     stages: int = 1
     progressive_variant: str = "paper"  # or "official" (the AutoML code: see convscale.train.progressive)
     size_start: int | None = None  # first stage's image size (the last is train_res)
+    size_multiple: int | None = None  # stage sizes are rounded to it (None: 8, or 32 with compile)
+    constant_memory: bool = False  # a larger batch at the smaller stages, batch * (last size / size)^2, lr scaled
     drop_rate_start: float | None = None
     drop_path_rate_start: float | None = None
     randaug_n: int = 0  # RandAugment ops per image (0: off), on the training device
@@ -112,6 +114,8 @@ class TrainConfig:
         pos_int("randaug_n", 0)
         if self.size_start is not None:
             pos_int("size_start", 32)
+        if self.size_multiple is not None:
+            pos_int("size_multiple")
         for key in ("drop_rate_start", "drop_path_rate_start"):
             number(key, 0, 0.99, optional=True)
         for key in ("randaug_m", "mixup", "cutmix"):
@@ -127,7 +131,7 @@ class TrainConfig:
         check("device", self.device in ("auto", "cpu", "cuda", "mps"), "one of auto, cpu, cuda, mps")
         for key in ("model", "data", "out"):
             check(key, isinstance(getattr(self, key), str) and getattr(self, key) != "", "a non-empty string")
-        for key in ("ema", "channels_last", "compile", "deterministic"):
+        for key in ("ema", "channels_last", "compile", "deterministic", "constant_memory"):
             check(key, isinstance(getattr(self, key), bool), "true or false")
         from ..registry import get_entry
 

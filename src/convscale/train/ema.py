@@ -26,8 +26,10 @@ class ModelEMA:
         self.updates = 0
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        d = ema_decay_at(self.updates, self.decay)
+    def update(self, model: nn.Module, weight: float = 1.0) -> None:
+        """One step; ``weight`` > 1 counts a step over a ``weight`` times larger batch as that many steps, so that
+        the average spans the same number of images (``d ** weight``)."""
+        d = ema_decay_at(self.updates, self.decay) ** weight
         self.updates += 1
         mine = self.module.state_dict()
         for key, value in model.state_dict().items():

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write_text
-from ..augment import mix_batch, rand_augment, random_erasing
+from ..augment import flip_mask, mix_batch, rand_augment, random_erasing, resized_crop, sample_boxes
 from ..data import EpochOrder, EvalTransform, TrainTransform, build_loader, make_datasets
 from ..data.folder import warn_skipped
-from ..data.transforms import normalize
+from ..data.transforms import normalize, to_uint8
 from ..factory import create_model, model_info
 from ..optim.agc import agc_parameters
 from .config import TrainConfig
@@ -167,7 +167,8 @@ def _schedule(cfg: TrainConfig, train_res: int) -> list[ProgressiveStage]:
         mixup_alpha=(_start(cfg.mixup_start, cfg.mixup), cfg.mixup),
         cutmix_alpha=(_start(cfg.cutmix_start, cfg.cutmix), cfg.cutmix),
         variant=cfg.progressive_variant,
-        multiple=32 if cfg.compile else 8,
+        multiple=cfg.size_multiple or (32 if cfg.compile else 8),
+        constant_memory=cfg.constant_memory,
     )
     stages = progressive_schedule(progressive, cfg.epochs, cfg.batch_size)
     if cfg.stages == 1 and not cfg.size_start:  # a plain run: exactly the sizes asked for, no rounding
@@ -175,12 +176,54 @@ def _schedule(cfg: TrainConfig, train_res: int) -> list[ProgressiveStage]:
     return stages
 
 
-def _augment(x, y, stage: ProgressiveStage, cfg: TrainConfig, num_classes: int, seed: tuple[int, ...]):
-    """uint8 batch from the loader -> augmented, normalized float batch and its targets, on the device: RandAugment
-    at the stage's magnitude, then mixup/CutMix (soft targets, smoothing folded in), then random erasing. The random
-    draws follow from (seed, epoch, batch), so a resumed run repeats them."""
-    x = x.float().div_(255)
+def _steps(schedule: list[ProgressiveStage], images: int, world: int) -> list[int]:
+    """Optimizer steps in each epoch (each stage has its own global batch), checked against the data and ranks."""
+    steps = []
+    for st in schedule:
+        key = "constant_memory" if st.lr_scale != 1 else "batch_size"
+        if st.batch_size % world:
+            raise ValueError(f"config key {key!r}: batch {st.batch_size} is not divisible by the {world} processes")
+        if st.batch_size > images:
+            raise ValueError(f"config key {key!r}: batch {st.batch_size} is larger than the {images} images")
+        steps += [images // st.batch_size] * (st.end_epoch - st.start_epoch)
+    return steps
+
+
+@dataclass(frozen=True)
+class _Share:
+    """This rank's images in the global batch: per-image draws are made for the global batch and sliced, so that
+    N processes augment each image exactly as one process would."""
+
+    rank: int
+    per_rank: int
+    world: int
+
+
+def _augment(
+    x,
+    y,
+    stage: ProgressiveStage,
+    cfg: TrainConfig,
+    num_classes: int,
+    seed: tuple[int, ...],
+    share: _Share,
+    crop_scale: float | None,
+):
+    """uint8 batch from the loader -> augmented, normalized float batch and its targets, on the device: the
+    random-resized crop (when ``crop_scale`` is given: the loader sent whole images; else it sent crops) resized to
+    the stage's size, antialiased, and a flip; RandAugment at the stage's magnitude; mixup/CutMix (soft targets,
+    smoothing folded in); random erasing. The random draws follow from (seed, epoch, batch), so a resumed run repeats
+    them."""
     gen = torch.Generator().manual_seed(int(np.random.default_rng(list(seed)).integers(2**62)))
+    n, _, h, w = x.shape
+    everyone = share.per_rank * share.world
+    mine = slice(share.rank * share.per_rank, share.rank * share.per_rank + n)
+    if crop_scale is not None:
+        boxes = sample_boxes(everyone, h, w, (crop_scale, 1.0), generator=gen)[mine]
+    else:
+        boxes = torch.tensor([[0.0, 0.0, w, h]]).expand(n, 4)
+    flips = flip_mask(everyone, 0.5, generator=gen)[mine]
+    x = resized_crop(x, boxes, stage.image_size, flips).div_(255).clamp_(0, 1)
     if cfg.randaug_n and stage.randaug_magnitude > 0:
         x = rand_augment(x, cfg.randaug_n, stage.randaug_magnitude, generator=gen)
     x = normalize(x)
@@ -218,17 +261,14 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
     if ckpt is not None and ckpt.classes != classes:
         raise ValueError(f"the checkpoint was trained on other classes ({len(ckpt.classes)}) than --data has")
     train_res, test_res = _resolutions(cfg, native)
-    if cfg.batch_size % d.world:
-        raise ValueError(f"config key 'batch_size': {cfg.batch_size} is not divisible by the {d.world} processes")
-    order = EpochOrder(len(train_ds), cfg.batch_size, shuffle=True, seed=cfg.seed, rank=d.rank, world=d.world)
-    steps_per_epoch = order.batches
-    if steps_per_epoch == 0:
-        raise ValueError(f"config key 'batch_size': {cfg.batch_size} is larger than the {len(train_ds)} images")
-    total = cfg.epochs * steps_per_epoch  # the schedule spans every epoch; max_steps only stops early
-    stop_at = min(total, cfg.max_steps) if cfg.max_steps else total
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-
     schedule = _schedule(cfg, train_res)
+    epoch_steps = _steps(schedule, len(train_ds), d.world)  # optimizer steps in each epoch
+    first_step = np.concatenate([[0], np.cumsum(epoch_steps)]).tolist()  # global step at each epoch's start
+    stop_at = min(first_step[-1], cfg.max_steps) if cfg.max_steps else first_step[-1]  # max_steps only stops early
+    # the learning rate follows the position in the run in steps of the base batch, so that warm-up and cosine span
+    # the same epochs when the smaller stages take fewer, larger steps (constant_memory)
+    base_steps = len(train_ds) // cfg.batch_size
+    warmup = round(cfg.warmup_epochs * base_steps)
     torch.manual_seed(cfg.seed)
     # built with the run's largest rates, so that every dropout / drop-path module exists; each stage sets its own
     built = _model_rates(cfg)
@@ -273,7 +313,7 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     log(
         f"{cfg.model} on {cfg.data}: {len(train_ds)} train / {len(val_ds)} val images, {len(classes)} classes; "
-        f"train {train_res} px, test {test_res} px; {cfg.epochs} epochs x {steps_per_epoch} steps of "
+        f"train {train_res} px, test {test_res} px; {cfg.epochs} epochs, {first_step[-1]} steps of "
         f"{cfg.batch_size} on {d.world} x {device}; run folder {run_dir}"
     )
     if cfg.stages > 1 or cfg.size_start:
@@ -286,6 +326,14 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
         train_ds.draft = round(train_res / crop_scale**0.5)
         val_ds.draft = round(max(train_res, test_res) / crop)
     val_order = EpochOrder(len(val_ds), cfg.batch_size, shuffle=False, rank=d.rank, world=d.world)
+    # Images held in memory at one size (synthetic-shapes) go to the device whole, where the random-resized crop
+    # happens; files are decoded in the loader workers, which also crop them (from the full-resolution image) to
+    # the run's final size. Either way the device resizes to the stage's size, so a stage change costs nothing.
+    crop_on_device = native is not None
+    if crop_on_device:
+        train_tf = to_uint8
+    else:
+        train_tf = TrainTransform(train_res, scale=(crop_scale, 1.0), flip=0.0, normalize=False)
     pin = device.type == "cuda"
 
     def save() -> None:
@@ -316,12 +364,14 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
     started = time.monotonic()
     result_row: dict[str, Any] = state.history[-1] if state.history else {}
     with _StopFlag() as stop:
-        while state.epoch * steps_per_epoch + state.batch < stop_at:
-            order.set_epoch(state.epoch, start=state.batch)
+        while first_step[state.epoch] + state.batch < stop_at:
             stage = next(st for st in schedule if st.start_epoch <= state.epoch < st.end_epoch)
+            steps_per_epoch = epoch_steps[state.epoch]
+            order = EpochOrder(len(train_ds), stage.batch_size, shuffle=True, seed=cfg.seed, rank=d.rank, world=d.world)
+            order.set_epoch(state.epoch, start=state.batch)
             set_rates(stage.drop_rate, stage.drop_path_rate)
-            train_tf = TrainTransform(stage.image_size, scale=(crop_scale, 1.0), normalize=False)
             loader = build_loader(train_ds, train_tf, order, workers=cfg.workers, pin_memory=pin)
+            share = _Share(d.rank, order.per_rank, d.world)
             model.train()
             sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
             epoch_start, images, wait = time.monotonic(), 0, 0.0
@@ -329,15 +379,25 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
             fetched = time.monotonic()
             for batch in loader:
                 wait += time.monotonic() - fetched
-                it = state.epoch * steps_per_epoch + state.batch
+                it = first_step[state.epoch] + state.batch
                 skipped.update(batch.skipped)
-                lr = lr_at(it, total, cfg.lr, warmup, cfg.min_lr)
+                position = state.epoch * base_steps + state.batch * base_steps / steps_per_epoch
+                lr = stage.lr_scale * lr_at(position, cfg.epochs * base_steps, cfg.lr, warmup, cfg.min_lr)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 if batch.labels.numel():
                     x = batch.images.to(device, non_blocking=pin)
                     y = batch.labels.to(device, non_blocking=pin)
-                    x, y = _augment(x, y, stage, cfg, len(classes), seed=(cfg.seed, state.epoch, state.batch))
+                    x, y = _augment(
+                        x,
+                        y,
+                        stage,
+                        cfg,
+                        len(classes),
+                        seed=(cfg.seed, state.epoch, state.batch),
+                        share=share,
+                        crop_scale=crop_scale if crop_on_device else None,
+                    )
                     if cfg.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     r = train_step(
@@ -356,7 +416,7 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
                         consecutive = 0
                         state.step += 1
                         if ema is not None:
-                            ema.update(model)
+                            ema.update(model, weight=stage.batch_size / cfg.batch_size)
                         sums[0] += r.loss * r.count
                         sums[1] += r.correct
                         sums[2] += r.count
@@ -382,7 +442,7 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
                         lr=f"{lr:.3g}",
                     )
                     bar.update(1)
-                done = it + 1 >= stop_at and stop_at < total
+                done = it + 1 >= stop_at and stop_at < first_step[-1]
                 due = (cfg.checkpoint_steps and state.batch % cfg.checkpoint_steps == 0) or (
                     time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes
                 )
@@ -410,6 +470,7 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
                 "lr": lr,
                 "stage": stage.index + 1,
                 "train_res": stage.image_size,
+                "batch_size": stage.batch_size,
                 "drop_rate": stage.drop_rate,
                 "drop_path_rate": stage.drop_path_rate,
                 "randaug_m": stage.randaug_magnitude if cfg.randaug_n else 0.0,

@@ -131,14 +131,13 @@ def format_schedule(stages: list[ProgressiveStage]) -> str:
     """The schedule as the table printed before training."""
     lines = [
         f"{'stage':>5s} {'epochs':>9s} {'size':>5s} {'dropout':>7s} {'drop path':>9s} {'RandAug':>7s} "
-        f"{'mixup':>5s} {'batch':>5s} {'lr x':>5s}"
+        f"{'mixup':>5s} {'cutmix':>6s} {'batch':>5s} {'lr x':>5s}"
     ]
     for s in stages:
         lines.append(
             f"{s.index + 1:5d} {f'{s.start_epoch + 1}-{s.end_epoch}':>9s} {s.image_size:5d} {s.drop_rate:7.3f} "
             f"{s.drop_path_rate:9.3f} {s.randaug_magnitude:7.2f} {s.mixup_alpha:5.2f} {s.cutmix_alpha:6.2f} "
-            f"{s.batch_size:5d} "
-            f"{s.lr_scale:5.2f}"
+            f"{s.batch_size:5d} {s.lr_scale:5.2f}"
         )
     return "\n".join(lines)
 
