@@ -76,6 +76,19 @@ def test_cutmix_lambda_is_the_kept_area(images):
         assert torch.equal(outside, images)  # only the box changed
 
 
+def test_switch_prob_picks_cutmix_or_mixup(images):
+    labels = torch.arange(8)
+    for p, expected in ((0.0, 0), (1.0, 40), (0.5, None)):
+        kinds = [
+            mix_batch(images, labels, 8, mixup_alpha=1.0, cutmix_alpha=1.0, switch_prob=p, generator=g).box is not None
+            for g in (torch.Generator().manual_seed(s) for s in range(40))
+        ]
+        if expected is None:
+            assert 10 < sum(kinds) < 30
+        else:
+            assert sum(kinds) == expected
+
+
 def test_no_mixing_gives_smoothed_one_hot(images):
     r = mix_batch(images, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]), 3, label_smoothing=0.3)
     assert r.images is images and r.lam == 1.0

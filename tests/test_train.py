@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import os
@@ -32,6 +33,7 @@ from convscale.train import (
     read_checkpoint,
     write_checkpoint,
 )
+from convscale.train.optim import create_optimizer
 from convscale.train.state import TrainState
 
 TINY = {
@@ -129,6 +131,37 @@ def test_config_validation_names_the_key(tmp_path):
     recipe.write_text("epocs: 3\n")
     with pytest.raises(ValueError, match="unknown config key 'epocs'"):
         load_config(recipe)
+
+
+def test_restored_optimizer_state_takes_its_parameters_layout(tmp_path):
+    """Checkpoints store tensors contiguous; fused AdamW walks its state with the parameter's strides, so a restored
+    state must be channels_last again where the parameter is, or the next steps go wrong (silently)."""
+    torch.manual_seed(0)
+    model = create_model("test_resnet", num_classes=3).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+
+    def step(net, opt):
+        torch.manual_seed(1)  # the same dropout / drop-path masks for both
+        opt.zero_grad()
+        net(x).square().mean().backward()
+        opt.step()
+
+    straight = create_optimizer(model, "adamw", 1e-2, 0.05)
+    step(model, straight)
+    saved = copy.deepcopy(model)
+    write_checkpoint(
+        tmp_path / "c.safetensors", model=model, optimizer=straight, state=TrainState(), config={}, classes=[]
+    )
+    ckpt = read_checkpoint(tmp_path / "c.safetensors")
+    other = copy.deepcopy(saved)
+    restored = create_optimizer(other, "adamw", 1e-2, 0.05)
+    ckpt.restore_optimizer(restored)
+    conv = next(p for p in other.parameters() if p.dim() == 4)
+    layout_kept = restored.state[conv]["exp_avg"].stride() == conv.stride()
+    step(model, straight)
+    step(other, restored)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), other.parameters(), strict=True))
+    assert layout_kept
 
 
 def test_checkpoint_round_trip_and_pickles_are_refused(tmp_path):

@@ -21,7 +21,7 @@ class TrainConfig:
 
     model: str = "resnet18"
     data: str = "synthetic-shapes"
-    epochs: int = 9
+    epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
     optimizer: str = "adamw"  # sgd (Nesterov), adamw, rmsprop (TF-style epsilon)
@@ -71,6 +71,7 @@ class TrainConfig:
     mixup_start: float | None = None
     cutmix: float = 0.0  # CutMix alpha (0: off); with mixup, one of the two per batch
     cutmix_start: float | None = None
+    mixup_switch_prob: float = 0.5  # with both mixup and CutMix on: the chance that a batch uses CutMix
     random_erasing: float = 0.0  # probability per image
     max_steps: int = 0  # stop (and save) after this many batches, the schedule unchanged (0: run every epoch)
 
@@ -123,6 +124,7 @@ class TrainConfig:
         for key in ("randaug_m_start", "mixup_start", "cutmix_start"):
             number(key, 0, 100, optional=True)
         number("random_erasing", 0, 1)
+        number("mixup_switch_prob", 0, 1)
         check("progressive_variant", self.progressive_variant in ("paper", "official"), "paper or official")
         if self.stages > self.epochs:
             raise ValueError(f"config key 'stages': {self.stages} stages need at least as many epochs ({self.epochs})")

@@ -31,9 +31,9 @@ class ModelEMA:
         the average spans the same number of images (``d ** weight``)."""
         d = ema_decay_at(self.updates, self.decay) ** weight
         self.updates += 1
-        mine = self.module.state_dict()
-        for key, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
-                mine[key].lerp_(value, 1 - d)
-            else:
+        mine, theirs = self.module.state_dict(), model.state_dict()
+        floats = [k for k, v in theirs.items() if v.dtype.is_floating_point]
+        torch._foreach_lerp_([mine[k] for k in floats], [theirs[k] for k in floats], 1 - d)
+        for key, value in theirs.items():
+            if not value.dtype.is_floating_point:
                 mine[key].copy_(value)

@@ -234,6 +234,7 @@ def _augment(
             num_classes,
             mixup_alpha=stage.mixup_alpha,
             cutmix_alpha=stage.cutmix_alpha,
+            switch_prob=cfg.mixup_switch_prob,
             label_smoothing=cfg.label_smoothing,
             generator=gen,
         )

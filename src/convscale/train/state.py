@@ -117,6 +117,14 @@ class Checkpoint:
         for index, values in meta["scalars"].items():
             state.setdefault(int(index), {}).update(values)
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        # Checkpoints store tensors contiguous; give each per-parameter state its parameter's memory layout back
+        # (channels_last convs). Fused optimizers walk state and parameter with the parameter's strides, so a
+        # state in another layout would be applied to the wrong elements, silently.
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                for name, value in optimizer.state.get(p, {}).items():
+                    if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                        optimizer.state[p][name] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
     def restore_rng(self) -> None:
         torch.set_rng_state(self.tensors["rng.torch"])
