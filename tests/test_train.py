@@ -33,7 +33,7 @@ from convscale.train import (
     read_checkpoint,
     write_checkpoint,
 )
-from convscale.train.optim import create_optimizer
+from convscale.train.optim import RMSpropTF, create_optimizer
 from convscale.train.state import TrainState
 
 TINY = {
@@ -459,6 +459,23 @@ def test_a_non_finite_batch_leaves_the_weights_alone():
     assert not r.finite
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN running statistics restored too
+
+
+def test_rmsprop_tf_follows_tensorflows_update():
+    """ms = a*ms + (1-a)*g^2 (from ms = 1), mom = m*mom + lr*g/sqrt(ms + eps), p -= mom; weight decay into g."""
+    torch.manual_seed(0)
+    p = nn.Parameter(torch.randn(5, 3))
+    opt = RMSpropTF([{"params": [p], "weight_decay": 0.01}], lr=0.1, alpha=0.9, eps=1e-3, momentum=0.9)
+    w, ms, mom = p.detach().double().clone(), torch.ones(5, 3, dtype=torch.float64), torch.zeros(5, 3).double()
+    for _ in range(4):
+        g = torch.randn(5, 3)
+        p.grad = g.clone()
+        opt.step()
+        gd = g.double() + 0.01 * w
+        ms = 0.9 * ms + 0.1 * gd * gd
+        mom = 0.9 * mom + 0.1 * gd / (ms + 1e-3).sqrt()
+        w = w - mom
+    torch.testing.assert_close(p.detach().double(), w, rtol=1e-5, atol=1e-6)
 
 
 def test_bf16_autocast_agc_and_rmsprop_run_on_cpu(tmp_path):
