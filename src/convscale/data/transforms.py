@@ -4,12 +4,13 @@ centre crop for evaluation. Randomness comes from an explicit generator, so an i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ..augment.crop import sample_boxes
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform", "normalize", "to_tensor", "to_uint8"]
 
@@ -47,18 +48,9 @@ class TrainTransform:
     normalize: bool = True
 
     def crop_box(self, width: int, height: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
-        area = width * height
-        log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
-        for _ in range(10):
-            target = area * rng.uniform(*self.scale)
-            aspect = math.exp(rng.uniform(*log_ratio))
-            w, h = math.sqrt(target * aspect), math.sqrt(target / aspect)
-            if 0 < w <= width and 0 < h <= height:
-                x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
-                return x, y, x + w, y + h
-        side = min(width, height)  # fall back to the centre square
-        x, y = (width - side) / 2, (height - side) / 2
-        return x, y, x + side, y + side
+        """(x0, y0, x1, y1): the device's :func:`~convscale.augment.sample_boxes` rule, drawn from ``rng``."""
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        return tuple(sample_boxes(1, height, width, self.scale, self.ratio, generator=gen)[0].tolist())
 
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> torch.Tensor:
         box = self.crop_box(*img.size, rng)
