@@ -114,6 +114,11 @@ def test_resized_crop_of_the_whole_image_is_antialiased_interpolate(kernel, size
     whole = torch.tensor([[0.0, 0.0, 56.0, 40.0]] * 2)
     expected = torch.nn.functional.interpolate(x, size=(size, size), mode=kernel, antialias=True, align_corners=False)
     torch.testing.assert_close(resized_crop(x, whole, size, kernel=kernel), expected, atol=1e-5, rtol=0)
+    flips = torch.tensor([True, False])  # boxes None (the whole image): the batched shortcut, the same result
+    torch.testing.assert_close(
+        resized_crop(x, None, size, flips, kernel), resized_crop(x, whole, size, flips, kernel), atol=1e-5, rtol=0
+    )
+    assert torch.equal(resized_crop(x[..., :40, :40], None, 40), x[..., :40, :40])  # right size already: untouched
 
 
 def test_resized_crop_matches_pil_box_resize_image_by_image():

@@ -218,10 +218,7 @@ def _augment(
     n, _, h, w = x.shape
     everyone = share.per_rank * share.world
     mine = slice(share.rank * share.per_rank, share.rank * share.per_rank + n)
-    if crop_scale is not None:
-        boxes = sample_boxes(everyone, h, w, (crop_scale, 1.0), generator=gen)[mine]
-    else:
-        boxes = torch.tensor([[0.0, 0.0, w, h]]).expand(n, 4)
+    boxes = sample_boxes(everyone, h, w, (crop_scale, 1.0), generator=gen)[mine] if crop_scale is not None else None
     flips = flip_mask(everyone, 0.5, generator=gen)[mine]
     x = resized_crop(x, boxes, stage.image_size, flips).div_(255).clamp_(0, 1)
     if cfg.randaug_n and stage.randaug_magnitude > 0:
