@@ -8,6 +8,8 @@ import math
 
 import torch
 
+from .rng import generator_or_new
+
 __all__ = ["random_erasing"]
 
 
@@ -22,7 +24,7 @@ def random_erasing(
     """A copy of ``x`` (N, C, H, W) with rectangles erased; images keep their own boxes."""
     if not 0 <= prob <= 1:
         raise ValueError(f"random erasing prob must be in [0, 1], got {prob}")
-    gen = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(2**31, (1,))))
+    gen = generator_or_new(generator)
     out = x.clone()
     n, c, h, w = x.shape
     for i in range(n):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .rng import generator_or_new
+
 __all__ = ["MixResult", "mix_batch", "one_hot_smooth"]
 
 
@@ -57,7 +59,7 @@ def mix_batch(
 ) -> MixResult:
     """Mix a batch with mixup or CutMix (``switch_prob``: the chance of CutMix when both alphas are set). With both
     alphas 0, the images are returned unchanged with smoothed one-hot targets."""
-    gen = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(2**31, (1,))))
+    gen = generator_or_new(generator)
     targets = one_hot_smooth(labels, num_classes, label_smoothing)
     use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or float(torch.rand(1, generator=gen)) < switch_prob)
     alpha = cutmix_alpha if use_cutmix else mixup_alpha

@@ -13,6 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .rng import generator_or_new
+
 __all__ = ["OPS", "apply_op", "rand_augment"]
 
 OPS = (
@@ -103,7 +105,7 @@ def rand_augment(
     """RandAugment(n, m): for each of ``n`` rounds every image draws one op (uniformly) and a direction."""
     if n < 0 or magnitude < 0:
         raise ValueError(f"RandAugment needs n >= 0 and magnitude >= 0, got n={n}, magnitude={magnitude}")
-    gen = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(2**31, (1,))))
+    gen = generator_or_new(generator)
     out = x
     for _ in range(n):
         choice = torch.randint(len(OPS), (x.shape[0],), generator=gen).to(x.device)

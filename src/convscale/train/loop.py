@@ -189,16 +189,6 @@ def _steps(schedule: list[ProgressiveStage], images: int, world: int) -> list[in
     return steps
 
 
-@dataclass(frozen=True)
-class _Share:
-    """This rank's images in the global batch: per-image draws are made for the global batch and sliced, so that
-    N processes augment each image exactly as one process would."""
-
-    rank: int
-    per_rank: int
-    world: int
-
-
 def _augment(
     x,
     y,
@@ -206,18 +196,19 @@ def _augment(
     cfg: TrainConfig,
     num_classes: int,
     seed: tuple[int, ...],
-    share: _Share,
+    order: EpochOrder,
     crop_scale: float | None,
 ):
     """uint8 batch from the loader -> augmented, normalized float batch and its targets, on the device: the
     random-resized crop (when ``crop_scale`` is given: the loader sent whole images; else it sent crops) resized to
     the stage's size, antialiased, and a flip; RandAugment at the stage's magnitude; mixup/CutMix (soft targets,
     smoothing folded in); random erasing. The random draws follow from (seed, epoch, batch), so a resumed run repeats
-    them."""
+    them; per-image draws are made for the whole global batch and this rank's part of it (``order``) taken, so that N
+    processes augment each image exactly as one process would."""
     gen = torch.Generator().manual_seed(int(np.random.default_rng(list(seed)).integers(2**62)))
     n, _, h, w = x.shape
-    everyone = share.per_rank * share.world
-    mine = slice(share.rank * share.per_rank, share.rank * share.per_rank + n)
+    everyone = order.per_rank * order.world
+    mine = slice(order.rank * order.per_rank, order.rank * order.per_rank + n)
     boxes = sample_boxes(everyone, h, w, (crop_scale, 1.0), generator=gen)[mine] if crop_scale is not None else None
     flips = flip_mask(everyone, 0.5, generator=gen)[mine]
     x = resized_crop(x, boxes, stage.image_size, flips).div_(255).clamp_(0, 1)
@@ -369,7 +360,6 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
             order.set_epoch(state.epoch, start=state.batch)
             set_rates(stage.drop_rate, stage.drop_path_rate)
             loader = build_loader(train_ds, train_tf, order, workers=cfg.workers, pin_memory=pin)
-            share = _Share(d.rank, order.per_rank, d.world)
             model.train()
             sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
             epoch_start, images, wait = time.monotonic(), 0, 0.0
@@ -393,7 +383,7 @@ def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult
                         cfg,
                         len(classes),
                         seed=(cfg.seed, state.epoch, state.batch),
-                        share=share,
+                        order=order,
                         crop_scale=crop_scale if crop_on_device else None,
                     )
                     if cfg.channels_last:

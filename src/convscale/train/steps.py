@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,7 +67,10 @@ def train_step(
     if scaler is not None:
         scaler.unscale_(optimizer)
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    finite = bool(torch.isfinite(torch.tensor(total_loss))) and all(bool(torch.isfinite(g).all()) for g in grads)
+    # one device-to-host sync for all the gradients, not one per tensor
+    finite = math.isfinite(total_loss) and (
+        not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+    )
     if scaler is None and not finite:
         optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
