@@ -4,37 +4,57 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from torch import nn
 
 from .config import ModelConfig
+from .keymap import Counterpart
 
-__all__ = ["ModelEntry", "get_entry", "list_families", "list_models", "register_model"]
+__all__ = [
+    "ModelEntry",
+    "counterpart",
+    "counterpart_of",
+    "get_entry",
+    "list_families",
+    "list_models",
+    "register_model",
+]
 
 BuildFn = Callable[..., nn.Module]  # build(config, *, num_classes, in_chans) -> nn.Module
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered variant: its name, family, typed config and the builder that turns a config into a model."""
+    """A registered variant: its name, family, typed config, the builder that turns a config into a model, and the
+    same network in other libraries (``counterparts["timm"]``, ``counterparts["torchvision"]``)."""
 
     name: str
     family: str
     config: ModelConfig
     build: BuildFn
     tiny: bool = False  # a small test variant, for fast CI
+    counterparts: Mapping[str, Counterpart] = field(default_factory=lambda: MappingProxyType({}))
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, family: str, config: ModelConfig, build: BuildFn, *, tiny: bool = False) -> ModelEntry:
+def register_model(
+    name: str,
+    family: str,
+    config: ModelConfig,
+    build: BuildFn,
+    *,
+    tiny: bool = False,
+    counterparts: Mapping[str, Counterpart] | None = None,
+) -> ModelEntry:
     """Register ``name``; registering a name twice is an error."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered (family {_REGISTRY[name].family!r})")
-    entry = ModelEntry(name, family, config, build, tiny)
+    entry = ModelEntry(name, family, config, build, tiny, MappingProxyType(dict(counterparts or {})))
     _REGISTRY[name] = entry
     return entry
 
@@ -66,6 +86,19 @@ def list_models(pattern: str = "*", *, family: str | None = None, include_tiny: 
         and (family is None or entry.family == family)
         and (include_tiny or not entry.tiny)
     )
+
+
+def counterpart(name: str, library: str) -> Counterpart | None:
+    """Model ``name``'s counterpart in ``library`` (``"timm"``, ``"torchvision"``), or None."""
+    return get_entry(name).counterparts.get(library)
+
+
+def counterpart_of(model: nn.Module, library: str) -> Counterpart:
+    """The ``library`` counterpart registered for ``model``'s class (every variant of a class shares its key rule)."""
+    for entry in _REGISTRY.values():
+        if entry.build is type(model) and library in entry.counterparts:
+            return entry.counterparts[library]
+    raise ValueError(f"no {library} key mapping for {type(model).__name__}")
 
 
 def list_families() -> list[str]:

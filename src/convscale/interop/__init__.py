@@ -1,11 +1,12 @@
 """Weights from other libraries: timm and torchvision state dicts into convscale models."""
 
-from .timm import from_timm, timm_form, timm_key_map, timm_names
+from .timm import from_timm, is_timm_form, timm_form, timm_key_map, timm_names
 from .torchvision import from_torchvision, torchvision_key_map, torchvision_names
 
 __all__ = [
     "from_timm",
     "from_torchvision",
+    "is_timm_form",
     "timm_form",
     "timm_key_map",
     "timm_names",

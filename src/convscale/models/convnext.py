@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, Published, Recipe
+from ..keymap import Counterpart, Pairs, tensor_owners
 from ..layers import DropPath, LayerNorm2d, LayerScale, Mlp
 from ..registry import register_model
 from .base import ClassifierHead, ConvNet, FeatureInfo
@@ -194,6 +195,14 @@ _HIER = {  # name: (depths, drop_path, train/test res, published)
     "large": ((3, 3, 27, 3), 0.5, (224, 224), Published(84.3, 198.0, 34.4, _T1)),
     "xlarge": ((3, 3, 27, 3), 0.5, (224, 224), Published(87.0, 350.0, 60.9, "paper Table 1, ImageNet-22K pretrained")),
 }
+
+
+def timm_keys(model: ConvNeXt) -> Pairs:
+    """timm's names are ours, but for layer scale: timm keeps ``gamma`` on the block itself."""
+    for name in tensor_owners(model):
+        yield name, name.removesuffix(".ls")
+
+
 for _name, (_depths, _dpr, (_train, _test), _pub) in _HIER.items():
     _d = _DIMS[_name]
     register_model(
@@ -209,6 +218,7 @@ for _name, (_depths, _dpr, (_train, _test), _pub) in _HIER.items():
             recipe=CONVNEXT_RECIPE,
         ),
         ConvNeXt,
+        counterparts={"timm": Counterpart(f"convnext_{_name}", timm_keys)},
     )
 
 _T2 = "ConvNeXt paper Table 2 (the official README lists iso-S at 78.7)"
@@ -232,6 +242,7 @@ for _name, (_depth, _dim, _dpr, _ls, _pub) in _ISO.items():
             recipe=_ISO_RECIPE,
         ),
         ConvNeXt,
+        counterparts={"timm": Counterpart(None, timm_keys)},  # timm has no isotropic ConvNeXt
     )
 
 register_model(
@@ -240,6 +251,7 @@ register_model(
     ConvNeXtConfig(depths=(1, 2, 1, 1), dims=(8, 16, 24, 32), train_res=64, test_res=64, drop_path_rate=0.1),
     ConvNeXt,
     tiny=True,
+    counterparts={"timm": Counterpart(None, timm_keys)},
 )
 register_model(
     "test_convnext_isotropic",

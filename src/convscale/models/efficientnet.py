@@ -16,6 +16,7 @@ from typing import Literal
 from torch import nn
 
 from ..config import ModelConfig, Published
+from ..keymap import Counterpart, Pairs
 from ..layers import ConvNormAct, FusedMBConv, MBConv, SEConfig
 from ..layers.conv import Padding
 from ..registry import register_model
@@ -272,8 +273,44 @@ _V2 = {
 }
 
 
+_SE = (("se.reduce", "se.conv_reduce"), ("se.expand", "se.conv_expand"))
+
+
+def _timm_block(block: nn.Module) -> Pairs:
+    """timm's DepthwiseSeparableConv / InvertedResidual (MBConv) and ConvBnAct / EdgeResidual (Fused-MBConv)."""
+    if isinstance(block, MBConv) and isinstance(block.expand, nn.Identity):
+        yield from (("dw.conv", "conv_dw"), ("dw.bn", "bn1"), *_SE, ("project.conv", "conv_pw"), ("project.bn", "bn2"))
+    elif isinstance(block, MBConv):
+        yield from (("expand.conv", "conv_pw"), ("expand.bn", "bn1"), ("dw.conv", "conv_dw"), ("dw.bn", "bn2"))
+        yield from (*_SE, ("project.conv", "conv_pwl"), ("project.bn", "bn3"))
+    elif isinstance(block.project, nn.Identity):
+        yield from (("fused.conv", "conv"), ("fused.bn", "bn1"))
+    else:
+        yield from (("fused.conv", "conv_exp"), ("fused.bn", "bn1"), *_SE, ("project.conv", "conv_pwl"))
+        yield "project.bn", "bn2"
+
+
+def timm_keys(model: EfficientNet) -> Pairs:
+    """timm's EfficientNet / MobileNetV3 names (``blocks.i.j``, ``conv_stem``, ``conv_head``, ``classifier``)."""
+    yield from (("stem.conv", "conv_stem"), ("stem.bn", "bn1"))
+    for i, stage in enumerate(model.stages):
+        for j, block in enumerate(stage):
+            yield from ((f"stages.{i}.{j}.{a}", f"blocks.{i}.{j}.{b}") for a, b in _timm_block(block))
+    if model.cfg.head_hidden:  # timm's MobileNetV3: the last 1×1 conv is a block, the hidden layer its conv_head
+        last = f"blocks.{len(model.stages)}.0"
+        yield from (("final.conv", f"{last}.conv"), ("final.bn", f"{last}.bn1"), ("head.hidden", "conv_head"))
+    else:
+        yield from (("final.conv", "conv_head"), ("final.bn", "bn2"))
+    yield "head.fc", "classifier"
+
+
+#: registered names with timm's architecture that timm does not have (the V2 B-series of the AutoML code)
+_NOT_IN_TIMM = frozenset({"efficientnetv2_b0", "efficientnetv2_b1", "efficientnetv2_b2", "efficientnetv2_b3"})
+
+
 def _register(name: str, family: str, cfg: EfficientNetConfig, *, tiny: bool = False) -> None:
-    register_model(name, family, cfg, EfficientNet, tiny=tiny)
+    timm = Counterpart(None if tiny or name in _NOT_IN_TIMM else name, timm_keys)
+    register_model(name, family, cfg, EfficientNet, tiny=tiny, counterparts={"timm": timm})
 
 
 for _key, (_w, _d, _res, _drop, _pub) in _V1.items():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..config import ModelConfig, Published
+from ..keymap import Counterpart, Pairs
 from ..layers import ConvNormAct, SEConfig, make_divisible
 from ..layers.ghost import GhostBottleneck
 from ..registry import register_model
@@ -111,7 +112,38 @@ _GHOSTNET = GhostNetConfig(
     drop_rate=0.2,
     published=Published(73.9, 5.2, 0.141, "Efficient-AI-Backbones README (141M FLOPs, 26.07% top-1 error)"),
 )
-register_model("ghostnet_100", "ghostnet", _GHOSTNET, GhostNet)
+
+
+def _ghost_module(ours: str, theirs: str) -> Pairs:
+    for part, their_part in (("primary", "primary_conv"), ("cheap", "cheap_operation")):
+        yield f"{ours}.{part}.conv", f"{theirs}.{their_part}.0"
+        yield f"{ours}.{part}.bn", f"{theirs}.{their_part}.1"
+
+
+def timm_keys(model: GhostNet) -> Pairs:
+    """timm's GhostNet names: ``blocks.i.j`` with ``ghost1/2``, ``conv_dw``, ``se``, ``shortcut.0…3``."""
+    yield from (("stem.conv", "conv_stem"), ("stem.bn", "bn1"))
+    for i, stage in enumerate(model.stages):
+        for j in range(len(stage)):
+            ours, theirs = f"stages.{i}.{j}", f"blocks.{i}.{j}"
+            yield from _ghost_module(f"{ours}.ghost1", f"{theirs}.ghost1")
+            yield from _ghost_module(f"{ours}.ghost2", f"{theirs}.ghost2")
+            yield from ((f"{ours}.dw.conv", f"{theirs}.conv_dw"), (f"{ours}.dw.bn", f"{theirs}.bn_dw"))
+            yield from (
+                (f"{ours}.se.reduce", f"{theirs}.se.conv_reduce"),
+                (f"{ours}.se.expand", f"{theirs}.se.conv_expand"),
+            )
+            for k in range(2):  # shortcut: (dw conv, bn), (1×1 conv, bn) -> shortcut.0 … 3
+                yield f"{ours}.shortcut.{k}.conv", f"{theirs}.shortcut.{2 * k}"
+                yield f"{ours}.shortcut.{k}.bn", f"{theirs}.shortcut.{2 * k + 1}"
+    last = f"blocks.{len(model.stages)}.0"
+    yield from (("final.conv", f"{last}.conv"), ("final.bn", f"{last}.bn1"))
+    yield from (("head.hidden", "conv_head"), ("head.fc", "classifier"))
+
+
+register_model(
+    "ghostnet_100", "ghostnet", _GHOSTNET, GhostNet, counterparts={"timm": Counterpart("ghostnet_100", timm_keys)}
+)
 _TEST = (
     (R(3, 8, 8, 0, 1),),
     (R(3, 24, 12, 0, 2), R(3, 36, 12, 0.25, 1)),
@@ -127,4 +159,5 @@ register_model(
     ),
     GhostNet,
     tiny=True,
+    counterparts={"timm": Counterpart(None, timm_keys)},
 )

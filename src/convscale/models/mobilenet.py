@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from torch import nn
+
 from ..config import Published
-from ..layers import SEConfig
+from ..keymap import Counterpart, Pairs, conv_norm_keys
+from ..layers import MBConv, SEConfig
 from ..registry import register_model
-from .efficientnet import EfficientNet, EfficientNetConfig, MBStage
+from .efficientnet import EfficientNet, EfficientNetConfig, MBStage, timm_keys
 
 __all__ = ["MOBILENET_V2", "MOBILENET_V3_LARGE", "MOBILENET_V3_SMALL"]
 
@@ -80,9 +83,43 @@ _V3_SMALL = dataclasses.replace(
     head_hidden=1024,
     published=Published(67.5, 2.9, 0.066, _V3_NOTE + " (the paper's 67.4 / 2.5M / 56M is unverified)"),
 )
-register_model("mobilenetv2_100", "mobilenetv2", _V2, EfficientNet)
-register_model("mobilenetv3_large_100", "mobilenetv3", _V3_LARGE, EfficientNet)
-register_model("mobilenetv3_small_100", "mobilenetv3", _V3_SMALL, EfficientNet)
+
+
+def torchvision_keys(model: EfficientNet) -> Pairs:
+    """torchvision's ``mobilenet_v2`` / ``mobilenet_v3_*`` names (``features.k``, ``classifier``)."""
+    v3 = bool(model.cfg.head_hidden)
+    blocks = [(f"stages.{i}.{j}", b) for i, stage in enumerate(model.stages) for j, b in enumerate(stage)]
+    if not all(isinstance(b, MBConv) for _, b in blocks):
+        raise ValueError("no torchvision key mapping for an EfficientNet with Fused-MBConv blocks")
+    yield from conv_norm_keys("stem", "features.0")
+    for k, (ours, block) in enumerate(blocks, start=1):
+        theirs = f"features.{k}.block" if v3 else f"features.{k}.conv"
+        parts = [p for p in ("expand", "dw", "se", "project") if not isinstance(getattr(block, p), nn.Identity)]
+        for index, part in enumerate(parts):
+            if part == "se":
+                yield f"{ours}.se.reduce", f"{theirs}.{index}.fc1"
+                yield f"{ours}.se.expand", f"{theirs}.{index}.fc2"
+            elif part == "project" and not v3:  # MobileNetV2: the projection's conv and bn sit in the block itself
+                yield from conv_norm_keys(f"{ours}.project", theirs, index)
+            else:
+                yield from conv_norm_keys(f"{ours}.{part}", f"{theirs}.{index}")
+    yield from conv_norm_keys("final", f"features.{len(blocks) + 1}")
+    if v3:
+        yield from (("head.hidden", "classifier.0"), ("head.fc", "classifier.3"))
+    else:
+        yield "head.fc", "classifier.1"
+
+
+#: torchvision's MobileNetV3 uses BN eps 1e-3 and momentum 0.01 (timm's: 1e-5, 0.1)
+_TV_V3 = {"bn_eps": 1e-3, "bn_momentum": 0.01}
+for _name, _family, _cfg, _tv in (
+    ("mobilenetv2_100", "mobilenetv2", _V2, Counterpart("mobilenet_v2", torchvision_keys)),
+    ("mobilenetv3_large_100", "mobilenetv3", _V3_LARGE, Counterpart("mobilenet_v3_large", torchvision_keys, _TV_V3)),
+    ("mobilenetv3_small_100", "mobilenetv3", _V3_SMALL, Counterpart("mobilenet_v3_small", torchvision_keys, _TV_V3)),
+):
+    register_model(
+        _name, _family, _cfg, EfficientNet, counterparts={"timm": Counterpart(_name, timm_keys), "torchvision": _tv}
+    )
 
 #: tiny: ReLU and hard-swish rows, a continuing row, SE from the expanded width, the hidden head
 _TEST_V3 = (
@@ -100,4 +137,5 @@ register_model(
     ),
     EfficientNet,
     tiny=True,
+    counterparts={"timm": Counterpart(None, timm_keys), "torchvision": Counterpart(None, torchvision_keys)},
 )

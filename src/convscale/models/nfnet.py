@@ -10,6 +10,7 @@ gain per block), so DeepMind's weights and timm's ``dm_`` ports load. Train with
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -17,6 +18,7 @@ from typing import Literal
 from torch import nn
 
 from ..config import ModelConfig, Published, Recipe
+from ..keymap import Counterpart, Pairs, tensor_owners
 from ..layers.conv import Padding
 from ..layers.nf_block import NF_GAMMA, GammaAct, NFBlock
 from ..layers.std_conv import ScaledStdConv2d
@@ -157,6 +159,25 @@ NFNET_RECIPE = Recipe(
     source="NFNets paper App. A: SGD Nesterov 0.9, lr 0.1·B/256, AGC λ=0.01 at batch 4096, RandAugment 4 layers",
 )
 
+
+def timm_keys(model: NormFreeNet) -> Pairs:
+    """timm's names are ours, but for the SE (``attn_last.fc1/fc2``), the final conv and a single-conv stem."""
+    for name in tensor_owners(model):
+        theirs = re.sub(r"\.se\.reduce$", ".attn_last.fc1", name)
+        theirs = re.sub(r"\.se\.expand$", ".attn_last.fc2", theirs)
+        theirs = {"final.conv": "final_conv", "stem": "stem.conv"}.get(theirs, theirs)
+        yield name, theirs
+
+
+def _timm(name: str | None, **form: object) -> dict[str, Counterpart]:
+    return {"timm": Counterpart(name, timm_keys, form)}
+
+
+#: timm's nf_resnet50 computes another function with the same parameters: it folds the ReLU's γ into every conv, the
+#: stem's too, and average-pools before its transition shortcuts (ours follows the NF-ResNet paper, whose variance
+#: matches the α/β bookkeeping); its weights load into this form
+_TIMM_NF_RESNET = {"gamma_in_act": False, "pool_shortcut": True}
+
 _T1 = "NFNets paper Table 1 (FLOPs at the test size)"
 # name: (depths, train, test, dropout, RandAugment magnitude, published)
 _F = {
@@ -180,10 +201,10 @@ for _v, (_depths, _train, _test, _drop, _ra, _pub) in _F.items():
         published=_pub,
         recipe=NFNET_RECIPE,
     )
-    register_model(f"nfnet_{_v}", "nfnet", _cfg, NormFreeNet)
+    register_model(f"nfnet_{_v}", "nfnet", _cfg, NormFreeNet, counterparts=_timm(f"nfnet_{_v}"))
     if _v != "f7":
         _dm = dataclasses.replace(_cfg, gamma_in_act=True, padding="same", skipinit=True, conv3_gain=1.0)
-        register_model(f"dm_nfnet_{_v}", "nfnet", _dm, NormFreeNet)
+        register_model(f"dm_nfnet_{_v}", "nfnet", _dm, NormFreeNet, counterparts=_timm(f"dm_nfnet_{_v}"))
 
 #: NF-ResNet-50 as in the NF-ResNet paper and DeepMind's code: 7×7 stem + max pool, ResNet-50 widths, no SE, ReLU,
 #: γ on the activations and a strided 1×1 transition shortcut, so every block's variance follows the α/β bookkeeping.
@@ -207,16 +228,19 @@ _NF_RESNET = NFNetConfig(
     drop_path_rate=0.1,
     published=Published(None, 25.6, 4.1, "NF-ResNet paper: matches BN ResNet-50 accuracy"),
 )
-register_model("nf_resnet50", "nf_resnet", _NF_RESNET, NormFreeNet)
+register_model(
+    "nf_resnet50", "nf_resnet", _NF_RESNET, NormFreeNet, counterparts=_timm("nf_resnet50", **_TIMM_NF_RESNET)
+)
 
 
 _TINY = dict(depths=(1, 2, 1, 1), channels=(16, 32, 32, 64), train_res=64, test_res=64, published=None, recipe=None)
 _test_nfnet = dataclasses.replace(get_entry("dm_nfnet_f0").config, stem_chs=16, group_size=8, final_chs=64, **_TINY)
-register_model("test_nfnet", "nfnet", _test_nfnet, NormFreeNet, tiny=True)
+register_model("test_nfnet", "nfnet", _test_nfnet, NormFreeNet, tiny=True, counterparts=_timm(None))
 register_model(
     "test_nf_resnet",
     "nf_resnet",
     dataclasses.replace(_NF_RESNET, stem_chs=8, drop_path_rate=0.0, **_TINY),
     NormFreeNet,
     tiny=True,
+    counterparts=_timm(None, **_TIMM_NF_RESNET),
 )

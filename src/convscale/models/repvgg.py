@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..config import ModelConfig, Published, Recipe
+from ..keymap import Counterpart, same_names
 from ..layers.repvgg import RepVGGBlock
 from ..registry import register_model
 from .base import ClassifierHead, ConvNet, FeatureInfo
@@ -104,9 +105,11 @@ _VARIANTS = {
     "b3g2": (_B, 3.0, 5.0, 2, None),
     "b3g4": (_B, 3.0, 5.0, 4, Published(80.21, 75.62, 16.1, _T5)),
 }
+_NOT_IN_TIMM = frozenset({"b1g2", "b2g2", "b3g2"})
 for _name, (_depths, _a, _b, _groups, _pub) in _VARIANTS.items():
     _cfg = RepVGGConfig(depths=_depths, a=_a, b=_b, groups=_groups, published=_pub, recipe=REPVGG_RECIPE)
-    register_model(f"repvgg_{_name}", "repvgg", _cfg, RepVGG)
+    _timm = Counterpart(None if _name in _NOT_IN_TIMM else f"repvgg_{_name}", same_names)  # timm's ByobNet names
+    register_model(f"repvgg_{_name}", "repvgg", _cfg, RepVGG, counterparts={"timm": _timm})
 
 register_model(
     "test_repvgg",
@@ -114,4 +117,5 @@ register_model(
     dataclasses.replace(_cfg, depths=(1, 2, 2, 1), a=0.125, b=0.25, groups=2, published=None, recipe=None),
     RepVGG,
     tiny=True,
+    counterparts={"timm": Counterpart(None, same_names)},
 )

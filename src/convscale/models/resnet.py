@@ -8,12 +8,14 @@ of the study is this network with one field changed.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from torch import nn
 
 from ..config import ModelConfig, Published, Recipe
+from ..keymap import Counterpart, Pairs, tensor_owners
 from ..layers import BasicBlock, Bottleneck, ConvNormAct, InvertedBottleneck
 from ..registry import register_model
 from .base import ClassifierHead, ConvNet, FeatureInfo
@@ -127,8 +129,31 @@ _VARIANTS = {
     "resnet34": ResNetConfig(block="basic", depths=(3, 4, 6, 3), published=Published(73.31, 21.8, 3.6, _PUB_TV)),
     "resnet50": ResNetConfig(block="bottleneck", depths=(3, 4, 6, 3), published=Published(76.13, 25.6, 4.1, _PUB_TV)),
 }
+_TIMM = [  # (our module name, timm's), applied in order
+    (r"^stem\.conv$", "conv1"),
+    (r"^stem\.bn$", "bn1"),
+    (r"^stages\.(\d+)\.(\d+)\.branch\.(\d+)\.conv$", lambda m: f"layer{int(m[1]) + 1}.{m[2]}.conv{int(m[3]) + 1}"),
+    (r"^stages\.(\d+)\.(\d+)\.branch\.(\d+)\.bn$", lambda m: f"layer{int(m[1]) + 1}.{m[2]}.bn{int(m[3]) + 1}"),
+    (r"^stages\.(\d+)\.(\d+)\.shortcut\.conv$", lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.0"),
+    (r"^stages\.(\d+)\.(\d+)\.shortcut\.bn$", lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.1"),
+    (r"^head\.fc$", "fc"),
+]
+
+
+def timm_keys(model: ResNet) -> Pairs:
+    """timm's (and torchvision's) ResNet names: ``conv1``, ``layerN.j.convK``, ``downsample``, ``fc``."""
+    for name in tensor_owners(model):
+        for pattern, theirs in _TIMM:
+            if re.match(pattern, name):
+                yield name, re.sub(pattern, theirs, name)
+                break
+        else:
+            raise ValueError(f"no timm name for {name!r}: this ResNet variant has no timm counterpart")
+
+
 for _name, _cfg in _VARIANTS.items():
-    register_model(_name, "resnet", dataclasses.replace(_cfg, recipe=RESNET_RECIPE), ResNet)
+    _timm = {"timm": Counterpart(_name, timm_keys)}
+    register_model(_name, "resnet", dataclasses.replace(_cfg, recipe=RESNET_RECIPE), ResNet, counterparts=_timm)
 
 register_model(
     "test_resnet",
@@ -136,4 +161,5 @@ register_model(
     ResNetConfig(block="bottleneck", depths=(1, 2, 1, 1), width=8, train_res=64, test_res=64, drop_path_rate=0.1),
     ResNet,
     tiny=True,
+    counterparts={"timm": Counterpart(None, timm_keys)},
 )

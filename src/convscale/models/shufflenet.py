@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..config import ModelConfig, Published
+from ..keymap import Counterpart, Pairs, conv_norm_keys
 from ..layers import ConvNormAct
 from ..layers.shuffle import ShuffleUnit
 from ..registry import register_model
@@ -64,13 +65,32 @@ _VARIANTS = {
     "x1_5": ((176, 352, 704), 1024, Published(72.6, 3.5, 0.299, _README)),
     "x2_0": ((244, 488, 976), 2048, Published(75.0, 7.4, 0.591, _README)),
 }
+
+
+def torchvision_keys(model: ShuffleNetV2) -> Pairs:
+    """torchvision's ``shufflenet_v2_*`` names (``conv1``, ``stage2``…``stage4``, ``conv5``, ``fc``)."""
+    yield from conv_norm_keys("stem", "conv1")
+    for i, stage in enumerate(model.stages):
+        for j, unit in enumerate(stage):
+            ours, theirs = f"stages.{i}.{j}", f"stage{i + 2}.{j}"
+            if unit.branch1 is not None:
+                yield from conv_norm_keys(f"{ours}.branch1.0", f"{theirs}.branch1")
+                yield from conv_norm_keys(f"{ours}.branch1.1", f"{theirs}.branch1", 2)
+            for k in range(3):  # 1×1 + ReLU, dw, 1×1 + ReLU: conv/bn at 0/1, 3/4, 5/6
+                yield from conv_norm_keys(f"{ours}.branch2.{k}", f"{theirs}.branch2", (0, 3, 5)[k])
+    yield from conv_norm_keys("final", "conv5")
+    yield "head.fc", "fc"
+
+
 for _name, (_widths, _head, _pub) in _VARIANTS.items():
     _cfg = ShuffleNetV2Config(widths=_widths, head_chs=_head, published=_pub)
-    register_model(f"shufflenet_v2_{_name}", "shufflenet_v2", _cfg, ShuffleNetV2)
+    _tv = Counterpart(f"shufflenet_v2_{_name}", torchvision_keys)
+    register_model(f"shufflenet_v2_{_name}", "shufflenet_v2", _cfg, ShuffleNetV2, counterparts={"torchvision": _tv})
 register_model(
     "test_shufflenet_v2",
     "shufflenet_v2",
     ShuffleNetV2Config(widths=(16, 32, 64), head_chs=64, depths=(2, 2, 1), stem_chs=8, train_res=64, test_res=64),
     ShuffleNetV2,
     tiny=True,
+    counterparts={"torchvision": Counterpart(None, torchvision_keys)},
 )
