@@ -1,7 +1,9 @@
-"""Reading weights: local checkpoints in convscale or timm format, without unpickling arbitrary objects."""
+"""Reading weights: local checkpoints in convscale or timm format, and the runs of ``convscale train``, without
+unpickling arbitrary objects."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -9,26 +11,79 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["load_mapped", "load_pretrained", "read_state_dict"]
+from .registry import counterpart
+
+__all__ = [
+    "RUN_CHECKPOINT",
+    "TRAIN_FORMAT",
+    "load_mapped",
+    "load_pretrained",
+    "match_state_dict",
+    "read_state_dict",
+    "run_checkpoint",
+]
 
 _log = logging.getLogger(__name__)
 _WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model")  # EMA weights first, as timm does
 _CLASSIFIER = ("head.fc.weight", "head.fc.bias")
+#: the format of ``convscale train``'s checkpoints (``convscale.train.state`` writes and fully checks them): model and
+#: EMA weights under ``model.`` / ``ema.``, the run's config and classes as JSON in the safetensors header
+TRAIN_FORMAT = "convscale-train/1"
+RUN_CHECKPOINT = Path("checkpoints") / "last.safetensors"  # inside a run folder
+WEIGHTS = ("auto", "ema", "model")
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def run_checkpoint(path: str | Path) -> Path:
+    """A run folder's checkpoint file, or ``path`` itself when it is a file."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / RUN_CHECKPOINT).is_file():
+            raise ValueError(f"{path} is a folder but not a training run: it has no {RUN_CHECKPOINT}")
+        return path / RUN_CHECKPOINT
+    return path
+
+
+def _train_meta(path: Path) -> dict | None:
+    """The convscale header of a safetensors file when it is a training checkpoint, else None."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        raw = (f.metadata() or {}).get("convscale")
+    try:
+        meta = json.loads(raw) if raw else None
+    except (ValueError, RecursionError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == TRAIN_FORMAT else None
+
+
+def _choose(sd: dict[str, torch.Tensor], weights: str, path: Path) -> dict[str, torch.Tensor]:
+    """A training checkpoint's ``model.`` or ``ema.`` weights (``auto``: the EMA when it was kept)."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if weights == "auto":
+        weights = "ema" if any(k.startswith("ema.") for k in sd) else "model"
+    chosen = {k[len(weights) + 1 :]: v for k, v in sd.items() if k.startswith(weights + ".")}
+    if not chosen:
+        raise ValueError(f"{path} has no {weights} weights (a run trained without EMA keeps only 'model')")
+    return chosen
+
+
+def read_state_dict(path: str | Path, *, weights: str = "auto") -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file, or of a ``.pth``/``.pt``/``.bin`` file read with ``weights_only=True``.
 
     A training checkpoint that wraps the weights (``state_dict``, ``model``, ``state_dict_ema``) is unwrapped, and a
-    ``module.`` prefix (DistributedDataParallel) is removed.
+    ``module.`` prefix (DistributedDataParallel) is removed. A run of ``convscale train`` (its folder or its
+    checkpoint) gives its ``weights``: ``"ema"``, ``"model"`` (the raw weights) or ``"auto"`` (the EMA when kept).
     """
-    path = Path(path)
+    path = run_checkpoint(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         sd: object = load_file(str(path))
+        if _train_meta(path) is not None:
+            return _choose(sd, weights, path)
     elif path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -45,19 +100,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
-def load_mapped(
-    model: nn.Module,
+def match_state_dict(
+    target: Mapping[str, torch.Tensor],
     source: Mapping[str, torch.Tensor],
     key_map: Mapping[str, str] | None = None,
     *,
     skip: tuple[str, ...] = (),
-) -> None:
-    """Copy ``source`` into ``model``; ``key_map`` names the source key of each model key (identity when None).
-
-    Every model key must be found with the same shape (``skip`` lists model keys left as they are, their source keys
-    ignored), and every source key must be used: a mismatch raises ValueError naming the first bad key and both shapes.
-    """
-    target = model.state_dict()
+) -> dict[str, torch.Tensor]:
+    """``source``'s tensors under ``target``'s keys (``key_map`` names the source key of each target key; identity
+    when None), checked without copying anything: every target key must be found with the same shape (``skip`` lists
+    target keys left out, their source keys ignored), and every source key must be used; a mismatch raises
+    ValueError naming the first bad key and both shapes. ``target`` may be a meta-device model's state dict."""
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     for key, tensor in target.items():
@@ -79,7 +132,18 @@ def load_mapped(
     unused = [k for k in source if k not in used]
     if unused:
         raise ValueError(f"checkpoint key {unused[0]!r} has no place in the model ({len(unused)} unused keys)")
-    model.load_state_dict(out, strict=False)
+    return out
+
+
+def load_mapped(
+    model: nn.Module,
+    source: Mapping[str, torch.Tensor],
+    key_map: Mapping[str, str] | None = None,
+    *,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """Copy ``source`` into ``model`` after :func:`match_state_dict` checked every key and shape."""
+    model.load_state_dict(match_state_dict(model.state_dict(), source, key_map, skip=skip), strict=False)
 
 
 def _same_but_1x1(a: torch.Size, b: torch.Size) -> bool:
@@ -88,28 +152,55 @@ def _same_but_1x1(a: torch.Size, b: torch.Size) -> bool:
     return len(short) < len(long) and long[: len(short)] == short and all(d == 1 for d in long[len(short) :])
 
 
-def load_pretrained(model: nn.Module, path: str | Path, *, name: str = "") -> None:
-    """Load a local checkpoint in convscale or timm format into ``model``.
+def _trained_model(path: str | Path) -> str | None:
+    """The model a training run was trained as, when ``path`` is one."""
+    try:
+        file = run_checkpoint(path)
+        meta = _train_meta(file) if file.suffix == ".safetensors" and file.is_file() else None
+    except ValueError:
+        return None
+    config = meta.get("config") if meta else None
+    return config.get("model") if isinstance(config, dict) and isinstance(config.get("model"), str) else None
+
+
+def _timm_key_map(model: nn.Module, name: str, path: str | Path, source: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """timm's key for each of ``model``'s; a model without a timm counterpart: a ValueError naming a missing key."""
+    from .keymap import expand_keys
+    from .registry import counterpart_of
+
+    timm = counterpart(name, "timm") if name else None
+    try:
+        return expand_keys(model, (timm or counterpart_of(model, "timm")).keys, "timm")
+    except ValueError:
+        missing = next(k for k in model.state_dict() if k not in source)
+        label = name or type(model).__name__
+        raise ValueError(f"{path} does not match the convscale layout of {label} (no {missing!r})") from None
+
+
+def load_pretrained(model: nn.Module, path: str | Path, *, name: str = "", weights: str = "auto") -> None:
+    """Load a local checkpoint in convscale or timm format, or a training run's ``weights``, into ``model``.
 
     A classifier whose width differs from the model's is left out (its fresh initialization stays), so a model
-    created with another ``num_classes`` can start from ImageNet weights.
+    created with another ``num_classes`` can start from ImageNet weights, or from another run.
     """
     if path is True or not isinstance(path, str | Path):
         raise ValueError("pretrained must be the path of a local checkpoint (hub downloads are not available yet)")
-    source = read_state_dict(path)
+    trained = _trained_model(path)
+    if trained is not None and name and trained != name:
+        raise ValueError(f"{path} is a run of {trained}, not of {name}: create_model({trained!r}, pretrained=...)")
+    source = read_state_dict(path, weights=weights)
     if set(model.state_dict()) <= set(source) | {k for k in model.state_dict() if k.endswith("num_batches_tracked")}:
         key_map = None
     else:
-        from .interop.timm import is_timm_form, timm_key_map
-
-        key_map = timm_key_map(model)
+        key_map = _timm_key_map(model, name, path, source)
         if not all(v in source for k, v in key_map.items() if not k.endswith("num_batches_tracked")):
             missing = next(k for k in model.state_dict() if k not in source)
             raise ValueError(
                 f"{path} matches neither the convscale nor the timm layout of {name or type(model).__name__} "
                 f"(no {missing!r})"
             )
-        if name and not is_timm_form(model, name):
+        timm = counterpart(name, "timm") if name else None
+        if timm is not None and any(getattr(model.cfg, k, None) != v for k, v in timm.form.items()):
             raise ValueError(
                 f"{path} holds timm weights, and timm's {name} computes another function than convscale's with the "
                 f"same parameters: load it with convscale.interop.from_timm({name!r}, state_dict)"

@@ -41,6 +41,7 @@ def create_model(
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
     pretrained: str | Path | None = None,
+    pretrained_weights: str = "auto",
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
     **overrides: Any,
@@ -54,7 +55,10 @@ def create_model(
         drop_rate, drop_path_rate: override the variant's dropout / stochastic-depth defaults.
         pretrained: a local checkpoint (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with
             ``weights_only=True``), in convscale or timm key format. A classifier of another width is left out, so
-            ``num_classes`` may differ from the checkpoint's (fine-tuning).
+            ``num_classes`` may differ from the checkpoint's (fine-tuning). Or a run of ``convscale train`` (its
+            folder or its checkpoint file).
+        pretrained_weights: for a training run, ``"ema"``, ``"model"`` (the raw weights) or ``"auto"`` (the EMA
+            when the run kept one).
         features_only: return a backbone whose forward gives the feature maps at each stride (see ``feature_info``).
         out_indices: which of those maps, by index into the model's ``feature_info``.
         **overrides: any field of the variant's config (e.g. ``width_mult=1.1``, ``act_layer="relu"``).
@@ -74,7 +78,7 @@ def create_model(
     if pretrained is not None:
         from .checkpoint import load_pretrained
 
-        load_pretrained(model, pretrained, name=name)
+        load_pretrained(model, pretrained, name=name, weights=pretrained_weights)
     if features_only:
         from .models.features import FeatureExtractor
 
