@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .folder import ImageFolder, load_rgb
+from .folder import DECODE_ERRORS, ImageFolder, load_rgb
 from .loader import Batch, EpochOrder, build_loader
 from .shapes import SHAPE_CLASSES, SyntheticShapes, render_all
 from .transforms import EvalTransform, TrainTransform
 
 __all__ = [
+    "DECODE_ERRORS",
     "SHAPE_CLASSES",
     "Batch",
     "EpochOrder",
@@ -20,6 +21,7 @@ __all__ = [
     "build_loader",
     "load_rgb",
     "make_datasets",
+    "make_val_dataset",
 ]
 
 BUILTIN = "synthetic-shapes"
@@ -50,3 +52,17 @@ def make_datasets(
     train = ImageFolder(root / "train", draft=draft)
     val = ImageFolder(root / "val", classes=train.classes, draft=draft)
     return train, val, train.classes, None
+
+
+def make_val_dataset(data: str, *, seed: int = 0, shapes_val: int = 2_000, shapes_res: int = 32, workers: int = 0):
+    """(val split, classes) of ``data`` alone, as :func:`make_datasets` gives them (the classes from ``train/`` when
+    it exists, so that label indices agree with training)."""
+    if data == BUILTIN:
+        val = render_all(SyntheticShapes("val", size=shapes_val, res=shapes_res, seed=seed), workers)
+        return val, list(SHAPE_CLASSES)
+    root = Path(data)
+    if not (root / "val").is_dir():
+        raise ValueError(f"--data {data}: no {root / 'val'} folder (and not the built-in {BUILTIN!r})")
+    classes = ImageFolder(root / "train").classes if (root / "train").is_dir() else None
+    val = ImageFolder(root / "val", classes=classes)
+    return val, val.classes

@@ -1,29 +1,54 @@
 """ImageFolder datasets (``root/<class>/<image>``, as Imagenette and Imagewoof ship), decoded with PIL in the
-DataLoader's workers. A file that does not decode (corrupt, truncated, empty, not an image) is skipped and counted,
-never fatal; grayscale, palette, RGBA and CMYK images become RGB."""
+DataLoader's workers. A file that does not decode (corrupt, truncated, empty, not an image, a decompression bomb)
+is skipped and counted, never fatal; grayscale, palette, RGBA, CMYK, 16-bit and floating-point images become 8-bit
+RGB at their full range, turned upright as their EXIF orientation says."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFolder", "load_rgb"]
+__all__ = ["DECODE_ERRORS", "IMAGE_SUFFIXES", "ImageFolder", "load_rgb", "opens_as_image"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-_DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+#: what PIL raises for a file that is not a decodable image (a decompression bomb included)
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+_WIDE = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1.0}  # mode: full scale
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer images scaled from 0-65535, float images from 0-1, to 8-bit grayscale (PIL's own
+    conversion clips them at 255 instead, so most 16-bit images come out white and float ones black)."""
+    values = np.asarray(img, dtype=np.float64) * (255.0 / _WIDE[img.mode])
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), mode="L")
 
 
 def load_rgb(path: str | Path, draft: int | None = None) -> Image.Image:
     """Decode ``path`` fully as RGB. ``draft``: let the JPEG decoder downscale by a power of two while the image stays
-    at least ``draft`` px on each side (much faster for large photos). Raises OSError & co. for undecodable files."""
+    at least ``draft`` px on each side (much faster for large photos). Raises one of :data:`DECODE_ERRORS` for
+    undecodable files."""
     with Image.open(path) as img:
         if draft and img.format == "JPEG":
             img.draft("RGB", (draft, draft))
+        img.load()  # the full decode: truncation shows here
+        img = ImageOps.exif_transpose(img)  # a photo taken sideways is stored sideways with an orientation tag
+        if img.mode in _WIDE:
+            img = _to_8bit(img)
         if img.mode in ("P", "LA") or (img.mode == "RGBA" and "transparency" in img.info):
             img = img.convert("RGBA")
-        return img.convert("RGB")  # also forces the full decode: truncation shows here
+        return img.convert("RGB")
+
+
+def opens_as_image(path: str | Path) -> bool:
+    """Whether ``path`` has an image header PIL reads (cheap: the pixels are not decoded; a truncated file passes)."""
+    try:
+        with Image.open(path) as img:
+            return img.size[0] > 0 and img.size[1] > 0
+    except DECODE_ERRORS:
+        return False
 
 
 class ImageFolder:
@@ -62,11 +87,22 @@ class ImageFolder:
         path, label = self.samples[index]
         try:
             return load_rgb(path, self.draft), label
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             return None
 
     def path(self, index: int) -> Path:
         return self.samples[index][0]
+
+    def check_readable(self, minimum: int, what: str) -> int:
+        """The number of files whose header opens as an image; fewer than ``minimum`` is a ValueError (before any
+        training). Files that fail here, or later at the full decode, are skipped and counted while training."""
+        readable = sum(opens_as_image(p) for p, _ in self.samples)
+        if readable < minimum:
+            raise ValueError(
+                f"{self.root}: only {readable} of {len(self.samples)} files open as images; {what} needs at least "
+                f"{minimum}"
+            )
+        return readable
 
 
 def warn_skipped(paths: list[str], total: int | None = None) -> None:

@@ -11,11 +11,9 @@ import torch
 from PIL import Image
 
 from ..augment.crop import sample_boxes
+from ..augment.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform", "normalize", "to_tensor", "to_uint8"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_tensor(img: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
@@ -27,13 +25,6 @@ def to_tensor(img: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.T
 def to_uint8(img: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (3, H, W) uint8, unchanged (the training device converts and augments)."""
     return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
-
-
-def normalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """(N, 3, H, W) in [0, 1] -> normalized, on ``x``'s device."""
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - m) / s
 
 
 @dataclass(frozen=True)
@@ -62,18 +53,26 @@ class TrainTransform:
         return to_tensor(img)
 
 
+INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
 @dataclass(frozen=True)
 class EvalTransform:
-    """Resize the short side to ``res / crop_pct``, centre-crop ``res`` (``crop_pct`` 1: the whole image)."""
+    """Resize the short side to ``res / crop_pct`` (``interpolation``, antialiased when it shrinks), centre-crop
+    ``res`` (``crop_pct`` 1: the whole image), normalize with ``mean`` and ``std``."""
 
     res: int
     crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def __call__(self, img: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
         short = round(self.res / self.crop_pct)
         w, h = img.size
         scale = short / min(w, h)
-        img = img.resize((max(self.res, round(w * scale)), max(self.res, round(h * scale))), Image.Resampling.BICUBIC)
+        size = (max(self.res, round(w * scale)), max(self.res, round(h * scale)))
+        img = img.resize(size, INTERPOLATIONS[self.interpolation])
         w, h = img.size
         left, top = (w - self.res) // 2, (h - self.res) // 2
-        return to_tensor(img.crop((left, top, left + self.res, top + self.res)))
+        return to_tensor(img.crop((left, top, left + self.res, top + self.res)), self.mean, self.std)
