@@ -52,27 +52,12 @@ def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     )
 
 
-def apply_op(name: str, x: torch.Tensor, magnitude: float, sign: torch.Tensor) -> torch.Tensor:
-    """Op ``name`` at ``magnitude`` on every image of ``x``; ``sign`` (N,) of ±1 picks each image's direction."""
-    level = magnitude / 10.0
-    n = x.shape[0]
-    if name == "identity":
-        return x
+def _pixel_op(name: str, x: torch.Tensor, level: float, sign: torch.Tensor) -> torch.Tensor:
+    """The ops that change pixel values in place: contrast and colour, solarize, posterize."""
     if name == "auto_contrast":
         lo = x.amin(dim=(2, 3), keepdim=True)
         hi = x.amax(dim=(2, 3), keepdim=True)
         return torch.where(hi > lo, (x - lo) / (hi - lo).clamp_min(1e-6), x)
-    if name in ("brightness", "contrast", "color", "sharpness"):
-        factor = (1 + sign * 0.9 * level).clamp_min(0)
-        if name == "brightness":
-            return _blend(x, torch.zeros_like(x), factor)
-        if name == "contrast":
-            return _blend(x, _gray(x).mean(dim=(1, 2, 3), keepdim=True).expand_as(x), factor)
-        if name == "color":
-            return _blend(x, _gray(x), factor)
-        kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=x.dtype, device=x.device) / 13
-        smooth = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(3, 1, 3, 3), groups=3)
-        return _blend(x, smooth, factor)
     if name == "solarize":
         threshold = max(0.0, 1.0 - level)
         return torch.where(x >= threshold, 1 - x, x)
@@ -80,7 +65,21 @@ def apply_op(name: str, x: torch.Tensor, magnitude: float, sign: torch.Tensor) -
         bits = max(1, 8 - round(4 * level))
         step = 2 ** (8 - bits)
         return torch.floor(x * 255 / step) * step / 255
-    theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
+    factor = (1 + sign * 0.9 * level).clamp_min(0)  # brightness, contrast, color, sharpness: a blend
+    if name == "brightness":
+        return _blend(x, torch.zeros_like(x), factor)
+    if name == "contrast":
+        return _blend(x, _gray(x).mean(dim=(1, 2, 3), keepdim=True).expand_as(x), factor)
+    if name == "color":
+        return _blend(x, _gray(x), factor)
+    kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=x.dtype, device=x.device) / 13
+    smooth = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(3, 1, 3, 3), groups=3)
+    return _blend(x, smooth, factor)
+
+
+def _theta(name: str, x: torch.Tensor, level: float, sign: torch.Tensor) -> torch.Tensor:
+    """The (N, 2, 3) affine matrix of a geometric op: rotate, shear or translate."""
+    theta = torch.zeros(x.shape[0], 2, 3, dtype=x.dtype, device=x.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     if name == "rotate":
         angle = sign * math.radians(30) * level
@@ -92,11 +91,24 @@ def apply_op(name: str, x: torch.Tensor, magnitude: float, sign: torch.Tensor) -
         theta[:, 1, 0] = sign * min(0.3 * level, 1.0)
     elif name == "translate_x":
         theta[:, 0, 2] = sign * min(0.45 * level, 1.0) * 2  # affine_grid spans [-1, 1]: 2 is the image width
-    elif name == "translate_y":
+    else:  # translate_y
         theta[:, 1, 2] = sign * min(0.45 * level, 1.0) * 2
-    else:
+    return theta
+
+
+_PIXEL_OPS = ("auto_contrast", "brightness", "contrast", "color", "sharpness", "solarize", "posterize")
+
+
+def apply_op(name: str, x: torch.Tensor, magnitude: float, sign: torch.Tensor) -> torch.Tensor:
+    """Op ``name`` at ``magnitude`` on every image of ``x``; ``sign`` (N,) of ±1 picks each image's direction."""
+    if name not in OPS:
         raise ValueError(f"unknown RandAugment op {name!r}; the ops are {', '.join(OPS)}")
-    return _affine(x, theta)
+    level = magnitude / 10.0
+    if name == "identity":
+        return x
+    if name in _PIXEL_OPS:
+        return _pixel_op(name, x, level, sign)
+    return _affine(x, _theta(name, x, level, sign))
 
 
 def rand_augment(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 __all__ = ["BenchReport", "BenchResult", "BenchSettings", "LayerRow"]
@@ -52,12 +53,16 @@ class BenchSettings:
             raise bad("compare", "'timm' or None", self.compare)
         if self.fuse and self.mode == "train":
             raise ValueError("fuse is an inference transform (deploy.fuse); use it with mode infer or both")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
-            raise bad("warmup", "an integer >= 0", self.warmup)
-        if isinstance(self.min_iters, bool) or not isinstance(self.min_iters, int) or self.min_iters < 1:
-            raise bad("min_iters", "an integer >= 1", self.min_iters)
-        if not isinstance(self.min_time, int | float) or self.min_time < 0:
-            raise bad("min_time", "a number of seconds >= 0", self.min_time)
+        self._check_timing(bad)
+
+    def _check_timing(self, bad) -> None:
+        for key, low in (("warmup", 0), ("min_iters", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise bad(key, f"an integer >= {low}", value)
+        t = self.min_time
+        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
+            raise bad("min_time", "a finite number of seconds >= 0", t)
 
     @property
     def modes(self) -> tuple[str, ...]:
