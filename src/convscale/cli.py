@@ -69,7 +69,6 @@ def _cmd_roadmap(args: argparse.Namespace) -> None:
 
 
 def _cmd_signal(args: argparse.Namespace) -> None:
-
     from . import create_model
     from .signal import plot_signal, signal_propagation, write_signal_csv
 
@@ -92,7 +91,6 @@ def _cmd_signal(args: argparse.Namespace) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-
     from . import bench
 
     settings = bench.BenchSettings(
@@ -127,14 +125,22 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainingStopped, fit, load_config
 
     overrides = {k: getattr(args, k) for k in _train_flags() if getattr(args, k, None) is not None}
-    cfg = load_config(args.config, **overrides)
-    if args.check:
-        import yaml
-
-        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
-        return
+    if args.resume is not None and args.config is not None:
+        raise ValueError(
+            "--config does not go with --resume: a resumed run keeps its own config (flags may change "
+            "what is safe to change)"
+        )
     try:
-        result = fit(cfg, resume=args.resume)
+        if args.resume is not None:
+            result = fit(resume=args.resume, changes=overrides)
+        else:
+            cfg = load_config(args.config, **overrides)
+            if args.check:
+                import yaml
+
+                print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+                return
+            result = fit(cfg)
     except TrainingStopped as e:
         print(f"convscale: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None
@@ -143,69 +149,66 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"done: {result.run_dir}  (best val top-1 of the last epoch {best:.2f}%)" if best is not None else "done")
 
 
-def _load_trained(path: str, weights: str):
-    from . import create_model
-    from .train import read_checkpoint
+def _device(name: str):
+    from .train.distributed import device_named
 
-    ckpt = read_checkpoint(path if not Path(path).is_dir() else Path(path) / "checkpoints" / "last.safetensors")
-    cfg = ckpt.config
-    model = create_model(cfg["model"], num_classes=len(ckpt.classes))
-    use = weights
-    if use == "auto":
-        use = "ema" if any(k.startswith("ema.") for k in ckpt.tensors) else "model"
-    model.load_state_dict(ckpt.weights(use))
-    return model.eval(), ckpt, use
+    return device_named(name)
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    import torch
+    from .data import EpochOrder, build_loader, make_val_dataset
+    from .train import evaluate, load_run
 
-    from .data import EpochOrder, EvalTransform, build_loader, make_datasets
-    from .train.steps import evaluate
-
-    model, ckpt, used = _load_trained(args.checkpoint, args.weights)
-    cfg = ckpt.config
-    _, val, classes, native = make_datasets(
-        args.data or cfg["data"], seed=cfg["seed"], shapes_val=cfg["shapes_val"], shapes_res=cfg["shapes_res"]
-    )
-    if classes != ckpt.classes:
-        raise ValueError(f"--data has other classes than the checkpoint ({len(classes)} vs {len(ckpt.classes)})")
-    res = args.res or cfg.get("train_res") or native or 224
-    loader = build_loader(
-        val,
-        EvalTransform(res, 1.0 if native else 0.875),
-        EpochOrder(len(val), args.batch, shuffle=False),
-        workers=args.workers,
-    )
-    m = evaluate(model, loader, torch.device("cpu")).metrics
+    device = _device(args.device)
+    run = load_run(_run_path(args), weights=args.weights, device=device)
+    cfg, data = run.config, args.data or run.config.data
+    val, classes = make_val_dataset(data, seed=cfg.seed, shapes_val=cfg.shapes_val, shapes_res=cfg.shapes_res)
+    if classes != run.classes:
+        raise ValueError(f"--data has other classes than the run ({len(classes)} vs {len(run.classes)})")
+    res = args.res or run.policy.test_res
+    order = EpochOrder(len(val), args.batch, shuffle=False)
+    loader = build_loader(val, run.policy.transform(res), order, workers=args.workers, pin_memory=device.type == "cuda")
+    r = evaluate(run.model, loader, device)
+    if r.count == 0:
+        raise ValueError(f"no image of {data}'s val split decoded ({r.skipped} skipped)")
+    m, skipped = r.metrics, f", {r.skipped} skipped: not images" if r.skipped else ""
     print(
-        f"{cfg['model']} ({used} weights) on {args.data or cfg['data']} val at {res} px: "
-        f"top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}  ({len(val)} images)"
+        f"{cfg.model} ({run.weights} weights) on {data} val at {res} px (crop {run.policy.crop_pct:g}): "
+        f"top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}  ({r.count} images{skipped})"
     )
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     import torch
 
-    from .data import EvalTransform, load_rgb
+    from .data import DECODE_ERRORS, load_rgb
+    from .train import load_run
 
-    model, ckpt, _ = _load_trained(args.checkpoint, args.weights)
-    cfg = ckpt.config
-    res = args.res or cfg.get("train_res") or (cfg["shapes_res"] if cfg["data"] == "synthetic-shapes" else 224)
-    transform = EvalTransform(res, 1.0 if cfg["data"] == "synthetic-shapes" else 0.875)
+    device = _device(args.device)
+    run = load_run(_run_path(args), weights=args.weights, device=device)
+    transform = run.policy.transform(args.res)
+    read = 0
     for path in args.images:
         try:
-            x = transform(load_rgb(path))[None]
-        except (OSError, ValueError, SyntaxError) as e:
-            print(f"{path}: cannot read as an image ({e})", file=sys.stderr)
+            x = transform(load_rgb(path))[None].to(device)
+        except DECODE_ERRORS as e:
+            print(f"{path}: cannot read as an image ({str(e)[:200]})", file=sys.stderr)
             continue
+        read += 1
         with torch.no_grad():
-            probs = model(x).softmax(1)[0]
-        top = probs.topk(min(5, len(ckpt.classes)))
-        labels = ", ".join(
-            f"{ckpt.classes[i]} {100 * p:.1f}%" for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-        )
-        print(f"{path}: {labels}")
+            probs = run.model(x).float().softmax(1)[0].cpu()
+        top = probs.topk(min(5, len(run.classes)))
+        pairs = zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        print(f"{path}: " + ", ".join(f"{run.classes[i]} {100 * p:.1f}%" for p, i in pairs))
+    if read == 0:
+        raise ValueError(f"none of the {len(args.images)} images could be read")
+
+
+def _run_path(args: argparse.Namespace) -> str:
+    path = args.run or args.checkpoint
+    if path is None:
+        raise ValueError("which run? give its folder (RUN) or --checkpoint RUN/checkpoints/last.safetensors")
+    return path
 
 
 def _train_flags() -> dict[str, type]:
@@ -218,6 +221,24 @@ def _train_flags() -> dict[str, type]:
     return {f.name: kinds[str(f.type).split(" |")[0]] for f in dataclasses.fields(TrainConfig)}
 
 
+def _bounded(kind: type, lo: float, hi: float | None = None):
+    """An argparse type: ``kind`` in ``[lo, hi]`` and finite; anything else is a usage error naming the range."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(
+                f"expected {kind.__name__} in [{lo}, {hi if hi is not None else 'inf'}], got {text[:40]!r}"
+            )
+        return value
+
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (``convscale bench: error: ...``), exit status 2, like every other error."""
 
@@ -225,9 +246,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _add_models(sub) -> None:
     p = sub.add_parser("list", help="list registered models: params, resolutions, GMACs, published top-1")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'efficientnetv2*'")
     p.add_argument("--all", action="store_true", help="include the tiny test variants")
@@ -246,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="signal", help="output folder (default: ./signal)")
     p.set_defaults(func=_cmd_signal)
+
+
+def _add_bench(sub) -> None:
     p = sub.add_parser(
         "bench",
         help="measured speed beside FLOPs: throughput, latency, memory, memory-access cost, time per layer kind",
@@ -263,11 +285,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--per-layer", action="store_true", help="forward time per layer kind and per stage")
     p.add_argument("--compare", choices=("timm",), help="time timm's model of the same name, interleaved")
-    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
-    p.add_argument("--min-iters", type=int, default=10, help="timed calls at least (default 10)")
-    p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed calls at least (default 2)")
+    p.add_argument("--warmup", type=_bounded(int, 0, 10_000), default=3, help="untimed calls first (default 3)")
+    p.add_argument("--min-iters", type=_bounded(int, 1, 1_000_000), default=10, help="timed calls at least (10)")
+    p.add_argument("--min-time", type=_bounded(float, 0, 86_400), default=2.0, help="seconds of timed calls (2)")
     p.add_argument("--out", help="folder for bench.csv, bench.json, bench_layers.csv and the plots")
     p.set_defaults(func=_cmd_bench)
+
+
+def _add_train(sub) -> None:
+    from .train.config import field_help, list_recipes
 
     p = sub.add_parser(
         "train",
@@ -279,34 +305,52 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         "--recipe",
         dest="config",
-        help="a shipped recipe by name (efficientnetv2_s, "
-        "efficientnet_b0, convnext_tiny, nfnet_f0, repvgg_a0) or a YAML file of config keys; flags override "
+        help=f"a shipped recipe by name ({', '.join(list_recipes())}) or a YAML file of config keys; flags override "
         "it, and its learning rate and warm-up adapt to your batch size and epochs",
     )
     p.add_argument("--check", action="store_true", help="validate the configuration, print it, and exit")
-    p.add_argument("--resume", help="a run folder or checkpoint to continue exactly where it stopped")
+    p.add_argument("--resume", help="a run folder to continue exactly where it stopped, with its own config")
+    docs = field_help()
     for flag, kind in _train_flags().items():
+        name = "--" + flag.replace("_", "-")
         if kind is bool:
-            p.add_argument("--" + flag.replace("_", "-"), dest=flag, action=argparse.BooleanOptionalAction)
+            p.add_argument(name, dest=flag, action=argparse.BooleanOptionalAction, help=docs[flag])
         else:
-            p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind)
+            p.add_argument(name, dest=flag, type=kind, help=docs[flag], metavar=kind.__name__.upper())
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="top-1/top-5 of a trained checkpoint on a validation split")
-    p.add_argument("--checkpoint", required=True, help="a run folder or its checkpoints/last.safetensors")
-    p.add_argument("--data", help="synthetic-shapes or a folder with val/ (default: the run's data)")
-    p.add_argument("--res", type=int)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="auto: EMA when saved")
-    p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("predict", help="the top-5 labels of images, from a trained checkpoint")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--res", type=int)
-    p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto")
-    p.set_defaults(func=_cmd_predict)
+def _add_use(sub) -> None:
+    from .train.config import MAX_RES
+
+    for cmd, text in (
+        ("eval", "top-1/top-5 of a trained run on a validation split, at the run's own test size and crop"),
+        ("predict", "the top-5 labels of images, from a trained run"),
+    ):
+        p = sub.add_parser(cmd, help=text)
+        if cmd == "eval":
+            p.add_argument("run", nargs="?", metavar="RUN", help="the run folder")
+        else:
+            p.add_argument("images", nargs="+", metavar="IMAGE")
+            p.set_defaults(run=None)
+        p.add_argument("--checkpoint", "--run", dest="checkpoint", help="the run folder or its checkpoint file")
+        p.add_argument("--res", type=_bounded(int, 32, MAX_RES), help="image size (default: the run's test size)")
+        p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="auto: EMA when saved")
+        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+        if cmd == "eval":
+            p.add_argument("--data", help="synthetic-shapes or a folder with val/ (default: the run's data)")
+            p.add_argument("--batch", type=_bounded(int, 1, 1 << 16), default=64)
+            p.add_argument("--workers", type=_bounded(int, 0, 256), default=2)
+        p.set_defaults(func=_cmd_eval if cmd == "eval" else _cmd_predict)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_models(sub)
+    _add_bench(sub)
+    _add_train(sub)
+    _add_use(sub)
     return parser
 
 

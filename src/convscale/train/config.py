@@ -1,17 +1,92 @@
 """A training run's settings: one frozen dataclass, from defaults, a YAML recipe and flags (flags win), validated
-before anything trains — an invalid value is reported with its key."""
+before anything trains — an invalid value is reported in one line naming its key, its value shown shortened.
+
+Each field carries its documentation (the flag's ``--help``) and its check, side by side; the progressive
+regularizers' keys are checked by their row in :data:`~convscale.train.progressive.REGULARIZERS`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import difflib
+import math
+import re
+import reprlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RECIPES", "TrainConfig", "list_recipes", "load_config"]
+from .progressive import REGULARIZERS
+
+__all__ = [
+    "RECIPES",
+    "RESUMABLE",
+    "TrainConfig",
+    "config_from_dict",
+    "list_recipes",
+    "load_config",
+    "resume_config",
+    "short_repr",
+]
 
 OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 AMP = ("none", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_RES = 1024  # larger inputs are a typo more often than a plan; they also run out of memory at any batch
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
+
+
+def short_repr(value: Any) -> str:
+    """A repr of at most about 80 characters whatever ``value`` is (a YAML alias bomb included)."""
+    return _REPR.repr(value)[:80]
+
+
+Check = Callable[[Any], str | None]  # value -> None when valid, else what was expected
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(lo: int, hi: int | None = None) -> Check:
+    top = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+    return lambda v: None if _is_int(v) and v >= lo and (hi is None or v <= hi) else f"an integer {top}"
+
+
+def number(lo: float, hi: float) -> Check:
+    return lambda v: None if _is_num(v) and lo <= v <= hi else f"a number in [{lo}, {hi}]"
+
+
+def choice(*options: str) -> Check:
+    return lambda v: None if v in options else "one of " + ", ".join(options)
+
+
+def text(v: Any) -> str | None:
+    return None if isinstance(v, str) and v != "" else "a non-empty string"
+
+
+def flag(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
+def optional(check: Check) -> Check:
+    return lambda v: None if v is None else (None if check(v) is None else f"{check(v)} or null")
+
+
+def run_name(v: Any) -> str | None:
+    ok = v is None or (isinstance(v, str) and _NAME.fullmatch(v) and ".." not in v)
+    return None if ok else "a folder name of letters, digits and . _ + - (no path separators, no '..') or null"
+
+
+def _f(default: Any, check: Check | None, help: str) -> Any:
+    return field(default=default, metadata={"check": check, "help": help})
 
 
 @dataclass(frozen=True)
@@ -19,135 +94,124 @@ class TrainConfig:
     """Everything a run needs. ``batch_size`` is the global batch (split across processes under torchrun); ``lr``
     is for that batch. ``data`` is ``synthetic-shapes`` or a folder with ``train/`` and ``val/``."""
 
-    model: str = "resnet18"
-    data: str = "synthetic-shapes"
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
-    optimizer: str = "adamw"  # sgd (Nesterov), adamw, rmsprop (TF-style epsilon)
-    momentum: float = 0.9  # SGD and RMSProp
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.5
-    min_lr: float = 0.0
-    label_smoothing: float = 0.1
-    drop_rate: float | None = None  # None: the model's own
-    drop_path_rate: float | None = None
-    ema: bool = True
-    ema_decay: float = 0.998
-    amp: str = "none"  # bf16 autocast on CPU or CUDA; fp16 with a grad scaler on CUDA
-    channels_last: bool = True
-    compile: bool = False
-    accum_steps: int = 1
-    agc: float | None = None  # adaptive gradient clipping factor, e.g. 0.01 (NFNets)
-    train_res: int | None = None  # None: the data's native size (synthetic-shapes) or the model's train size
-    test_res: int | None = None
-    crop_scale: float | None = None  # smallest crop area of the random-resized crop; None: 0.6 on synthetic-shapes
-    # (the whole scene is the object, which a small crop would cut away), 0.08 on photos (Inception's)
-    workers: int = 2
-    seed: int = 0
-    device: str = "auto"
-    deterministic: bool = False
-    out: str = "runs"
-    name: str | None = None  # the run folder's name (default: model and data)
-    checkpoint_minutes: float = 10.0
-    checkpoint_steps: int = 0  # also every N steps when > 0 (tests, very long epochs)
-    max_nonfinite: int = 5  # consecutive non-finite losses that stop the run
-    shapes_train: int = 10_000
-    shapes_val: int = 2_000
-    shapes_res: int = 32
-    # regularization and progressive learning (EfficientNetV2 §4.2): each *_start is the first stage's value (None:
-    # the same as the last); values grow linearly over `stages` stages; stages 1 is a plain run at the final values
-    stages: int = 1
-    progressive_variant: str = "paper"  # or "official" (the AutoML code: see convscale.train.progressive)
-    size_start: int | None = None  # first stage's image size (the last is train_res)
-    size_multiple: int | None = None  # stage sizes are rounded to it (None: 8, or 32 with compile)
-    constant_memory: bool = False  # a larger batch at the smaller stages, batch * (last size / size)^2, lr scaled
-    drop_rate_start: float | None = None
-    drop_path_rate_start: float | None = None
-    randaug_n: int = 0  # RandAugment ops per image (0: off), on the training device
-    randaug_m: float = 9.0
-    randaug_m_start: float | None = None
-    mixup: float = 0.0  # mixup alpha (0: off)
-    mixup_start: float | None = None
-    cutmix: float = 0.0  # CutMix alpha (0: off); with mixup, one of the two per batch
-    cutmix_start: float | None = None
-    mixup_switch_prob: float = 0.5  # with both mixup and CutMix on: the chance that a batch uses CutMix
-    random_erasing: float = 0.0  # probability per image
-    max_steps: int = 0  # stop (and save) after this many batches, the schedule unchanged (0: run every epoch)
+    model: str = _f("resnet18", text, "a registered model name (convscale list)")
+    data: str = _f("synthetic-shapes", text, "synthetic-shapes (built in) or a folder with train/ and val/")
+    epochs: int = _f(10, integer(1, 100_000), "training epochs")
+    batch_size: int = _f(64, integer(1, 1 << 20), "global batch size (split across processes)")
+    lr: float = _f(2e-3, number(1e-8, 100), "peak learning rate, for batch_size")
+    optimizer: str = _f("adamw", choice(*OPTIMIZERS), "sgd (Nesterov), adamw, or rmsprop (TF-style epsilon)")
+    momentum: float = _f(0.9, number(0, 0.9999), "momentum of SGD and RMSProp")
+    weight_decay: float = _f(0.05, number(0, 1), "weight decay (none on norms, biases and gains)")
+    warmup_epochs: float = _f(0.5, number(0, 1e6), "linear warm-up, in epochs, before the cosine decay")
+    min_lr: float = _f(0.0, number(0, 100), "learning rate at the end of the cosine")
+    label_smoothing: float = _f(0.1, number(0, 0.99), "label smoothing")
+    drop_rate: float | None = _f(None, None, "classifier dropout (default: the model's own)")
+    drop_path_rate: float | None = _f(None, None, "stochastic depth at the last block (default: the model's own)")
+    ema: bool = _f(True, flag, "keep an exponential moving average of the weights and evaluate it too")
+    ema_decay: float = _f(0.998, number(0, 0.999999), "EMA decay per step")
+    amp: str = _f("none", choice(*AMP), "mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with a grad scaler)")
+    channels_last: bool = _f(True, flag, "channels-last memory format")
+    compile: bool = _f(False, flag, "torch.compile the model")
+    accum_steps: int = _f(1, integer(1, 1024), "slices of each batch whose gradients accumulate into one step")
+    agc: float | None = _f(None, optional(number(1e-6, 10)), "adaptive gradient clipping factor, e.g. 0.01 (NFNets)")
+    train_res: int | None = _f(
+        None, optional(integer(32, MAX_RES)), "training image size (default: the data's own size or the model's)"
+    )
+    test_res: int | None = _f(
+        None,
+        optional(integer(32, MAX_RES)),
+        "evaluation size (default: the model's own at its own training size, else the model's train-to-test ratio)",
+    )
+    crop_scale: float | None = _f(
+        None,
+        optional(number(0.01, 1)),
+        "smallest area of the random-resized crop (default: 0.6 on synthetic-shapes, whose whole scene is the object; "
+        "0.08 on photos, Inception's)",
+    )
+    workers: int = _f(2, integer(0, 256), "data loader worker processes")
+    seed: int = _f(0, integer(0, 2**63 - 1), "seed of the data order, augmentation and initialization")
+    device: str = _f("auto", choice(*DEVICES), "auto (CUDA when available), cpu, cuda or mps")
+    deterministic: bool = _f(False, flag, "deterministic algorithms (slower)")
+    out: str = _f("runs", text, "folder that holds the run folders")
+    name: str | None = _f(None, run_name, "the run folder's name inside --out (default: MODEL-DATA)")
+    checkpoint_minutes: float = _f(10.0, number(0, 1e6), "also save a checkpoint this often within an epoch")
+    checkpoint_steps: int = _f(0, integer(0), "also save every N steps when > 0")
+    max_nonfinite: int = _f(5, integer(1), "consecutive non-finite steps that stop the run")
+    shapes_train: int = _f(10_000, integer(1, 1_000_000), "synthetic-shapes: training images")
+    shapes_val: int = _f(2_000, integer(1, 1_000_000), "synthetic-shapes: validation images")
+    shapes_res: int = _f(32, integer(32, 256), "synthetic-shapes: image size")
+    stages: int = _f(1, integer(1, 1000), "progressive learning: stages (1: a plain run at the final values)")
+    progressive_variant: str = _f("paper", choice("paper", "official"), "paper (Algorithm 1) or official (AutoML)")
+    size_start: int | None = _f(None, optional(integer(32, MAX_RES)), "progressive: the first stage's image size")
+    size_multiple: int | None = _f(
+        None, optional(integer(1, 128)), "progressive: stage sizes are multiples of it (default 8; 32 with --compile)"
+    )
+    constant_memory: bool = _f(
+        False, flag, "progressive: a larger batch at the smaller stages, batch x (last size / size)^2, lr scaled"
+    )
+    drop_rate_start: float | None = _f(None, None, "progressive: the first stage's dropout (default: the last)")
+    drop_path_rate_start: float | None = _f(None, None, "progressive: the first stage's drop path")
+    randaug_n: int = _f(0, integer(0, 16), "RandAugment ops per image (0: off)")
+    randaug_m: float = _f(9.0, None, "RandAugment magnitude (0-30 as in the paper)")
+    randaug_m_start: float | None = _f(None, None, "progressive: the first stage's RandAugment magnitude")
+    mixup: float = _f(0.0, None, "mixup alpha (0: off)")
+    mixup_start: float | None = _f(None, None, "progressive: the first stage's mixup alpha")
+    cutmix: float = _f(0.0, None, "CutMix alpha (0: off); with mixup, one of the two per batch")
+    cutmix_start: float | None = _f(None, None, "progressive: the first stage's CutMix alpha")
+    mixup_switch_prob: float = _f(0.5, number(0, 1), "with mixup and CutMix both on: the chance of CutMix")
+    random_erasing: float = _f(0.0, number(0, 1), "random erasing probability per image")
+    max_steps: int = _f(0, integer(0), "stop (and save) after this many steps, the schedule unchanged (0: off)")
 
     def __post_init__(self) -> None:
-        def check(key: str, ok: bool, expected: str) -> None:
-            if not ok:
-                raise ValueError(f"config key {key!r}: expected {expected}, got {getattr(self, key)!r}")
-
-        def pos_int(key: str, minimum: int = 1) -> None:
-            v = getattr(self, key)
-            check(key, isinstance(v, int) and not isinstance(v, bool) and v >= minimum, f"an integer >= {minimum}")
-
-        def number(key: str, lo: float, hi: float, optional: bool = False) -> None:
-            v = getattr(self, key)
-            if optional and v is None:
-                return
-            ok = isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
-            check(key, ok, f"a number in [{lo}, {hi}]" + (" or null" if optional else ""))
-
-        for key in ("epochs", "batch_size", "accum_steps", "max_nonfinite", "shapes_train", "shapes_val"):
-            pos_int(key)
-        for key in ("workers", "checkpoint_steps", "max_steps", "seed"):
-            pos_int(key, 0)
-        pos_int("shapes_res", 16)
-        for key in ("train_res", "test_res"):
-            if getattr(self, key) is not None:
-                pos_int(key, 32)
-        number("lr", 1e-8, 100)
-        number("min_lr", 0, 100)
-        number("momentum", 0, 0.9999)
-        number("weight_decay", 0, 1)
-        number("warmup_epochs", 0, 1e6)
-        number("label_smoothing", 0, 0.99)
-        number("ema_decay", 0, 0.999999)
-        number("crop_scale", 0.01, 1, optional=True)
-        number("checkpoint_minutes", 0, 1e6)
-        number("drop_rate", 0, 0.99, optional=True)
-        number("drop_path_rate", 0, 0.99, optional=True)
-        number("agc", 1e-6, 10, optional=True)
-        pos_int("stages")
-        pos_int("randaug_n", 0)
-        if self.size_start is not None:
-            pos_int("size_start", 32)
-        if self.size_multiple is not None:
-            pos_int("size_multiple")
-        for key in ("drop_rate_start", "drop_path_rate_start"):
-            number(key, 0, 0.99, optional=True)
-        for key in ("randaug_m", "mixup", "cutmix"):
-            number(key, 0, 100)
-        for key in ("randaug_m_start", "mixup_start", "cutmix_start"):
-            number(key, 0, 100, optional=True)
-        number("random_erasing", 0, 1)
-        number("mixup_switch_prob", 0, 1)
-        check("progressive_variant", self.progressive_variant in ("paper", "official"), "paper or official")
-        if self.stages > self.epochs:
-            raise ValueError(f"config key 'stages': {self.stages} stages need at least as many epochs ({self.epochs})")
-        check("optimizer", self.optimizer in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS))
-        check("amp", self.amp in AMP, "one of " + ", ".join(AMP))
-        check("device", self.device in ("auto", "cpu", "cuda", "mps"), "one of auto, cpu, cuda, mps")
-        for key in ("model", "data", "out"):
-            check(key, isinstance(getattr(self, key), str) and getattr(self, key) != "", "a non-empty string")
-        for key in ("ema", "channels_last", "compile", "deterministic", "constant_memory"):
-            check(key, isinstance(getattr(self, key), bool), "true or false")
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            expected = check(getattr(self, f.name)) if check is not None else None
+            if expected is not None:
+                raise ValueError(f"config key {f.name!r}: expected {expected}, got {short_repr(getattr(self, f.name))}")
+        for r in REGULARIZERS:
+            for key in (r.key, r.key + "_start"):
+                value = getattr(self, key)
+                if value is not None or (key == r.key and not r.model_default):
+                    r.check(f"config key {key!r}", value)
+        self._check_together()
         from ..registry import get_entry
 
         get_entry(self.model)  # unknown model: ValueError naming the closest
 
+    def _check_together(self) -> None:
+        if self.stages > self.epochs:
+            raise ValueError(f"config key 'stages': {self.stages} stages need at least as many epochs ({self.epochs})")
+        if self.accum_steps > 1 and self.batch_size // self.accum_steps < 2:
+            raise ValueError(
+                f"config key 'accum_steps': {self.accum_steps} slices of a batch of {self.batch_size} leave fewer "
+                "than 2 images per slice (batch norm needs 2)"
+            )
+
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.model}-{Path(self.data).name}"
+        if self.name:
+            return self.name
+        data = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(self.data).name).lstrip(".") or "data"
+        return f"{self.model}-{data}"[:100]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def field_help() -> dict[str, str]:
+    """Each config key's documentation: the ``convscale train`` flags' help."""
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
+
+
+#: what may differ from the stored config when a run resumes: how long it runs, where and how fast, never what it
+#: learns at a step. ``out`` and ``name`` are ignored there (the run keeps its folder).
+RESUMABLE = frozenset(
+    {"epochs", "workers", "device", "compile", "deterministic", "checkpoint_minutes", "checkpoint_steps"}
+    | {"max_steps", "max_nonfinite", "data", "out", "name"}
+)
+
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+_MAX_RECIPE_BYTES = 1 << 20
 
 
 def list_recipes() -> list[str]:
@@ -155,36 +219,59 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES.glob("*.yaml"))
 
 
-def _read_recipe(recipe: str | Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file of ``key: value`` pairs, read with the safe loader; anything else is one-line ValueError."""
     import yaml
 
+    if path.stat().st_size > _MAX_RECIPE_BYTES:
+        raise ValueError(f"{path}: a {what} is at most {_MAX_RECIPE_BYTES} bytes")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{path}: not a valid YAML {what} ({reason[:120]})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
+        raise ValueError(f"{path}: a {what} is a mapping of config keys to values, got {short_repr(loaded)}")
+    return loaded
+
+
+def _read_recipe(recipe: str | Path) -> dict[str, Any]:
     path = Path(recipe)
     if not path.is_file():
         shipped = RECIPES / f"{recipe}.yaml"
         if not shipped.is_file():
             raise ValueError(f"no recipe {str(recipe)!r}: a YAML file, or one of {', '.join(list_recipes())}")
         path = shipped
-    loaded = yaml.safe_load(path.read_text())
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of config keys to values")
-    return loaded
+    return read_yaml_mapping(path, "recipe")
 
 
 def _adapt(values: dict[str, Any], adapt: Any, overrides: dict[str, Any]) -> None:
     """Fit a recipe to this run: the learning rate scales linearly with the global batch (from ``adapt.batch_size``)
     and the warm-up with the epoch budget (from ``adapt.epochs``), unless they are set explicitly."""
-    if not isinstance(adapt, dict) or not set(adapt) <= {"batch_size", "epochs"}:
-        raise ValueError(f"recipe key 'adapt': expected {{batch_size: N, epochs: N}}, got {adapt!r}")
+    ok = isinstance(adapt, dict) and set(adapt) <= {"batch_size", "epochs"}
+    if not ok or not all(_is_int(v) and v > 0 for v in adapt.values()):
+        raise ValueError(f"recipe key 'adapt': expected {{batch_size: N, epochs: N}}, got {short_repr(adapt)}")
     batch = values.get("batch_size", TrainConfig.batch_size)
-    if "lr" in values and "lr" not in overrides and adapt.get("batch_size"):
-        values["lr"] = values["lr"] * batch / adapt["batch_size"]
     epochs = values.get("epochs", TrainConfig.epochs)
-    if "warmup_epochs" in values and "warmup_epochs" not in overrides and adapt.get("epochs"):
-        values["warmup_epochs"] = values["warmup_epochs"] * epochs / adapt["epochs"]
-    if values.get("stages", 1) > epochs and "stages" not in overrides:
-        values["stages"] = epochs
+    for key, (value, ref) in {"lr": (batch, "batch_size"), "warmup_epochs": (epochs, "epochs")}.items():
+        if key in values and key not in overrides and adapt.get(ref) and _is_num(values[key]) and _is_num(value):
+            values[key] = values[key] * value / adapt[ref]
+    if _is_int(epochs) and _is_int(values.get("stages", 1)) and values.get("stages", 1) > epochs:
+        if "stages" not in overrides:
+            values["stages"] = epochs
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A validated ``TrainConfig`` from a mapping of its keys (a recipe, a stored run's config)."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted((k for k in values if k not in known), key=str)
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), known, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ValueError(f"unknown config key {short_repr(unknown[0])}; {hint}(convscale train --help lists the keys)")
+    return TrainConfig(**values)
 
 
 def load_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
@@ -196,8 +283,24 @@ def load_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConf
     values.update(overrides)
     if adapt is not None:
         _adapt(values, adapt, overrides)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown config key {unknown[0]!r}; the keys are {', '.join(sorted(known))}")
-    return TrainConfig(**values)
+    return config_from_dict(values)
+
+
+def resume_config(stored: TrainConfig, asked: TrainConfig | None = None, **overrides: Any) -> TrainConfig:
+    """The config a resumed run continues with: the run's own, with the changes that are safe (:data:`RESUMABLE`)
+    taken from ``asked`` (a whole config, as ``fit`` is given) or ``overrides`` (the flags given); any other
+    difference is a ValueError naming the key, raised before anything is touched."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if asked is not None:
+        changes.update({k: v for k, v in asked.to_dict().items() if v != getattr(stored, k)})
+    changes = {k: v for k, v in changes.items() if v != getattr(stored, k)}
+    refused = sorted(set(changes) - RESUMABLE)
+    if refused:
+        key = refused[0]
+        raise ValueError(
+            f"config key {key!r} cannot change on --resume (the run has {short_repr(getattr(stored, key))}, "
+            f"asked {short_repr(changes[key])}); what may change: {', '.join(sorted(RESUMABLE))}"
+        )
+    changes.pop("out", None)
+    changes.pop("name", None)
+    return dataclasses.replace(stored, **changes)

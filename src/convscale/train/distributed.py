@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Dist", "all_sum", "setup", "teardown"]
+__all__ = ["Dist", "all_sum", "broadcast_str", "device_named", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,9 @@ class Dist:
         return self.rank == 0
 
 
-def _device(name: str, local_rank: int) -> torch.device:
+def device_named(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``mps``; one this PyTorch cannot use is a
+    ValueError."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -40,7 +42,7 @@ def setup(device: str = "auto") -> Dist:
     """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1); otherwise a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _device(device, local_rank)
+    dev = device_named(device, local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
@@ -59,3 +61,12 @@ def all_sum(values: list[float], d: Dist) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
     dist.all_reduce(t)
     return t.tolist()
+
+
+def broadcast_str(value: str, d: Dist) -> str:
+    """Rank 0's ``value`` on every rank (the run folder rank 0 took)."""
+    if d.world == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

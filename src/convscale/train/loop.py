@@ -1,45 +1,40 @@
-"""``fit``: the training run. It wires the pieces (data order, train step, schedule, EMA, evaluation, checkpoint)
-together and does little else, so it can be read in one sitting."""
+"""``fit``: the training run, in three blocks — :func:`prepare` (data, model, optimizer, resume), then for each epoch
+:func:`train_epoch` and :func:`end_epoch` (validate, log, checkpoint). The pieces it calls are each tested alone:
+the plan (``plan.py``), the batch augmentation (``augment.pipeline``), ``train_step`` and ``evaluate``
+(``steps.py``), the run folder and evaluation policy (``run.py``); methods that act during a run (EMA, progressive
+regularization) join at the named places of ``hooks.py``."""
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
 import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_text
-from ..augment import flip_mask, mix_batch, rand_augment, random_erasing, resized_crop, sample_boxes
-from ..data import EpochOrder, EvalTransform, TrainTransform, build_loader, make_datasets
+from ..augment import AugmentSettings, BatchShare, augment_batch
+from ..data import EpochOrder, TrainTransform, build_loader, make_datasets
 from ..data.folder import warn_skipped
-from ..data.transforms import normalize, to_uint8
-from ..factory import create_model, model_info
+from ..data.transforms import to_uint8
+from ..factory import create_model
 from ..optim.agc import agc_parameters
-from .config import TrainConfig
-from .distributed import Dist, all_sum, setup, teardown
-from .ema import ModelEMA
-from .optim import create_optimizer, lr_at
-from .progressive import (
-    ProgressiveConfig,
-    ProgressiveStage,
-    format_schedule,
-    progressive_schedule,
-    regularization_setter,
-)
-from .state import TrainState, read_checkpoint, write_checkpoint
-from .steps import EvalResult, evaluate, train_step
+from .config import TrainConfig, resume_config
+from .distributed import Dist, all_sum, broadcast_str, setup, teardown
+from .hooks import EMAHook, Hook, RegularizationHook
+from .optim import create_optimizer
+from .plan import Plan, make_plan, regularizer_ranges
+from .progressive import ProgressiveStage, format_schedule, regularization_setter
+from .run import EvalPolicy, RunFolder, eval_policy
+from .state import Checkpoint, TrainState, read_checkpoint
+from .steps import EvalResult, StepResult, evaluate, train_step
 
-__all__ = ["FitResult", "TrainingStopped", "fit"]
+__all__ = ["FitResult", "Trainer", "TrainingStopped", "end_epoch", "fit", "prepare", "train_epoch"]
 
-CHECKPOINT = "checkpoints/last.safetensors"
+Log = Callable[[str], Any]
 
 
 class TrainingStopped(RuntimeError):
@@ -56,28 +51,212 @@ class FitResult:
     metrics: dict[str, Any]  # the last epoch's row of metrics.csv
 
 
-def _resolutions(cfg: TrainConfig, native: int | None) -> tuple[int, int]:
-    info = model_info(cfg.model)
-    train_res = cfg.train_res or native or info.train_res
-    if cfg.test_res:
-        return train_res, cfg.test_res
-    # the model's own train -> test ratio (the FixRes effect its recipe was tuned with), on a multiple of 8
-    test_res = max(32, 8 * round(train_res * info.test_res / info.train_res / 8))
-    return train_res, test_res
+#: the signals that stop a run cleanly (it saves, and says how to resume): what they are called, the exit status
+STOP_SIGNALS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
 
 
-def _new_run_dir(cfg: TrainConfig) -> Path:
-    base = Path(cfg.out) / cfg.run_name
-    run_dir, n = base, 1
-    while (run_dir / CHECKPOINT).exists() or (run_dir / "metrics.csv").exists():
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    return run_dir
+class _StopFlag:
+    """Ctrl-C (SIGINT) or SIGTERM (schedulers, ``kill``) asks the loop to stop after the current step and save; a
+    second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested: tuple[str, int] | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in STOP_SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave the signals alone
+                break
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = STOP_SIGNALS[signal.Signals(signum)]
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
-def _resume_path(resume: str | Path) -> Path:
-    path = Path(resume)
-    return path / CHECKPOINT if path.is_dir() else path
+@dataclass
+class Trainer:
+    """What :func:`prepare` builds: everything an epoch needs."""
+
+    cfg: TrainConfig
+    dist: Dist
+    folder: RunFolder
+    train_ds: Any
+    val_ds: Any
+    classes: list[str]
+    policy: EvalPolicy
+    plan: Plan
+    model: nn.Module
+    runner: nn.Module  # the model as trained: DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    hooks: list[Hook]
+    state: TrainState
+    log: Log
+    crop_scale: float  # smallest area of the random-resized crop
+    crop_on_device: bool  # images held in memory reach the device whole and are cropped there; files: the loader
+    agc_params: list[torch.Tensor] = field(default_factory=list)
+    skipped: set[int] = field(default_factory=set)
+    nonfinite_run: int = 0  # consecutive non-finite steps
+    clock: float = field(default_factory=time.monotonic)  # start of the time not yet in state.elapsed_s
+    board: Any = None
+
+
+def fit(
+    cfg: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    changes: dict[str, Any] | None = None,
+    log: Log = print,
+) -> FitResult:
+    """Train ``cfg``. ``resume``: a run folder (or its checkpoint) to continue exactly where it stopped, with the
+    run's own config; ``cfg`` or ``changes`` (the flags given) may change only what :data:`~.config.RESUMABLE`
+    lists, and anything else is refused before the folder is touched."""
+    ckpt = None
+    if resume is not None:
+        folder = RunFolder.of(resume)
+        ckpt = read_checkpoint(folder.checkpoint)
+        cfg = resume_config(ckpt.config_obj, cfg, **(changes or {}))
+        _check_resumable(cfg, ckpt.state)
+    cfg = cfg or TrainConfig()
+    d = setup(cfg.device)
+    try:
+        with _StopFlag() as stop:
+            t = prepare(cfg, d, ckpt, resume, log if d.main else (lambda *_: None))
+            while t.state.epoch < cfg.epochs:
+                stage = t.plan.stage_of(t.state.epoch)
+                for hook in t.hooks:
+                    hook.on_stage(stage)
+                if not train_epoch(t, stage, stop):
+                    break  # max_steps reached inside the epoch
+                end_epoch(t, stage)
+            return FitResult(t.folder.path, t.state.history[-1] if t.state.history else {})
+    finally:
+        teardown()
+
+
+def _check_resumable(cfg: TrainConfig, state: TrainState) -> None:
+    done = state.epoch + (state.batch > 0)
+    if cfg.epochs < done or (cfg.epochs == state.epoch and state.batch == 0):
+        raise ValueError(
+            f"config key 'epochs': the run has trained {state.epoch} epochs"
+            + (f" and {state.batch} batches of the next" if state.batch else "")
+            + f"; resuming needs --epochs above {max(state.epoch, done - 1)}, got {cfg.epochs}"
+        )
+
+
+def _data(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None):
+    train_ds, val_ds, classes, native = make_datasets(
+        cfg.data,
+        seed=cfg.seed,
+        shapes_train=cfg.shapes_train,
+        shapes_val=cfg.shapes_val,
+        shapes_res=cfg.shapes_res,
+        workers=cfg.workers,
+    )
+    if ckpt is not None and ckpt.classes != classes:
+        raise ValueError(f"the checkpoint was trained on other classes ({len(ckpt.classes)}) than --data has")
+    if hasattr(train_ds, "check_readable"):  # files: enough of them must open as images, before any training
+        train_ds.check_readable(max(2, d.world), "training")
+        val_ds.check_readable(1, "validation")
+    return train_ds, val_ds, classes, native
+
+
+def _model(cfg: TrainConfig, d: Dist, classes: list[str]) -> tuple[nn.Module, list[Hook]]:
+    """The model, built with the run's largest dropout and drop-path rates so that every module exists (each stage
+    sets its own), and the hooks of the methods that act on it."""
+    torch.manual_seed(cfg.seed)
+    ranges = regularizer_ranges(cfg)
+    drop, path = max(ranges["drop_rate"]), max(ranges["drop_path_rate"])
+    model = create_model(cfg.model, num_classes=len(classes), drop_rate=drop, drop_path_rate=path).to(d.device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    hooks: list[Hook] = [RegularizationHook(regularization_setter(model, path))]
+    if cfg.ema:
+        hooks.append(EMAHook(model, cfg.ema_decay))
+    return model, hooks
+
+
+def _runner(cfg: TrainConfig, d: Dist, model: nn.Module) -> nn.Module:
+    runner: nn.Module = model
+    if d.world > 1:
+        ids = [d.device.index] if d.device.type == "cuda" else None
+        runner = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(runner) if cfg.compile else runner
+
+
+def _folder(cfg: TrainConfig, d: Dist, resume: str | Path | None) -> RunFolder:
+    """The run's folder: the resumed one, or a new one taken by rank 0 and told to the others."""
+    if resume is not None:
+        folder = RunFolder.of(resume)
+        if d.main:
+            folder.clean_stale()
+        return folder
+    path = str(RunFolder.create(cfg.out, cfg.run_name).path) if d.main else ""
+    return RunFolder(Path(broadcast_str(path, d)))
+
+
+def prepare(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Path | None, log: Log) -> Trainer:
+    """Everything before the first step: data, plan, model, optimizer, the resumed state, the run folder."""
+    if cfg.amp == "fp16" and d.device.type != "cuda":
+        raise ValueError("config key 'amp': fp16 needs CUDA (a grad scaler); use bf16 on CPU")
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    train_ds, val_ds, classes, native = _data(cfg, d, ckpt)
+    policy = eval_policy(cfg)
+    plan = make_plan(cfg, policy.train_res, len(train_ds), d.world)
+    model, hooks = _model(cfg, d, classes)
+    optimizer = create_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
+    state = _restore(ckpt, model, optimizer, scaler, hooks) if ckpt is not None else TrainState()
+    crop_scale = cfg.crop_scale if cfg.crop_scale is not None else (0.6 if native else 0.08)
+    if hasattr(train_ds, "draft"):  # JPEG draft decoding: downscale while the smallest crop keeps its pixels
+        train_ds.draft = round(policy.train_res / crop_scale**0.5)
+        val_ds.draft = round(max(policy.train_res, policy.test_res) / policy.crop_pct)
+    folder = _folder(cfg, d, resume)
+    t = Trainer(
+        cfg, d, folder, train_ds, val_ds, classes, policy, plan, model, _runner(cfg, d, model), optimizer, scaler,
+        hooks, state, log, crop_scale, crop_on_device=native is not None,
+        agc_params=agc_parameters(model) if cfg.agc else [],
+    )  # fmt: skip
+    _announce(t, resume)
+    return t
+
+
+def _restore(ckpt: Checkpoint, model: nn.Module, optimizer, scaler, hooks: list[Hook]) -> TrainState:
+    model.load_state_dict(ckpt.weights("model"))
+    for hook in hooks:
+        hook.restore(ckpt)
+    ckpt.restore_optimizer(optimizer)
+    if scaler is not None and ckpt.meta.get("scaler"):
+        scaler.load_state_dict(ckpt.meta["scaler"])
+    ckpt.restore_rng()  # dropout and drop path continue with the masks the uninterrupted run would draw
+    return ckpt.state
+
+
+def _announce(t: Trainer, resume: str | Path | None) -> None:
+    cfg, state = t.cfg, t.state
+    if t.dist.main:
+        t.folder.write_config(cfg)
+        t.board = _tensorboard(t.folder.path)
+    if resume is not None:
+        t.log(f"resuming {t.folder.path} at epoch {state.epoch + 1}, batch {state.batch} (step {state.step})")
+    t.log(
+        f"{cfg.model} on {cfg.data}: {len(t.train_ds)} train / {len(t.val_ds)} val images, {len(t.classes)} classes; "
+        f"train {t.policy.train_res} px, test {t.policy.test_res} px; {cfg.epochs} epochs, {t.plan.total_steps} "
+        f"steps of {cfg.batch_size} on {t.dist.world} x {t.dist.device}; run folder {t.folder.path}"
+    )
+    if cfg.stages > 1 or cfg.size_start:
+        t.log(f"progressive learning ({cfg.progressive_variant}):\n" + format_schedule(list(t.plan.stages)))
+        if t.dist.main:
+            t.folder.plot("plot_schedule", "schedule.png", list(t.plan.stages))
 
 
 def _tensorboard(run_dir: Path):
@@ -89,437 +268,231 @@ def _tensorboard(run_dir: Path):
     return SummaryWriter(str(run_dir / "tensorboard"))
 
 
-def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    if not history:
+def _save(t: Trainer) -> None:
+    if not t.dist.main:
         return
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
-    _plot("plot_history", run_dir / "curves.png", history)
-
-
-def _plot(name: str, path: Path, data) -> None:
-    """Draw a run-folder plot from ``train.plots``; without matplotlib (the optional ``[plot]`` extra) skip it."""
-    try:
-        from . import plots
-
-        getattr(plots, name)(path, data)
-    except ImportError:
-        return
-
-
-class _StopFlag:
-    """Ctrl-C asks the loop to stop after the current step (and save); a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> _StopFlag:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave SIGINT alone
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def fit(cfg: TrainConfig, *, resume: str | Path | None = None, log=print) -> FitResult:
-    """Train ``cfg``; ``resume``: a run folder or checkpoint to continue exactly where it stopped."""
-    d = setup(cfg.device)
-    try:
-        return _fit(cfg, d, resume, log if d.main else (lambda *_: None))
-    finally:
-        teardown()
-
-
-def _start(value, end):
-    return end if value is None else value
-
-
-def _model_rates(cfg: TrainConfig) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(first, last) classifier dropout and drop-path rates; None in the config means the model's own."""
-    own = model_info(cfg.model).config
-    drop = cfg.drop_rate if cfg.drop_rate is not None else own.drop_rate
-    path = cfg.drop_path_rate if cfg.drop_path_rate is not None else own.drop_path_rate
-    return (_start(cfg.drop_rate_start, drop), drop), (_start(cfg.drop_path_rate_start, path), path)
-
-
-def _schedule(cfg: TrainConfig, train_res: int) -> list[ProgressiveStage]:
-    drop, path = _model_rates(cfg)
-    progressive = ProgressiveConfig(
-        stages=cfg.stages,
-        image_size=(_start(cfg.size_start, train_res), train_res),
-        drop_rate=drop,
-        drop_path_rate=path,
-        randaug_magnitude=(_start(cfg.randaug_m_start, cfg.randaug_m), cfg.randaug_m),
-        mixup_alpha=(_start(cfg.mixup_start, cfg.mixup), cfg.mixup),
-        cutmix_alpha=(_start(cfg.cutmix_start, cfg.cutmix), cfg.cutmix),
-        variant=cfg.progressive_variant,
-        multiple=cfg.size_multiple or (32 if cfg.compile else 8),
-        constant_memory=cfg.constant_memory,
+    parts: dict[str, Any] = {}
+    for hook in t.hooks:
+        parts.update(hook.save(t.state))
+    t.folder.save(
+        model=t.model,
+        optimizer=t.optimizer,
+        state=t.state,
+        config=t.cfg.to_dict(),
+        classes=t.classes,
+        scaler=t.scaler,
+        **parts,
     )
-    stages = progressive_schedule(progressive, cfg.epochs, cfg.batch_size)
-    if cfg.stages == 1 and not cfg.size_start:  # a plain run: exactly the sizes asked for, no rounding
-        stages = [dataclasses.replace(st, image_size=train_res) for st in stages]
-    return stages
 
 
-def _steps(schedule: list[ProgressiveStage], images: int, world: int) -> list[int]:
-    """Optimizer steps in each epoch (each stage has its own global batch), checked against the data and ranks."""
-    steps = []
-    for st in schedule:
-        key = "constant_memory" if st.lr_scale != 1 else "batch_size"
-        if st.batch_size % world:
-            raise ValueError(f"config key {key!r}: batch {st.batch_size} is not divisible by the {world} processes")
-        if st.batch_size > images:
-            raise ValueError(f"config key {key!r}: batch {st.batch_size} is larger than the {images} images")
-        steps += [images // st.batch_size] * (st.end_epoch - st.start_epoch)
-    return steps
-
-
-def _augment(
-    x,
-    y,
-    stage: ProgressiveStage,
-    cfg: TrainConfig,
-    num_classes: int,
-    seed: tuple[int, ...],
-    order: EpochOrder,
-    crop_scale: float | None,
-):
-    """uint8 batch from the loader -> augmented, normalized float batch and its targets, on the device: the
-    random-resized crop (when ``crop_scale`` is given: the loader sent whole images; else it sent crops) resized to
-    the stage's size, antialiased, and a flip; RandAugment at the stage's magnitude; mixup/CutMix (soft targets,
-    smoothing folded in); random erasing. The random draws follow from (seed, epoch, batch), so a resumed run repeats
-    them; per-image draws are made for the whole global batch and this rank's part of it (``order``) taken, so that N
-    processes augment each image exactly as one process would."""
-    gen = torch.Generator().manual_seed(int(np.random.default_rng(list(seed)).integers(2**62)))
-    n, _, h, w = x.shape
-    everyone = order.per_rank * order.world
-    mine = slice(order.rank * order.per_rank, order.rank * order.per_rank + n)
-    boxes = sample_boxes(everyone, h, w, (crop_scale, 1.0), generator=gen)[mine] if crop_scale is not None else None
-    flips = flip_mask(everyone, 0.5, generator=gen)[mine]
-    x = resized_crop(x, boxes, stage.image_size, flips).div_(255).clamp_(0, 1)
-    if cfg.randaug_n and stage.randaug_magnitude > 0:
-        x = rand_augment(x, cfg.randaug_n, stage.randaug_magnitude, generator=gen)
-    x = normalize(x)
-    if stage.mixup_alpha > 0 or stage.cutmix_alpha > 0:
-        mixed = mix_batch(
-            x,
-            y,
-            num_classes,
-            mixup_alpha=stage.mixup_alpha,
-            cutmix_alpha=stage.cutmix_alpha,
-            switch_prob=cfg.mixup_switch_prob,
-            label_smoothing=cfg.label_smoothing,
-            generator=gen,
+def train_epoch(t: Trainer, stage: ProgressiveStage, stop: _StopFlag) -> bool:
+    """Train the rest of epoch ``state.epoch``; False when ``max_steps`` stopped the run inside it."""
+    cfg, state, steps = t.cfg, t.state, t.plan.epoch_steps[t.state.epoch]
+    order = EpochOrder(
+        len(t.train_ds), stage.batch_size, shuffle=True, seed=cfg.seed, rank=t.dist.rank, world=t.dist.world
+    )
+    order.set_epoch(state.epoch, start=state.batch)
+    # Images held in memory go to the device whole, where the random-resized crop happens; files are decoded and
+    # cropped (from the full-resolution image) in the loader workers at the run's final size. Either way the device
+    # resizes to the stage's size, so a stage change costs nothing.
+    crop = TrainTransform(t.policy.train_res, (t.crop_scale, 1.0), flip=0.0, normalize=False)
+    pin = t.dist.device.type == "cuda"
+    loader = build_loader(
+        t.train_ds, to_uint8 if t.crop_on_device else crop, order, workers=cfg.workers, pin_memory=pin
+    )
+    device_crop = t.crop_scale if t.crop_on_device else None
+    settings = AugmentSettings.from_config(stage.apply(cfg), stage.image_size, device_crop)
+    t.model.train()
+    bar, last_save = _progress(t, steps), time.monotonic()
+    started = fetched = time.monotonic()
+    for batch in loader:
+        state.epoch_wait_s += time.monotonic() - fetched
+        _step(t, stage, batch, settings, BatchShare(order.rank, order.per_rank, order.world))
+        state.batch += 1
+        _show(bar, t, started)
+        done = t.plan.stops_early_at(state.epoch, state.batch - 1)
+        due = (cfg.checkpoint_steps and state.batch % cfg.checkpoint_steps == 0) or (
+            time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes
         )
-        x, y = mixed.images, mixed.targets
-    if cfg.random_erasing > 0:
-        x = random_erasing(x, cfg.random_erasing, generator=gen)
-    return x, y
-
-
-def _fit(cfg: TrainConfig, d: Dist, resume: str | Path | None, log) -> FitResult:
-    device = d.device
-    if cfg.amp == "fp16" and device.type != "cuda":
-        raise ValueError("config key 'amp': fp16 needs CUDA (a grad scaler); use bf16 on CPU")
-    ckpt = read_checkpoint(_resume_path(resume)) if resume is not None else None
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    train_ds, val_ds, classes, native = make_datasets(
-        cfg.data,
-        seed=cfg.seed,
-        shapes_train=cfg.shapes_train,
-        shapes_val=cfg.shapes_val,
-        shapes_res=cfg.shapes_res,
-        workers=cfg.workers,
-    )
-    if ckpt is not None and ckpt.classes != classes:
-        raise ValueError(f"the checkpoint was trained on other classes ({len(ckpt.classes)}) than --data has")
-    train_res, test_res = _resolutions(cfg, native)
-    schedule = _schedule(cfg, train_res)
-    epoch_steps = _steps(schedule, len(train_ds), d.world)  # optimizer steps in each epoch
-    first_step = np.concatenate([[0], np.cumsum(epoch_steps)]).tolist()  # global step at each epoch's start
-    stop_at = min(first_step[-1], cfg.max_steps) if cfg.max_steps else first_step[-1]  # max_steps only stops early
-    # the learning rate follows the position in the run in steps of the base batch, so that warm-up and cosine span
-    # the same epochs when the smaller stages take fewer, larger steps (constant_memory)
-    base_steps = len(train_ds) // cfg.batch_size
-    warmup = round(cfg.warmup_epochs * base_steps)
-    torch.manual_seed(cfg.seed)
-    # built with the run's largest rates, so that every dropout / drop-path module exists; each stage sets its own
-    built = _model_rates(cfg)
-    model = create_model(cfg.model, num_classes=len(classes), drop_rate=max(built[0]), drop_path_rate=max(built[1])).to(
-        device
-    )
-    set_rates = regularization_setter(model, max(built[1]))
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ema = ModelEMA(model, cfg.ema_decay) if cfg.ema else None
-    optimizer = create_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-    scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
-    state = TrainState()
-    if ckpt is not None:
-        model.load_state_dict(ckpt.weights("model"))
-        if ema is not None:
-            ema.module.load_state_dict(ckpt.weights("ema"))
-        ckpt.restore_optimizer(optimizer)
-        if scaler is not None and ckpt.meta.get("scaler"):
-            scaler.load_state_dict(ckpt.meta["scaler"])
-        state = ckpt.state
-        ckpt.restore_rng()  # dropout and drop path continue with the masks the uninterrupted run would draw
-        if ema is not None:
-            ema.updates = state.ema_updates
-        run_dir = _resume_path(resume).parent.parent
-        log(f"resuming {run_dir} at epoch {state.epoch + 1}, batch {state.batch} (step {state.step})")
-    else:
-        run_dir = _new_run_dir(cfg)
-    agc_params = agc_parameters(model) if cfg.agc else []
-    runner: nn.Module = model
-    if d.world > 1:
-        runner = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if cfg.compile:
-        runner = torch.compile(runner)
-
-    if d.main:
-        import yaml
-
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    log(
-        f"{cfg.model} on {cfg.data}: {len(train_ds)} train / {len(val_ds)} val images, {len(classes)} classes; "
-        f"train {train_res} px, test {test_res} px; {cfg.epochs} epochs, {first_step[-1]} steps of "
-        f"{cfg.batch_size} on {d.world} x {device}; run folder {run_dir}"
-    )
-    if cfg.stages > 1 or cfg.size_start:
-        log("progressive learning (" + cfg.progressive_variant + "):\n" + format_schedule(schedule))
-        if d.main:
-            _plot("plot_schedule", run_dir / "schedule.png", schedule)
-    crop_scale = cfg.crop_scale if cfg.crop_scale is not None else (0.6 if native else 0.08)
-    crop = 1.0 if native else 0.875  # synthetic images are the whole scene; photos get the usual centre crop
-    if hasattr(train_ds, "draft"):  # JPEG draft decoding: downscale while the smallest crop keeps its pixels
-        train_ds.draft = round(train_res / crop_scale**0.5)
-        val_ds.draft = round(max(train_res, test_res) / crop)
-    val_order = EpochOrder(len(val_ds), cfg.batch_size, shuffle=False, rank=d.rank, world=d.world)
-    # Images held in memory at one size (synthetic-shapes) go to the device whole, where the random-resized crop
-    # happens; files are decoded in the loader workers, which also crop them (from the full-resolution image) to
-    # the run's final size. Either way the device resizes to the stage's size, so a stage change costs nothing.
-    crop_on_device = native is not None
-    if crop_on_device:
-        train_tf = to_uint8
-    else:
-        train_tf = TrainTransform(train_res, scale=(crop_scale, 1.0), flip=0.0, normalize=False)
-    pin = device.type == "cuda"
-
-    def save() -> None:
-        if d.main:
-            if ema is not None:
-                state.ema_updates = ema.updates
-            write_checkpoint(
-                run_dir / CHECKPOINT,
-                model=model,
-                optimizer=optimizer,
-                state=state,
-                config=cfg.to_dict(),
-                classes=classes,
-                ema=ema.module if ema else None,
-                scaler=scaler,
-            )
-
-    def validate(net: nn.Module, res: int) -> dict[str, float]:
-        loader = build_loader(val_ds, EvalTransform(res, crop), val_order, workers=cfg.workers, pin_memory=pin)
-        r = evaluate(net, loader, device, amp=cfg.amp, channels_last=cfg.channels_last)
-        summed = all_sum([r.loss_sum, r.top1, r.top5, r.count], d)
-        return EvalResult(summed[0], int(summed[1]), int(summed[2]), int(summed[3])).metrics
-
-    board = _tensorboard(run_dir) if d.main else None
-    skipped: set[int] = set()
-    consecutive = 0
-    last_save = time.monotonic()
-    started = time.monotonic()
-    result_row: dict[str, Any] = state.history[-1] if state.history else {}
-    with _StopFlag() as stop:
-        while first_step[state.epoch] + state.batch < stop_at:
-            stage = next(st for st in schedule if st.start_epoch <= state.epoch < st.end_epoch)
-            steps_per_epoch = epoch_steps[state.epoch]
-            order = EpochOrder(len(train_ds), stage.batch_size, shuffle=True, seed=cfg.seed, rank=d.rank, world=d.world)
-            order.set_epoch(state.epoch, start=state.batch)
-            set_rates(stage.drop_rate, stage.drop_path_rate)
-            loader = build_loader(train_ds, train_tf, order, workers=cfg.workers, pin_memory=pin)
-            model.train()
-            sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
-            epoch_start, images, wait = time.monotonic(), 0, 0.0
-            bar = _progress(d, steps_per_epoch, state)
-            fetched = time.monotonic()
-            for batch in loader:
-                wait += time.monotonic() - fetched
-                it = first_step[state.epoch] + state.batch
-                skipped.update(batch.skipped)
-                position = state.epoch * base_steps + state.batch * base_steps / steps_per_epoch
-                lr = stage.lr_scale * lr_at(position, cfg.epochs * base_steps, cfg.lr, warmup, cfg.min_lr)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if batch.labels.numel():
-                    x = batch.images.to(device, non_blocking=pin)
-                    y = batch.labels.to(device, non_blocking=pin)
-                    x, y = _augment(
-                        x,
-                        y,
-                        stage,
-                        cfg,
-                        len(classes),
-                        seed=(cfg.seed, state.epoch, state.batch),
-                        order=order,
-                        crop_scale=crop_scale if crop_on_device else None,
-                    )
-                    if cfg.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    r = train_step(
-                        runner,
-                        x,
-                        y,
-                        optimizer,
-                        amp=cfg.amp,
-                        scaler=scaler,
-                        label_smoothing=0.0 if y.dim() == 2 else cfg.label_smoothing,
-                        accum_steps=min(cfg.accum_steps, len(y)),
-                        agc=cfg.agc,
-                        agc_params=agc_params,
-                    )
-                    if r.finite:
-                        consecutive = 0
-                        state.step += 1
-                        if ema is not None:
-                            ema.update(model, weight=stage.batch_size / cfg.batch_size)
-                        sums[0] += r.loss * r.count
-                        sums[1] += r.correct
-                        sums[2] += r.count
-                    else:
-                        consecutive += 1
-                        state.nonfinite += 1
-                        log(f"step {it}: non-finite loss or gradients, step skipped ({consecutive} in a row)")
-                        if consecutive >= cfg.max_nonfinite:
-                            raise TrainingStopped(
-                                f"{consecutive} consecutive non-finite steps at epoch {state.epoch + 1}, batch "
-                                f"{state.batch}: stopped. The last good checkpoint is {run_dir / CHECKPOINT}; "
-                                "lower the learning rate, or try --agc 0.01",
-                                run_dir,
-                            )
-                    images += len(batch.labels)
-                state.batch += 1
-                if bar is not None:
-                    rate = images * d.world / max(1e-9, time.monotonic() - epoch_start)
-                    bar.set_postfix(
-                        loss=f"{sums[0] / max(1, sums[2]):.3f}",
-                        acc=f"{100 * sums[1] / max(1, sums[2]):.1f}",
-                        img_s=f"{rate:.0f}",
-                        lr=f"{lr:.3g}",
-                    )
-                    bar.update(1)
-                done = it + 1 >= stop_at and stop_at < first_step[-1]
-                due = (cfg.checkpoint_steps and state.batch % cfg.checkpoint_steps == 0) or (
-                    time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes
-                )
-                if stop.requested or (due and state.batch < steps_per_epoch) or done:
-                    save()
-                    last_save = time.monotonic()
-                if stop.requested:
-                    raise TrainingStopped(
-                        f"interrupted; saved {run_dir / CHECKPOINT}; continue with --resume {run_dir}",
-                        run_dir,
-                        exit_code=130,
-                    )
-                if done:
-                    break
-                fetched = time.monotonic()
-            if bar is not None:
-                bar.close()
-            epoch_time = time.monotonic() - epoch_start
-            if state.batch < steps_per_epoch:  # stopped by max_steps inside the epoch
-                break
-            train_loss, correct, count = all_sum(sums, d)
-            row: dict[str, Any] = {
-                "epoch": state.epoch + 1,
-                "step": state.step,
-                "lr": lr,
-                "stage": stage.index + 1,
-                "train_res": stage.image_size,
-                "batch_size": stage.batch_size,
-                "drop_rate": stage.drop_rate,
-                "drop_path_rate": stage.drop_path_rate,
-                "randaug_m": stage.randaug_magnitude if cfg.randaug_n else 0.0,
-                "mixup": stage.mixup_alpha,
-                "cutmix": stage.cutmix_alpha,
-                "train_loss": round(train_loss / max(1, count), 5),
-                "train_top1": round(100 * correct / max(1, count), 3),
-                "train_images": int(count),
-            }
-            for name, net in (("val", model), ("ema", ema.module if ema else None)):
-                if net is None:
-                    continue
-                for res in dict.fromkeys((train_res, test_res)):
-                    m = validate(net, res)
-                    tag = name if res == train_res else f"{name}_{res}px"
-                    row.update(
-                        {
-                            f"{tag}_top1": round(m["top1"], 3),
-                            f"{tag}_top5": round(m["top5"], 3),
-                            f"{tag}_loss": round(m["loss"], 5),
-                        }
-                    )
-            state.elapsed_s += time.monotonic() - started
+        if stop.requested or done or (due and state.batch < steps):
+            state.epoch_seconds += time.monotonic() - started
             started = time.monotonic()
-            row.update(
-                {
-                    "img_s": round(count / max(1e-9, epoch_time), 1),
-                    "epoch_s": round(epoch_time, 1),
-                    "loader_wait_s": round(wait, 2),
-                    "elapsed_s": round(state.elapsed_s, 1),
-                    "nonfinite": state.nonfinite,
-                    "skipped": len(skipped),
-                }
-            )
-            state.history.append(row)
-            state.epoch += 1
-            state.batch = 0
-            save()
+            _save(t)
             last_save = time.monotonic()
-            if d.main:
-                _write_metrics(run_dir, state.history)
-                log(_summary(row))
-                if board is not None:
-                    for key, value in row.items():
-                        if key != "epoch" and isinstance(value, int | float):
-                            board.add_scalar(key, value, row["epoch"])
-                    board.flush()
-            if skipped and state.epoch == 1 and hasattr(train_ds, "path"):
-                warn_skipped([str(train_ds.path(i)) for i in sorted(skipped)], len(train_ds))
-            result_row = row
-    return FitResult(run_dir, result_row)
+        if stop.requested:
+            word, code = stop.requested
+            raise TrainingStopped(
+                f"{word}; saved {t.folder.checkpoint}; continue with --resume {t.folder.path}", t.folder.path, code
+            )
+        if done:
+            return False
+        fetched = time.monotonic()
+    state.epoch_seconds += time.monotonic() - started
+    if bar is not None:
+        bar.close()
+    return True
 
 
-def _progress(d: Dist, steps: int, state: TrainState):
-    if not d.main:
+def _step(t: Trainer, stage: ProgressiveStage, batch, settings: AugmentSettings, share: BatchShare) -> None:
+    """One optimizer step on ``batch`` (augmented on the device), its totals added to the epoch's."""
+    cfg, state, device = t.cfg, t.state, t.dist.device
+    t.skipped.update(batch.skipped)
+    lr = t.plan.lr_at(state.epoch, state.batch)
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    if not batch.labels.numel():  # nothing in it decoded
+        return
+    pin = device.type == "cuda"
+    x, y = batch.images.to(device, non_blocking=pin), batch.labels.to(device, non_blocking=pin)
+    x, y = augment_batch(x, y, settings, len(t.classes), seed=(cfg.seed, state.epoch, state.batch), share=share)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    r = train_step(
+        t.runner,
+        x,
+        y,
+        t.optimizer,
+        amp=cfg.amp,
+        scaler=t.scaler,
+        label_smoothing=0.0 if y.dim() == 2 else cfg.label_smoothing,  # soft targets carry it already
+        accum_steps=min(cfg.accum_steps, len(y)),
+        agc=cfg.agc,
+        agc_params=t.agc_params,
+    )
+    _after_step(t, stage, r)
+
+
+def _after_step(t: Trainer, stage: ProgressiveStage, r: StepResult) -> None:
+    """The non-finite policy (skip and count; ``max_nonfinite`` in a row stop the run), then the hooks."""
+    state = t.state
+    state.epoch_images += r.count
+    if not r.finite:
+        t.nonfinite_run += 1
+        state.nonfinite += 1
+        step = t.plan.first_step(state.epoch) + state.batch
+        t.log(f"step {step}: non-finite loss or gradients, step skipped ({t.nonfinite_run} in a row)")
+        if t.nonfinite_run >= t.cfg.max_nonfinite:
+            raise TrainingStopped(
+                f"{t.nonfinite_run} consecutive non-finite steps at epoch {state.epoch + 1}, batch {state.batch}: "
+                f"stopped. The last good checkpoint is {t.folder.checkpoint}; lower the learning rate, or try "
+                "--agc 0.01",
+                t.folder.path,
+            )
+        return
+    t.nonfinite_run = 0
+    state.step += 1
+    state.epoch_loss_sum += r.loss * r.count
+    state.epoch_correct += r.correct
+    for hook in t.hooks:
+        hook.after_step(t.model, stage, t.cfg.batch_size)
+
+
+def _progress(t: Trainer, steps: int):
+    if not t.dist.main:
         return None
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=steps, initial=state.batch, desc=f"epoch {state.epoch + 1}", leave=False, dynamic_ncols=True)
+    desc = f"epoch {t.state.epoch + 1}"
+    return tqdm(total=steps, initial=t.state.batch, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _show(bar, t: Trainer, started: float) -> None:
+    if bar is None:
+        return
+    s = t.state
+    seen = max(1, s.epoch_images)
+    rate = s.epoch_images * t.dist.world / max(1e-9, s.epoch_seconds + time.monotonic() - started)
+    lr = t.optimizer.param_groups[0]["lr"]
+    bar.set_postfix(
+        loss=f"{s.epoch_loss_sum / seen:.3f}",
+        acc=f"{100 * s.epoch_correct / seen:.1f}",
+        img_s=f"{rate:.0f}",
+        lr=f"{lr:.3g}",
+    )
+    bar.update(1)
+
+
+def _validate(t: Trainer, net: nn.Module, res: int) -> EvalResult:
+    order = EpochOrder(len(t.val_ds), t.cfg.batch_size, shuffle=False, rank=t.dist.rank, world=t.dist.world)
+    loader = build_loader(
+        t.val_ds, t.policy.transform(res), order, workers=t.cfg.workers, pin_memory=t.dist.device.type == "cuda"
+    )
+    r = evaluate(net, loader, t.dist.device, amp=t.cfg.amp, channels_last=t.cfg.channels_last)
+    summed = all_sum([r.loss_sum, r.top1, r.top5, r.count, r.skipped], t.dist)
+    total = EvalResult(summed[0], *(int(v) for v in summed[1:]))
+    if total.count == 0:
+        raise TrainingStopped(f"no validation image of {t.cfg.data} decoded ({total.skipped} skipped)", t.folder.path)
+    return total
+
+
+def _validation_columns(t: Trainer) -> dict[str, float]:
+    """Top-1, top-5 and loss of the raw model and every hook's (the EMA), at the training and the test size."""
+    row: dict[str, float] = {}
+    nets = {"val": t.model} | {name: net for hook in t.hooks for name, net in hook.eval_models().items()}
+    for name, net in nets.items():
+        for res in dict.fromkeys((t.policy.train_res, t.policy.test_res)):
+            r = _validate(t, net, res)
+            tag = name if res == t.policy.train_res else f"{name}_{res}px"
+            m = r.metrics
+            row |= {
+                f"{tag}_top1": round(m["top1"], 3),
+                f"{tag}_top5": round(m["top5"], 3),
+                f"{tag}_loss": round(m["loss"], 5),
+            }
+            row["val_skipped"] = r.skipped
+    return row
+
+
+def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
+    """Validate, write the epoch's metrics row, save the checkpoint, log."""
+    state, cfg = t.state, t.cfg
+    loss, correct, count, seconds, wait = all_sum(
+        [state.epoch_loss_sum, state.epoch_correct, state.epoch_images, state.epoch_seconds, state.epoch_wait_s], t.dist
+    )
+    if count == 0:
+        raise TrainingStopped(f"no training image of epoch {state.epoch + 1} decoded: check {cfg.data}", t.folder.path)
+    seconds, wait = seconds / t.dist.world, wait / t.dist.world  # the mean over processes
+    row: dict[str, Any] = {
+        "epoch": state.epoch + 1,
+        "step": state.step,
+        "lr": t.plan.lr_at(state.epoch, t.plan.epoch_steps[state.epoch] - 1),
+        "stage": stage.index + 1,
+        "train_res": stage.image_size,
+        "batch_size": stage.batch_size,
+        **stage.columns(cfg),
+        "train_loss": round(loss / count, 5),
+        "train_top1": round(100 * correct / count, 3),
+        "train_images": int(count),
+        **_validation_columns(t),
+    }
+    state.elapsed_s += time.monotonic() - t.clock
+    t.clock = time.monotonic()
+    row |= {
+        "img_s": round(count / max(1e-9, seconds), 1),
+        "epoch_s": round(seconds, 1),
+        "loader_wait_s": round(wait, 2),
+    }
+    row |= {"elapsed_s": round(state.elapsed_s, 1), "nonfinite": state.nonfinite, "skipped": len(t.skipped)}
+    state.history.append(row)
+    state.end_epoch()
+    _save(t)
+    if t.dist.main:
+        t.folder.write_metrics(state.history)
+        t.log(_summary(row))
+        _board(t.board, row)
+    if t.skipped and state.epoch == 1 and hasattr(t.train_ds, "path"):
+        warn_skipped([str(t.train_ds.path(i)) for i in sorted(t.skipped)], len(t.train_ds))
+
+
+def _board(board, row: dict[str, Any]) -> None:
+    if board is None:
+        return
+    for key, value in row.items():
+        if key != "epoch" and isinstance(value, int | float):
+            board.add_scalar(key, value, row["epoch"])
+    board.flush()
 
 
 def _summary(row: dict[str, Any]) -> str:

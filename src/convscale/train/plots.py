@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plotting import pyplot, save_figure
+from .progressive import REGULARIZERS
 
 __all__ = ["plot_history", "plot_schedule"]
 
@@ -40,14 +41,9 @@ def plot_schedule(path: Path, stages) -> None:
     xs = [e for i, e in enumerate(edges[:-1]) for e in (e, edges[i + 1])]
     axes[0].plot(xs, steps([s.image_size for s in stages]), marker=".")
     axes[0].set_title("image size (px)")
-    for key, label in (
-        ("drop_rate", "dropout"),
-        ("drop_path_rate", "drop path"),
-        ("mixup_alpha", "mixup alpha"),
-        ("cutmix_alpha", "CutMix alpha"),
-    ):
-        axes[1].plot(xs, steps([getattr(s, key) for s in stages]), label=label)
-    axes[1].plot(xs, steps([s.randaug_magnitude / 10 for s in stages]), label="RandAugment magnitude / 10")
+    for r in REGULARIZERS:
+        scale = f" x {r.plot_scale:g}" if r.plot_scale != 1 else ""
+        axes[1].plot(xs, steps([s.values[r.name] * r.plot_scale for s in stages]), label=r.label + scale)
     axes[1].set_title("regularization")
     axes[1].legend(fontsize=8)
     for ax in axes:

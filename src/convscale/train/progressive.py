@@ -11,16 +11,27 @@ Two variants (PAPERS.md §2.4):
   and discarded there, so dropout and drop path stay at their final values.
 
 Stage ``i`` spans epochs ``[floor(i * E / M), floor((i + 1) * E / M))``, as the official code cuts them.
+
+Every regularizer that can grow is one row of :data:`REGULARIZERS`. The training config's keys (``KEY`` and
+``KEY_start``), their validation, the printed table, the metrics columns and the plot all come from that row, and a
+stage hands its values to the rest of the run as a config of its own (:meth:`ProgressiveStage.apply`): making another
+regularizer progressive is a row here and a ``KEY_start`` field in ``TrainConfig``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
 
 __all__ = [
+    "REGULARIZERS",
     "ProgressiveConfig",
     "ProgressiveStage",
+    "Regularizer",
     "format_schedule",
     "progressive_schedule",
     "regularization_setter",
@@ -30,57 +41,120 @@ VARIANTS = ("paper", "official")
 
 
 @dataclass(frozen=True)
+class Regularizer:
+    """A quantity that grows over the stages. ``name``: its keyword in :class:`ProgressiveConfig` and attribute of a
+    stage; ``key``: the training config's key of its last value (the first is ``key + "_start"``) and its metrics
+    column; ``bounds``: allowed values, ``low <= v < high`` when ``open_high``, else ``low <= v <= high``."""
+
+    name: str
+    key: str
+    label: str  # its column title in the printed schedule
+    bounds: tuple[float, float]
+    default: tuple[float, float]  # (first, last) when a ProgressiveConfig names none: EfficientNetV2-S's, Table 6
+    open_high: bool = False
+    model_default: bool = False  # a last value of None in the training config means the model's own
+    fixed_in_official: bool = False  # the official code keeps it at its last value
+    active_if: str | None = None  # a config key that switches it on; while that key is 0 its column shows 0
+    plot_scale: float = 1.0
+
+    def check(self, what: str, value: Any) -> None:
+        lo, hi = self.bounds
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and lo <= value and (value < hi if self.open_high else value <= hi)
+        if not ok:
+            top = f"{hi})" if self.open_high else f"{hi}]"
+            raise ValueError(f"{what}: expected a number in [{lo}, {top}, got {value!r}")
+
+
+REGULARIZERS: tuple[Regularizer, ...] = (
+    Regularizer("drop_rate", "drop_rate", "dropout", (0, 1), (0.1, 0.3), True, True, True),
+    Regularizer("drop_path_rate", "drop_path_rate", "drop path", (0, 1), (0.2, 0.2), True, True, True),
+    Regularizer(
+        "randaug_magnitude", "randaug_m", "RandAug", (0, 100), (5.0, 15.0), active_if="randaug_n", plot_scale=0.1
+    ),
+    Regularizer("mixup_alpha", "mixup", "mixup", (0, 100), (0.0, 0.0)),
+    Regularizer("cutmix_alpha", "cutmix", "cutmix", (0, 100), (0.0, 0.0)),
+)
+
+
+@dataclass(frozen=True)
 class ProgressiveStage:
     index: int
     start_epoch: int  # first epoch of the stage (0-based)
     end_epoch: int  # one past its last epoch
     image_size: int
-    drop_rate: float
-    drop_path_rate: float
-    randaug_magnitude: float
-    mixup_alpha: float
-    cutmix_alpha: float
     batch_size: int
     lr_scale: float  # learning-rate multiplier that goes with ``batch_size`` (linear scaling)
+    values: Mapping[str, float]  # each regularizer's value in this stage, by name
+
+    def __getattr__(self, name: str) -> float:  # stage.mixup_alpha, stage.drop_rate, ...
+        values = self.__dict__.get("values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(name)
+
+    def apply(self, config):
+        """``config`` (a dataclass such as ``TrainConfig``) with this stage's value at each regularizer's key."""
+        return dataclasses.replace(config, **{r.key: self.values[r.name] for r in REGULARIZERS})
+
+    def columns(self, config=None) -> dict[str, float]:
+        """This stage's metrics columns: each regularizer's value under its config key."""
+        return {
+            r.key: 0.0
+            if config is not None and r.active_if and not getattr(config, r.active_if)
+            else self.values[r.name]
+            for r in REGULARIZERS
+        }
 
 
-@dataclass(frozen=True)
 class ProgressiveConfig:
-    """(first, last) value of each quantity; ``multiple``: sizes are rounded to it (8; 32 suits ``torch.compile``).
-    ``constant_memory``: a larger batch at the small sizes, ``batch * (Se / Si)^2`` (a multiple of 8), and the
-    learning rate scaled with it."""
+    """(first, last) value of the image size and of each regularizer (keywords: :data:`REGULARIZERS`' names);
+    ``multiple``: sizes are rounded to it (8; 32 suits ``torch.compile``). ``constant_memory``: a larger batch at the
+    small sizes, ``batch * (Se / Si)^2`` (a multiple of 8), and the learning rate scaled with it."""
 
-    stages: int = 4
-    image_size: tuple[int, int] = (128, 300)
-    drop_rate: tuple[float, float] = (0.1, 0.3)
-    drop_path_rate: tuple[float, float] = (0.2, 0.2)
-    randaug_magnitude: tuple[float, float] = (5.0, 15.0)
-    mixup_alpha: tuple[float, float] = (0.0, 0.0)
-    cutmix_alpha: tuple[float, float] = (0.0, 0.0)
-    variant: str = "paper"
-    multiple: int = 8
-    constant_memory: bool = False
+    def __init__(
+        self,
+        *,
+        stages: int = 4,
+        image_size: tuple[int, int] = (128, 300),
+        variant: str = "paper",
+        multiple: int = 8,
+        constant_memory: bool = False,
+        **ranges: tuple[float, float],
+    ) -> None:
+        if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
+            raise ValueError(f"progressive stages must be an integer >= 1, got {stages!r}")
+        if variant not in VARIANTS:
+            raise ValueError(f"progressive variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+            raise ValueError(f"progressive multiple must be a positive integer, got {multiple!r}")
+        unknown = sorted(set(ranges) - {r.name for r in REGULARIZERS})
+        if unknown:
+            raise ValueError(f"progressive learning has no {unknown[0]!r}; it grows {', '.join(_names())}")
+        _check_pair("image_size", image_size)
+        if min(image_size) < 32:
+            raise ValueError(f"progressive image_size must be at least 32 px, got {image_size!r}")
+        self.ranges: dict[str, tuple[float, float]] = {}
+        for r in REGULARIZERS:
+            pair = ranges.get(r.name, r.default)
+            _check_pair(r.name, pair)
+            for value in pair:
+                r.check(f"progressive {r.name} {tuple(pair)!r}", value)
+            self.ranges[r.name] = (pair[0], pair[1])
+        self.stages, self.image_size, self.variant = stages, (image_size[0], image_size[1]), variant
+        self.multiple, self.constant_memory = multiple, constant_memory
 
-    def __post_init__(self) -> None:
-        if isinstance(self.stages, bool) or not isinstance(self.stages, int) or self.stages < 1:
-            raise ValueError(f"progressive stages must be an integer >= 1, got {self.stages!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"progressive variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        if not isinstance(self.multiple, int) or self.multiple < 1:
-            raise ValueError(f"progressive multiple must be a positive integer, got {self.multiple!r}")
-        for key in ("image_size", "drop_rate", "drop_path_rate", "randaug_magnitude", "mixup_alpha", "cutmix_alpha"):
-            pair = getattr(self, key)
-            if not (
-                isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(v, int | float) for v in pair)
-            ):
-                raise ValueError(f"progressive {key} must be a (first, last) pair of numbers, got {pair!r}")
-            if min(pair) < 0:
-                raise ValueError(f"progressive {key} must not be negative, got {pair!r}")
-        if min(self.image_size) < 32:
-            raise ValueError(f"progressive image_size must be at least 32 px, got {self.image_size!r}")
-        for key in ("drop_rate", "drop_path_rate"):
-            if max(getattr(self, key)) >= 1:
-                raise ValueError(f"progressive {key} must be below 1, got {getattr(self, key)!r}")
+
+def _names() -> list[str]:
+    return [r.name for r in REGULARIZERS]
+
+
+def _check_pair(name: str, pair: Any) -> None:
+    ok = isinstance(pair, tuple | list) and len(pair) == 2
+    if not (ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)):
+        raise ValueError(f"progressive {name} must be a (first, last) pair of numbers, got {pair!r}")
+    if min(pair) < 0:
+        raise ValueError(f"progressive {name} must not be negative, got {pair!r}")
 
 
 def _lerp(pair: tuple[float, float], t: float) -> float:
@@ -89,6 +163,14 @@ def _lerp(pair: tuple[float, float], t: float) -> float:
 
 def _round_to(value: float, multiple: int) -> int:
     return max(multiple, multiple * round(value / multiple))
+
+
+def _stage_values(cfg: ProgressiveConfig, t: float) -> dict[str, float]:
+    values = {}
+    for r in REGULARIZERS:
+        pair = cfg.ranges[r.name]
+        values[r.name] = round(pair[1] if cfg.variant == "official" and r.fixed_in_official else _lerp(pair, t), 6)
+    return values
 
 
 def progressive_schedule(cfg: ProgressiveConfig, epochs: int, batch_size: int) -> list[ProgressiveStage]:
@@ -101,9 +183,6 @@ def progressive_schedule(cfg: ProgressiveConfig, epochs: int, batch_size: int) -
         t = i / (m - 1) if m > 1 else 1.0  # position between first and last values (a single stage: the last)
         size_t = t if cfg.variant == "paper" else (i + 1) / m
         size = _round_to(_lerp(cfg.image_size, size_t), cfg.multiple)
-        drop, drop_path = _lerp(cfg.drop_rate, t), _lerp(cfg.drop_path_rate, t)
-        if cfg.variant == "official":  # the official code discards its dropout schedule
-            drop, drop_path = cfg.drop_rate[1], cfg.drop_path_rate[1]
         batch, lr_scale = batch_size, 1.0
         if cfg.constant_memory:
             final = _round_to(cfg.image_size[1], cfg.multiple)
@@ -115,30 +194,23 @@ def progressive_schedule(cfg: ProgressiveConfig, epochs: int, batch_size: int) -
                 start_epoch=(i * epochs) // m,
                 end_epoch=((i + 1) * epochs) // m,
                 image_size=size,
-                drop_rate=round(drop, 6),
-                drop_path_rate=round(drop_path, 6),
-                randaug_magnitude=round(_lerp(cfg.randaug_magnitude, t), 6),
-                mixup_alpha=round(_lerp(cfg.mixup_alpha, t), 6),
-                cutmix_alpha=round(_lerp(cfg.cutmix_alpha, t), 6),
                 batch_size=batch,
                 lr_scale=lr_scale,
+                values=MappingProxyType(_stage_values(cfg, t)),
             )
         )
     return stages
 
 
 def format_schedule(stages: list[ProgressiveStage]) -> str:
-    """The schedule as the table printed before training."""
-    lines = [
-        f"{'stage':>5s} {'epochs':>9s} {'size':>5s} {'dropout':>7s} {'drop path':>9s} {'RandAug':>7s} "
-        f"{'mixup':>5s} {'cutmix':>6s} {'batch':>5s} {'lr x':>5s}"
-    ]
+    """The schedule as the table printed before training: stage, epochs, size, each regularizer, batch, lr x."""
+    widths = [max(5, len(r.label)) for r in REGULARIZERS]
+    head = " ".join(f"{r.label:>{w}s}" for r, w in zip(REGULARIZERS, widths, strict=True))
+    lines = [f"{'stage':>5s} {'epochs':>9s} {'size':>5s} {head} {'batch':>5s} {'lr x':>5s}"]
     for s in stages:
-        lines.append(
-            f"{s.index + 1:5d} {f'{s.start_epoch + 1}-{s.end_epoch}':>9s} {s.image_size:5d} {s.drop_rate:7.3f} "
-            f"{s.drop_path_rate:9.3f} {s.randaug_magnitude:7.2f} {s.mixup_alpha:5.2f} {s.cutmix_alpha:6.2f} "
-            f"{s.batch_size:5d} {s.lr_scale:5.2f}"
-        )
+        cells = " ".join(f"{s.values[r.name]:{w}.3f}" for r, w in zip(REGULARIZERS, widths, strict=True))
+        epochs = f"{s.start_epoch + 1}-{s.end_epoch}"
+        lines.append(f"{s.index + 1:5d} {epochs:>9s} {s.image_size:5d} {cells} {s.batch_size:5d} {s.lr_scale:5.2f}")
     return "\n".join(lines)
 
 

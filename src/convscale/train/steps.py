@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,12 +95,11 @@ class EvalResult:
     loss_sum: float
     top1: int
     top5: int
-    count: int
+    count: int  # images evaluated
+    skipped: int = 0  # files that did not decode
 
     def __add__(self, other: EvalResult) -> EvalResult:
-        return EvalResult(
-            self.loss_sum + other.loss_sum, self.top1 + other.top1, self.top5 + other.top5, self.count + other.count
-        )
+        return EvalResult(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)))
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -123,6 +123,7 @@ def evaluate(
     model.eval()
     total = EvalResult(0.0, 0, 0, 0)
     for batch in batches:
+        total = total + EvalResult(0.0, 0, 0, 0, len(getattr(batch, "skipped", ())))
         if batch.labels.numel() == 0:
             continue
         x, y = batch.images.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)

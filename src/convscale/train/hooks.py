@@ -1,0 +1,71 @@
+"""The named places where a training method joins the loop. A method is a module of pure functions (``ema.py``,
+``progressive.py``, ``optim/agc.py``, ``augment/``) and, when it must act during a run, a small :class:`Hook`: the loop
+calls every hook's ``on_stage`` when a progressive stage starts, ``after_step`` after each optimizer step, asks
+``eval_models`` which models to validate besides the raw one, and ``save``/``restore`` for what a checkpoint carries.
+A new method is a new hook and one line where :func:`~convscale.train.loop.prepare` lists the hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from .ema import ModelEMA
+from .progressive import ProgressiveStage
+from .state import Checkpoint, TrainState
+
+__all__ = ["EMAHook", "Hook", "RegularizationHook"]
+
+
+class Hook:
+    """A method's place in the run; every event is optional."""
+
+    def on_stage(self, stage: ProgressiveStage) -> None:
+        """A stage starts (also when a run resumes inside it)."""
+
+    def after_step(self, model: nn.Module, stage: ProgressiveStage, base_batch: int) -> None:
+        """An optimizer step was taken on ``model`` (never called for a skipped, non-finite step)."""
+
+    def eval_models(self) -> dict[str, nn.Module]:
+        """Models validated beside the raw one, by the name of their metrics columns."""
+        return {}
+
+    def save(self, state: TrainState) -> dict[str, Any]:
+        """Extra ``write_checkpoint`` keywords; may record counters in ``state``."""
+        return {}
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Take back what ``save`` stored."""
+
+
+class EMAHook(Hook):
+    """The weights' exponential moving average (``ema.py``), updated after each step and validated as ``ema``."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.ema = ModelEMA(model, decay)
+
+    def after_step(self, model: nn.Module, stage: ProgressiveStage, base_batch: int) -> None:
+        self.ema.update(model, weight=stage.batch_size / base_batch)  # a larger batch counts as that many steps
+
+    def eval_models(self) -> dict[str, nn.Module]:
+        return {"ema": self.ema.module}
+
+    def save(self, state: TrainState) -> dict[str, Any]:
+        state.ema_updates = self.ema.updates
+        return {"ema": self.ema.module}
+
+    def restore(self, ckpt: Checkpoint) -> None:
+        self.ema.module.load_state_dict(ckpt.weights("ema"))
+        self.ema.updates = ckpt.state.ema_updates
+
+
+class RegularizationHook(Hook):
+    """Each stage's dropout and drop path, set in the model (``progressive.regularization_setter``)."""
+
+    def __init__(self, set_rates: Callable[[float, float], None]) -> None:
+        self.set_rates = set_rates
+
+    def on_stage(self, stage: ProgressiveStage) -> None:
+        self.set_rates(stage.drop_rate, stage.drop_path_rate)

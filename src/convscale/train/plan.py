@@ -1,0 +1,112 @@
+"""A run's plan, computed before it trains: its progressive stages, the optimizer steps of each epoch, and the
+learning rate at every step. Pure functions of the config, the data size and the number of processes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..factory import model_info
+from .config import TrainConfig
+from .optim import lr_at
+from .progressive import REGULARIZERS, ProgressiveConfig, ProgressiveStage, progressive_schedule
+
+__all__ = ["Plan", "make_plan", "regularizer_ranges"]
+
+
+def regularizer_ranges(cfg: TrainConfig) -> dict[str, tuple[float, float]]:
+    """(first, last) value of each progressive regularizer: the last is the config's (or, where it is None, the
+    model's own), the first its ``*_start`` (None: the same as the last)."""
+    own = model_info(cfg.model).config
+    ranges = {}
+    for r in REGULARIZERS:
+        last = getattr(cfg, r.key)
+        if last is None:
+            last = getattr(own, r.key)
+        first = getattr(cfg, r.key + "_start")
+        ranges[r.name] = (last if first is None else first, last)
+    return ranges
+
+
+@dataclass(frozen=True)
+class Plan:
+    stages: tuple[ProgressiveStage, ...]
+    epoch_steps: tuple[int, ...]  # optimizer steps (global batches) in each epoch
+    base_steps: int  # steps per epoch at the base batch: the unit of the learning-rate schedule
+    warmup: int  # warm-up steps, in base steps
+    lr: float
+    min_lr: float
+    max_steps: int  # stop after this many steps (0: never early)
+
+    def stage_of(self, epoch: int) -> ProgressiveStage:
+        return next(st for st in self.stages if st.start_epoch <= epoch < st.end_epoch)
+
+    def first_step(self, epoch: int) -> int:
+        """The global step at which ``epoch`` starts."""
+        return sum(self.epoch_steps[:epoch])
+
+    @property
+    def total_steps(self) -> int:
+        return sum(self.epoch_steps)
+
+    def stops_early_at(self, epoch: int, batch: int) -> bool:
+        """Whether ``max_steps`` ends the run once batch ``batch`` of ``epoch`` has been trained."""
+        step = self.first_step(epoch) + batch + 1
+        return 0 < self.max_steps < self.total_steps and step >= self.max_steps
+
+    def lr_at(self, epoch: int, batch: int) -> float:
+        """The learning rate of batch ``batch`` of ``epoch``. The schedule runs in steps of the base batch, so that
+        warm-up and cosine span the same epochs when the smaller stages take fewer, larger steps (constant_memory)."""
+        stage = self.stage_of(epoch)
+        position = epoch * self.base_steps + batch * self.base_steps / self.epoch_steps[epoch]
+        total = len(self.epoch_steps) * self.base_steps
+        return stage.lr_scale * lr_at(position, total, self.lr, self.warmup, self.min_lr)
+
+
+def _schedule(cfg: TrainConfig, train_res: int) -> list[ProgressiveStage]:
+    progressive = ProgressiveConfig(
+        stages=cfg.stages,
+        image_size=(cfg.size_start or train_res, train_res),
+        variant=cfg.progressive_variant,
+        multiple=cfg.size_multiple or (32 if cfg.compile else 8),
+        constant_memory=cfg.constant_memory,
+        **regularizer_ranges(cfg),
+    )
+    stages = progressive_schedule(progressive, cfg.epochs, cfg.batch_size)
+    if cfg.stages == 1 and not cfg.size_start:  # a plain run: exactly the sizes asked for, no rounding
+        stages = [dataclasses.replace(st, image_size=train_res) for st in stages]
+    return stages
+
+
+def _epoch_steps(stages: list[ProgressiveStage], images: int, world: int) -> list[int]:
+    """Optimizer steps in each epoch (each stage has its own global batch), checked against the data and ranks."""
+    steps = []
+    for st in stages:
+        key = "constant_memory" if st.lr_scale != 1 else "batch_size"
+        if st.batch_size % world:
+            raise ValueError(f"config key {key!r}: batch {st.batch_size} is not divisible by the {world} processes")
+        if st.batch_size > images:
+            raise ValueError(f"config key {key!r}: batch {st.batch_size} is larger than the {images} images")
+        steps += [images // st.batch_size] * (st.end_epoch - st.start_epoch)
+    return steps
+
+
+def make_plan(cfg: TrainConfig, train_res: int, images: int, world: int) -> Plan:
+    """The plan of ``cfg`` at final training size ``train_res`` over ``images`` training images on ``world``
+    processes. A batch that cannot be split into ``accum_steps`` slices of 2 images per process is an error here."""
+    if cfg.accum_steps > 1 and cfg.batch_size // world // cfg.accum_steps < 2:
+        raise ValueError(
+            f"config key 'accum_steps': {cfg.accum_steps} slices of {cfg.batch_size // world} images per process "
+            "leave fewer than 2 images per slice (batch norm needs 2)"
+        )
+    stages = _schedule(cfg, train_res)
+    base_steps = images // cfg.batch_size
+    return Plan(
+        stages=tuple(stages),
+        epoch_steps=tuple(_epoch_steps(stages, images, world)),
+        base_steps=base_steps,
+        warmup=round(cfg.warmup_epochs * base_steps),
+        lr=cfg.lr,
+        min_lr=cfg.min_lr,
+        max_steps=cfg.max_steps,
+    )

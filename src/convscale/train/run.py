@@ -1,0 +1,216 @@
+"""A run: its folder and how its model is evaluated. The one place that knows the folder's layout and the evaluation
+policy, used by ``fit`` (start and resume), ``convscale eval`` and ``predict``, and ``create_model(pretrained=RUN)``.
+
+A run folder ``OUT/NAME/`` holds ``config.yaml``, ``metrics.csv`` (a row per epoch), ``curves.png``, ``schedule.png``
+(progressive runs), ``tensorboard/`` and ``checkpoints/last.safetensors``. A new run takes its folder atomically
+(``mkdir`` that fails when the folder exists), so two runs started with the same name get ``NAME`` and ``NAME-2``.
+
+The evaluation policy follows from the run's config and the model's own sizes alone: the training size is the
+config's, else the data's own (synthetic-shapes), else the model's; the test size is the config's, else the training
+size times the model's train → test ratio (the FixRes effect its recipe was tuned with); photos are resized to
+``size / 0.875`` and centre-cropped, synthetic scenes are used whole; bicubic resampling, ImageNet normalization.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_write_text
+from ..augment.normalize import IMAGENET_MEAN, IMAGENET_STD
+from ..checkpoint import RUN_CHECKPOINT, WEIGHTS, load_mapped, match_state_dict
+from ..data import BUILTIN, EvalTransform
+from ..factory import create_model, model_info
+from .config import MAX_RES, TrainConfig
+from .state import Checkpoint, TrainState, read_checkpoint, write_checkpoint
+
+__all__ = ["EvalPolicy", "LoadedRun", "RunFolder", "eval_policy", "load_run", "resolutions"]
+
+
+def resolutions(cfg: TrainConfig) -> tuple[int, int]:
+    """(training size, test size) of a run."""
+    info = model_info(cfg.model)
+    native = cfg.shapes_res if cfg.data == BUILTIN else None
+    train_res = cfg.train_res or native or info.train_res
+    if cfg.test_res:
+        return train_res, cfg.test_res
+    if train_res == info.train_res:  # the model's own sizes (B3: 300 / 300, ConvNeXt-atto: 224 / 288)
+        return train_res, info.test_res
+    test_res = 8 * round(train_res * info.test_res / info.train_res / 8)  # the model's ratio, on a multiple of 8
+    return train_res, min(MAX_RES, max(32, test_res))
+
+
+@dataclass(frozen=True)
+class EvalPolicy:
+    """How a run's images are evaluated: the sizes, the centre crop, resampling and normalization."""
+
+    train_res: int
+    test_res: int
+    crop_pct: float  # 1.0: the whole image (synthetic scenes); 0.875: photos, the usual centre crop
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def transform(self, res: int | None = None) -> EvalTransform:
+        """The eval transform at ``res`` (default: the test size)."""
+        return EvalTransform(res or self.test_res, self.crop_pct, self.interpolation, self.mean, self.std)
+
+
+def eval_policy(cfg: TrainConfig) -> EvalPolicy:
+    train_res, test_res = resolutions(cfg)
+    return EvalPolicy(train_res, test_res, 1.0 if cfg.data == BUILTIN else 0.875)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The folder of one run and the files in it."""
+
+    path: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / RUN_CHECKPOINT
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @classmethod
+    def create(cls, out: str | Path, name: str) -> RunFolder:
+        """A new, empty folder ``out/name`` (or ``name-2``, ``name-3``, … when taken), created atomically."""
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            path = Path(out) / (name if n == 1 else f"{name}-{n}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise ValueError(f"{out}: no free run folder name for {name!r}")
+
+    @classmethod
+    def of(cls, path: str | Path) -> RunFolder:
+        """The run that ``path`` (a run folder, or the checkpoint inside one) belongs to."""
+        path = Path(path)
+        if path.is_dir():
+            folder = cls(path)
+        elif path.is_file() and path.parent.name == RUN_CHECKPOINT.parent.name:
+            folder = cls(path.parent.parent)
+        elif path.is_file():
+            raise ValueError(f"{path} is not inside a run folder: expected RUN or RUN/{RUN_CHECKPOINT}")
+        else:
+            raise ValueError(f"no run at {path}")
+        if not folder.checkpoint.is_file():
+            raise ValueError(f"{path} is not a training run: it has no {RUN_CHECKPOINT}")
+        return folder
+
+    def clean_stale(self) -> list[Path]:
+        """Remove temporary checkpoint files that a killed write left behind (other processes')."""
+        mine = f".{os.getpid()}.tmp"
+        stale = [p for p in self.checkpoint.parent.glob(f".{self.checkpoint.name}.*.tmp") if not p.name.endswith(mine)]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
+
+    def write_config(self, cfg: TrainConfig) -> None:
+        import yaml
+
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        if not history:
+            return
+        keys = list(dict.fromkeys(k for row in history for k in row))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.metrics_file, buf.getvalue())
+        self.plot("plot_history", "curves.png", history)
+
+    def plot(self, name: str, file: str, data: Any) -> None:
+        """Draw a run-folder plot from ``train.plots``; without matplotlib (the optional ``[plot]`` extra) skip it."""
+        try:
+            from . import plots
+        except ImportError:
+            return
+        getattr(plots, name)(self.path / file, data)
+
+    def save(self, **parts: Any) -> None:
+        """Write the checkpoint (``write_checkpoint``'s keywords), then remove stale temporary files."""
+        write_checkpoint(self.checkpoint, **parts)
+        self.clean_stale()
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A trained run, ready to use: ``model`` (eval mode, on the device asked) holds the ``weights`` chosen."""
+
+    path: Path
+    model: nn.Module
+    weights: str  # "ema" or "model"
+    classes: list[str]
+    config: TrainConfig
+    policy: EvalPolicy
+    state: TrainState
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # a row per finished epoch
+
+    @property
+    def transform(self) -> EvalTransform:
+        return self.policy.transform()
+
+
+def _chosen(ckpt: Checkpoint, weights: str) -> str:
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if weights == "auto":
+        return "ema" if ckpt.has("ema") else "model"
+    if not ckpt.has(weights):
+        raise ValueError(f"the run has no {weights} weights (a run trained without EMA keeps only 'model')")
+    return weights
+
+
+_PARTS = ("model.", "ema.", "optim.", "rng.")
+
+
+def model_of(ckpt: Checkpoint, weights: str) -> nn.Module:
+    """The run's model with its ``weights``. Every weight set in the file must fit the model the config names, with
+    the config's classes, and no tensor may be of another kind; anything else is a ValueError before a real build
+    (checked on the meta device)."""
+    cfg = ckpt.config_obj
+    strange = next((k for k in ckpt.tensors if not k.startswith(_PARTS)), None)
+    if strange is not None:
+        raise ValueError(f"the checkpoint holds a tensor convscale does not write: {strange[:100]!r}")
+    with torch.device("meta"):
+        target = create_model(cfg.model, num_classes=max(1, len(ckpt.classes))).state_dict()
+    for part in ("model", "ema"):
+        if ckpt.has(part):
+            try:
+                match_state_dict(target, ckpt.weights(part))
+            except ValueError as e:
+                raise ValueError(
+                    f"its {part} weights do not fit {cfg.model} with {len(ckpt.classes)} classes: {e}"
+                ) from None
+    model = create_model(cfg.model, num_classes=len(ckpt.classes))
+    load_mapped(model, ckpt.weights(weights))
+    return model
+
+
+def load_run(path: str | Path, *, weights: str = "auto", device: str | torch.device = "cpu") -> LoadedRun:
+    """A run folder (or its checkpoint) with its ``weights``: ``"ema"``, ``"model"`` (raw) or ``"auto"`` (the EMA
+    when kept). A crafted or foreign checkpoint is a ValueError before anything is built."""
+    folder = RunFolder.of(path)
+    ckpt = read_checkpoint(folder.checkpoint)
+    if not ckpt.classes:
+        raise ValueError(f"{folder.checkpoint}: the run has no classes")
+    use = _chosen(ckpt, weights)
+    model = model_of(ckpt, use).to(device).eval()
+    policy = eval_policy(ckpt.config_obj)
+    return LoadedRun(folder.path, model, use, ckpt.classes, ckpt.config_obj, policy, ckpt.state, ckpt.state.history)
