@@ -36,6 +36,24 @@ ALL_MODELS = convscale.list_models()
 TINY_MODELS = [n for n in ALL_MODELS if n.startswith("test_")]
 
 
+def make_image_folder(root: Path, per_class: int = 12, val_per_class: int = 4, res: int = 64) -> Path:
+    """An ImageFolder (``train/`` and ``val/``) of synthetic shapes in three classes, as PNGs of ``res`` px."""
+    from convscale.data import SyntheticShapes
+
+    shapes = SyntheticShapes("train", size=60 * per_class, res=res)
+    labels = {0: "circle", 3: "triangle", 7: "star"}
+    counts = dict.fromkeys(labels, 0)
+    for i in range(len(shapes)):
+        img, label = shapes[i]
+        if label not in labels or counts[label] >= per_class + val_per_class:
+            continue
+        split = "train" if counts[label] < per_class else "val"
+        (root / split / labels[label]).mkdir(parents=True, exist_ok=True)
+        img.save(root / split / labels[label] / f"{i}.png")
+        counts[label] += 1
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
