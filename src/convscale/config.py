@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-__all__ = ["ModelConfig", "Published", "Recipe"]
+__all__ = ["OPTIMIZERS", "ModelConfig", "Published", "Recipe"]
 
 
 @dataclass(frozen=True)
@@ -20,28 +21,45 @@ class Published:
     note: str = ""
 
 
+#: optimizer names, in the trainer's vocabulary: SGD with Nesterov momentum, AdamW, RMSProp with TF's epsilon
+OPTIMIZERS = ("sgd", "adamw", "rmsprop")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
-    """The paper's training recipe for a variant, as data (the training issues read it).
+    """The paper's training recipe for a variant, as data, in the trainer's vocabulary (its field names are
+    ``TrainConfig`` keys). The recipes shipped for ``convscale train --recipe`` are checked against it
+    (``convscale.train.recipes.recipe_differences``), so the paper's numbers live here once.
 
     ``lr`` is the peak learning rate at ``batch_size`` images per step; scale it linearly for other batch sizes.
     """
 
-    optimizer: str  # "sgd", "adamw", "rmsprop_tf"
+    optimizer: str  # one of OPTIMIZERS
     lr: float
     batch_size: int
     weight_decay: float
     epochs: int
     warmup_epochs: float
-    schedule: str  # "cosine", "step", "exponential"
+    schedule: str  # "cosine", "step", "exponential" (convscale train runs warm-up + cosine)
     min_lr: float = 0.0
     ema_decay: float | None = None
     label_smoothing: float = 0.0
     mixup: float = 0.0  # alpha
     cutmix: float = 0.0  # alpha
-    randaugment: str | None = None  # timm-style spec, e.g. "rand-m9-mstd0.5-inc1"
+    randaugment: str | None = None  # timm-style spec, e.g. "rand-m9-mstd0.5-inc1" (n defaults to 2, as in timm)
     random_erasing: float = 0.0
     source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"recipe optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    def randaug(self) -> tuple[int, float] | None:
+        """RandAugment's (ops per image, magnitude) from the spec, or None."""
+        if not self.randaugment:
+            return None
+        parts = dict(re.fullmatch(r"([a-z]+)([\d.]*)", p).groups() for p in self.randaugment.split("-")[1:])
+        return int(parts.get("n", 2)), float(parts["m"])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from typing import Literal
 
 from torch import nn
 
-from ..config import ModelConfig, Published
+from ..config import ModelConfig, Published, Recipe
 from ..keymap import Counterpart, Pairs
 from ..layers import ConvNormAct, FusedMBConv, MBConv, SEConfig
 from ..layers.conv import Padding
@@ -313,6 +313,24 @@ def _register(name: str, family: str, cfg: EfficientNetConfig, *, tiny: bool = F
     register_model(name, family, cfg, EfficientNet, tiny=tiny, counterparts={"timm": timm})
 
 
+#: the TPU code's recipe (google/automl efficientnet main.py): RMSProp (decay 0.9, momentum 0.9, epsilon 1e-3), lr 0.016
+#: per 256 images, ×0.97 every 2.4 epochs after 5 warm-up epochs; the paper trains with AutoAugment
+V1_RECIPE = Recipe(
+    optimizer="rmsprop",
+    lr=0.016,
+    batch_size=256,
+    weight_decay=1e-5,
+    epochs=350,
+    warmup_epochs=5,
+    schedule="exponential",
+    ema_decay=0.9999,
+    label_smoothing=0.1,
+    source="EfficientNet paper §5.2 and the TPU code (AutoAugment, not RandAugment)",
+)
+#: EfficientNetV2 paper §5.1: V1's optimizer and schedule at batch 4096; progressive RandAugment, mixup and dropout
+#: per size (Table 6), which ``convscale train --recipe efficientnetv2_s`` spells out as stages
+V2_RECIPE = dataclasses.replace(V1_RECIPE, lr=0.256, batch_size=4096, source="EfficientNetV2 paper §5.1 and Table 6")
+
 for _key, (_w, _d, _res, _drop, _pub) in _V1.items():
     _v1 = EfficientNetConfig(
         stages=V1_B0,
@@ -323,6 +341,7 @@ for _key, (_w, _d, _res, _drop, _pub) in _V1.items():
         drop_rate=_drop,
         drop_path_rate=0.2,
         published=_pub,
+        recipe=V1_RECIPE,
     )
     _register(f"efficientnet_{_key}", "efficientnet", _v1)
     # TF's BN momentum 0.99 (TPU V1 code) is PyTorch's 0.01
@@ -340,6 +359,7 @@ for _key, (_table, _stem, _w, _d, _train, _test, _drop, _pub) in _V2.items():
         drop_rate=_drop,
         drop_path_rate=0.2,
         published=_pub,
+        recipe=V2_RECIPE,
     )
     _register(f"efficientnetv2_{_key}", "efficientnetv2", _v2)
     # the AutoML V2 code uses Keras BN momentum 0.9 (PyTorch 0.1); its paper says 0.99

@@ -145,7 +145,7 @@ class NormFreeNet(ConvNet):
 
 #: NFNets paper App. A; DeepMind experiment_nfnets.py (λ = 0.01 AGC at batch 4096)
 NFNET_RECIPE = Recipe(
-    optimizer="sgd_nesterov",
+    optimizer="sgd",  # Nesterov
     lr=0.1,
     batch_size=256,
     weight_decay=2e-5,

@@ -11,39 +11,31 @@ import dataclasses
 import difflib
 import math
 import re
-import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import OPTIMIZERS
 from .progressive import REGULARIZERS
+from .recipes import RECIPES, list_recipes, short_repr
 
 __all__ = [
     "RECIPES",
     "RESUMABLE",
     "TrainConfig",
     "config_from_dict",
+    "field_help",
     "list_recipes",
     "load_config",
     "resume_config",
     "short_repr",
 ]
 
-OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 AMP = ("none", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_RES = 1024  # larger inputs are a typo more often than a plan; they also run out of memory at any batch
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
-
-
-def short_repr(value: Any) -> str:
-    """A repr of at most about 80 characters whatever ``value`` is (a YAML alias bomb included)."""
-    return _REPR.repr(value)[:80]
-
-
 Check = Callable[[Any], str | None]  # value -> None when valid, else what was expected
 
 
@@ -210,58 +202,6 @@ RESUMABLE = frozenset(
     | {"max_steps", "max_nonfinite", "data", "out", "name"}
 )
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-_MAX_RECIPE_BYTES = 1 << 20
-
-
-def list_recipes() -> list[str]:
-    """Names of the recipes shipped with convscale (``--recipe NAME``)."""
-    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
-
-
-def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
-    """A YAML file of ``key: value`` pairs, read with the safe loader; anything else is one-line ValueError."""
-    import yaml
-
-    if path.stat().st_size > _MAX_RECIPE_BYTES:
-        raise ValueError(f"{path}: a {what} is at most {_MAX_RECIPE_BYTES} bytes")
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{path}: not a valid YAML {what} ({reason[:120]})") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
-        raise ValueError(f"{path}: a {what} is a mapping of config keys to values, got {short_repr(loaded)}")
-    return loaded
-
-
-def _read_recipe(recipe: str | Path) -> dict[str, Any]:
-    path = Path(recipe)
-    if not path.is_file():
-        shipped = RECIPES / f"{recipe}.yaml"
-        if not shipped.is_file():
-            raise ValueError(f"no recipe {str(recipe)!r}: a YAML file, or one of {', '.join(list_recipes())}")
-        path = shipped
-    return read_yaml_mapping(path, "recipe")
-
-
-def _adapt(values: dict[str, Any], adapt: Any, overrides: dict[str, Any]) -> None:
-    """Fit a recipe to this run: the learning rate scales linearly with the global batch (from ``adapt.batch_size``)
-    and the warm-up with the epoch budget (from ``adapt.epochs``), unless they are set explicitly."""
-    ok = isinstance(adapt, dict) and set(adapt) <= {"batch_size", "epochs"}
-    if not ok or not all(_is_int(v) and v > 0 for v in adapt.values()):
-        raise ValueError(f"recipe key 'adapt': expected {{batch_size: N, epochs: N}}, got {short_repr(adapt)}")
-    batch = values.get("batch_size", TrainConfig.batch_size)
-    epochs = values.get("epochs", TrainConfig.epochs)
-    for key, (value, ref) in {"lr": (batch, "batch_size"), "warmup_epochs": (epochs, "epochs")}.items():
-        if key in values and key not in overrides and adapt.get(ref) and _is_num(values[key]) and _is_num(value):
-            values[key] = values[key] * value / adapt[ref]
-    if _is_int(epochs) and _is_int(values.get("stages", 1)) and values.get("stages", 1) > epochs:
-        if "stages" not in overrides:
-            values["stages"] = epochs
-
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """A validated ``TrainConfig`` from a mapping of its keys (a recipe, a stored run's config)."""
@@ -277,12 +217,15 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
 def load_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then ``recipe`` (a shipped name such as ``efficientnetv2_s``, or a YAML file of config keys), then
     ``overrides`` (None values ignored). A recipe's ``adapt`` section fits it to the run's batch and epochs."""
+    from .recipes import adapt_recipe, read_recipe
+
+    defaults = {"batch_size": TrainConfig.batch_size, "epochs": TrainConfig.epochs}
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    values: dict[str, Any] = _read_recipe(recipe) if recipe is not None else {}
+    values: dict[str, Any] = read_recipe(recipe) if recipe is not None else {}
     adapt = values.pop("adapt", None)
     values.update(overrides)
     if adapt is not None:
-        _adapt(values, adapt, overrides)
+        adapt_recipe(values, adapt, overrides, defaults)
     return config_from_dict(values)
 
 
