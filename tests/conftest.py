@@ -1,5 +1,7 @@
+import copy
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,6 +36,26 @@ def timm_layouts() -> dict[str, dict]:
 
 ALL_MODELS = convscale.list_models()
 TINY_MODELS = [n for n in ALL_MODELS if n.startswith("test_")]
+BIG_PARAMS = 30e6  # above this, tests with real arithmetic on a full-size model are ``slow``
+
+
+_META: dict[str, torch.nn.Module] = {}
+
+
+def meta_model(name: str) -> torch.nn.Module:
+    """A copy of model ``name`` (default settings) on the meta device. Built once per session and copied: building
+    NFNet-F7 on the meta device takes about a second (PyTorch's initializers run there too), copying it a tenth."""
+    if name not in _META:
+        with torch.device("meta"):
+            _META[name] = convscale.create_model(name)
+    return copy.deepcopy(_META[name])
+
+
+def is_big(name: str) -> bool:
+    """Whether model ``name`` has more than BIG_PARAMS parameters (from the shipped count table: instant)."""
+    from convscale.factory import count_model
+
+    return count_model(name, ())[0] > BIG_PARAMS
 
 
 def make_image_folder(root: Path, per_class: int = 12, val_per_class: int = 4, res: int = 64) -> Path:
@@ -52,6 +74,10 @@ def make_image_folder(root: Path, per_class: int = 12, val_per_class: int = 4, r
         img.save(root / split / labels[label] / f"{i}.png")
         counts[label] += 1
     return root
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes: one thread each, no oversubscription
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import meta_model
 from convscale import bench
 from convscale.bench import runner
 from convscale.bench.plots import pareto_front
@@ -78,8 +79,7 @@ def test_static_gmacs_match_reference_for_every_listed_model():
         if row["model"] not in registered:
             continue
         res = int(row["test_size"])
-        with torch.device("meta"):
-            model = convscale.create_model(row["model"])
+        model = meta_model(row["model"])
         static = bench.static_figures(model, res, 4)
         assert static.params == int(row["params"]), row["model"]
         assert static.macs / 1e9 == pytest.approx(float(row["gmacs_at_test_size"]), rel=0.01), row["model"]

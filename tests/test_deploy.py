@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import convscale
-from conftest import ALL_MODELS, TINY_MODELS
+from conftest import ALL_MODELS, TINY_MODELS, meta_model
 from convscale.deploy import fuse
 from convscale.factory import count_model
 from convscale.layers.repvgg import RepVGGBlock
@@ -53,7 +53,7 @@ def test_fuse_keeps_the_outputs(name):
     float32 check is the parity fixtures' (test_parity.py, after fuse)."""
     if count_model(name, ())[0] > _NUMERIC_LIMIT:
         with torch.device("meta"):
-            _assert_inference_form(fuse(convscale.create_model(name).eval()))
+            _assert_inference_form(fuse(meta_model(name).eval()))
         return
     model = convscale.create_model(name, drop_path_rate=0.0)
     x = torch.randn(2, 3, 64, 64)

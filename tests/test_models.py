@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import convscale
-from conftest import ALL_MODELS, TINY_MODELS
+from conftest import ALL_MODELS, TINY_MODELS, is_big, meta_model
 from convscale.registry import get_entry
 
 
@@ -14,8 +14,11 @@ def _finite_grads(model: torch.nn.Module) -> None:
         assert torch.isfinite(p.grad).all(), f"non-finite gradient for {name}"
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if is_big(n) else n for n in ALL_MODELS])
 def test_forward_backward(name):
+    """Real values: finite logits and gradients. Models over 30M parameters are ``slow``: their blocks are those of
+    the smaller variants and the tiny ones, which run every time, and their shapes are checked on the meta device
+    every time too (``test_reset_classifier``, ``test_features_only_strides_and_channels``)."""
     model = convscale.create_model(name, num_classes=10)
     model.train()
     out = model(torch.randn(1, 3, 64, 64))
@@ -73,8 +76,8 @@ def test_features_only_values_and_out_indices(name):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_reset_classifier(name):
+    model = meta_model(name)
     with torch.device("meta"):
-        model = convscale.create_model(name)
         model.reset_classifier(5)
         assert model(torch.empty(2, 3, 64, 64)).shape == (2, 5)
         model.reset_classifier(0)
