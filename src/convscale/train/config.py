@@ -242,7 +242,7 @@ def resume_config(stored: TrainConfig, asked: TrainConfig | None = None, **overr
         key = refused[0]
         raise ValueError(
             f"config key {key!r} cannot change on --resume (the run has {short_repr(getattr(stored, key))}, "
-            f"asked {short_repr(changes[key])}); what may change: {', '.join(sorted(RESUMABLE))}"
+            f"asked {short_repr(changes[key])}); what may change: {', '.join(sorted(RESUMABLE - {'out', 'name'}))}"
         )
     changes.pop("out", None)
     changes.pop("name", None)
