@@ -254,13 +254,29 @@ def test_defect_08_eval_and_predict_use_an_image_folder_runs_own_size_and_count_
 
 
 def test_defect_09_two_runs_with_one_name_get_two_folders(tmp_path):
-    argv = cli("train", *flags(epochs=1, out=tmp_path, name="same"))
-    procs = [subprocess.Popen(argv, env=_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err.decode()[-2000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["same", "same-2"]
-    assert all(len(rows(tmp_path / name)) == 1 for name in ("same", "same-2"))
+    """Run A takes the folder and is still in its first epoch (no checkpoint, no metrics yet) when run B of the same
+    name starts: B must get a folder of its own."""
+    log = tmp_path / "a.log"
+    with open(log, "w") as out:
+        a = subprocess.Popen(
+            cli("train", *flags(model="resnet18", epochs=5, shapes_train=4000, out=tmp_path / "runs", name="same")),
+            env=_ENV,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "runs" / "same" / "config.yaml").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        b = subprocess.run(cli("train", *flags(epochs=1, out=tmp_path / "runs", name="same")), env=_ENV)
+        a_in_epoch_1 = "epoch 1 " not in log.read_text()
+        a.send_signal(signal.SIGTERM)
+        a.wait(timeout=120)
+    assert b.returncode == 0 and a_in_epoch_1  # B ran while A had neither checkpoint nor metrics
+    runs = tmp_path / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["same", "same-2"]
+    assert "model: resnet18" in (runs / "same" / "config.yaml").read_text()  # A's, untouched by B
+    assert "model: test_resnet" in (runs / "same-2" / "config.yaml").read_text()
+    assert len(rows(runs / "same-2")) == 1
 
 
 def test_defect_10_resume_from_a_file_outside_a_run_folder_writes_nothing(run, tmp_path, capsys, monkeypatch):
@@ -332,20 +348,20 @@ def test_defect_14_unvalidated_training_values_name_their_key(values, key):
 
 
 @pytest.mark.parametrize(
-    "argv",
+    ("argv", "named"),
     [
-        ["eval", "RUN", "--batch", "0"],
-        ["eval", "RUN", "--res", "1"],
-        ["predict", "--checkpoint", "RUN", "--res", "0", "x.png"],
-        ["bench", "test_resnet", "--min-time", "nan"],
-        ["bench", "test_resnet", "--min-iters", "0"],
-        ["train", "--train-res", "4096", "--check"],
-        ["train", "--accum-steps", "100", "--batch-size", "16", "--check"],
+        (["eval", "RUN", "--batch", "0"], "--batch"),
+        (["eval", "RUN", "--res", "1"], "--res"),
+        (["predict", "--checkpoint", "RUN", "--res", "0", "x.png"], "--res"),
+        (["bench", "test_resnet", "--min-time", "nan"], "--min-time"),
+        (["train", "--train-res", "4096", "--check"], "'train_res'"),
+        (["train", "--accum-steps", "100", "--batch-size", "16", "--check"], "'accum_steps'"),
     ],
 )
-def test_defect_14_unvalidated_command_values_are_one_line_errors(run, capsys, argv):
+def test_defect_14_unvalidated_command_values_are_one_line_errors(run, capsys, argv, named):
+    """Refused as given, naming the flag or key, before a model is built or data read."""
     assert main([str(run) if a == "RUN" else a for a in argv]) == 2
-    one_line_error(capsys)
+    one_line_error(capsys, named)
 
 
 def test_defect_15_sigterm_saves_and_says_how_to_resume(tmp_path):
