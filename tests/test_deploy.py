@@ -45,7 +45,14 @@ def _relative(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> float:
     return ((a.double() - b.double()).abs().max() / scale.abs().max()).item()
 
 
-@pytest.mark.parametrize("name", ALL_MODELS)
+def _fuse_param(name: str):
+    """Models of 10-30M parameters check their values in the slow tests; the smaller ones (and every tiny variant)
+    every time; the larger ones their structure, on the meta device, every time."""
+    params = count_model(name, ())[0]
+    return pytest.param(name, marks=pytest.mark.slow) if 10e6 < params <= _NUMERIC_LIMIT else name
+
+
+@pytest.mark.parametrize("name", [_fuse_param(n) for n in ALL_MODELS])
 def test_fuse_keeps_the_outputs(name):
     """In float64 the fused model computes the original's function (to 1e-8 of the output scale: the transform is
     exact). In float32 the tiny variants agree to 1e-5 as well; the full models with these untrained weights are

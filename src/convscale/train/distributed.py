@@ -49,8 +49,13 @@ def setup(device: str = "auto") -> Dist:
     return Dist(rank, world, dev)
 
 
-def teardown() -> None:
+def teardown(finished: bool = False) -> None:
+    """Leave the process group. ``finished``: every rank got here normally, so they meet at a barrier first and no
+    rank tears its Gloo/NCCL threads down while another still talks to it (never after an error: a rank that raised
+    would wait there for the others forever)."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

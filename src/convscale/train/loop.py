@@ -127,6 +127,7 @@ def fit(
         _check_resumable(cfg, ckpt.state)
     cfg = cfg or TrainConfig()
     d = setup(cfg.device)
+    finished = False
     try:
         with _StopFlag() as stop:
             t = prepare(cfg, d, ckpt, resume, log if d.main else (lambda *_: None))
@@ -137,9 +138,10 @@ def fit(
                 if not train_epoch(t, stage, stop):
                     break  # max_steps reached inside the epoch
                 end_epoch(t, stage)
+            finished = True
             return FitResult(t.folder.path, t.state.history[-1] if t.state.history else {})
     finally:
-        teardown()
+        teardown(finished)
 
 
 def _check_resumable(cfg: TrainConfig, state: TrainState) -> None:
