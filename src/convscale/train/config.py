@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Any
 
 from ..config import OPTIMIZERS
 from .progressive import REGULARIZERS
-from .recipes import RECIPES, list_recipes, short_repr
+from .recipes import RECIPES, is_number, list_recipes, short_repr
 
 __all__ = [
     "RECIPES",
@@ -43,17 +42,13 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def integer(lo: int, hi: int | None = None) -> Check:
     top = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
     return lambda v: None if _is_int(v) and v >= lo and (hi is None or v <= hi) else f"an integer {top}"
 
 
 def number(lo: float, hi: float) -> Check:
-    return lambda v: None if _is_num(v) and lo <= v <= hi else f"a number in [{lo}, {hi}]"
+    return lambda v: None if is_number(v) and lo <= v <= hi else f"a number in [{lo}, {hi}]"
 
 
 def choice(*options: str) -> Check:

@@ -64,7 +64,8 @@ def read_recipe(recipe: str | Path) -> dict[str, Any]:
     return read_yaml_mapping(recipe_path(recipe), "recipe")
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A finite int or float (not a bool)."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -78,7 +79,7 @@ def adapt_recipe(values: dict[str, Any], adapt: Any, overrides: dict[str, Any], 
     batch = values.get("batch_size", defaults["batch_size"])
     epochs = values.get("epochs", defaults["epochs"])
     for key, (value, ref) in {"lr": (batch, "batch_size"), "warmup_epochs": (epochs, "epochs")}.items():
-        if key in values and key not in overrides and adapt.get(ref) and _is_number(values[key]) and _is_number(value):
+        if key in values and key not in overrides and adapt.get(ref) and is_number(values[key]) and is_number(value):
             values[key] = values[key] * value / adapt[ref]
     stages = values.get("stages", 1)
     if isinstance(epochs, int) and isinstance(stages, int) and stages > epochs and "stages" not in overrides:
@@ -116,9 +117,9 @@ def recipe_differences(recipe: str | Path) -> list[str]:
         got = values.get(key, 0.0 if key in ("mixup", "cutmix", "random_erasing", "min_lr") else None)
         if key == "batch_size":
             continue
-        if key == "lr" and _is_number(got) and batch:
+        if key == "lr" and is_number(got) and batch:
             got = got * published["batch_size"] / batch
-        same = got == want if not (_is_number(got) and _is_number(want)) else math.isclose(got, want, rel_tol=1e-9)
+        same = got == want if not (is_number(got) and is_number(want)) else math.isclose(got, want, rel_tol=1e-9)
         if not same:
             out.append(f"{key}: {got!r} vs {want!r}")
     return out
