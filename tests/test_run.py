@@ -89,3 +89,14 @@ def test_eval_policy_comes_from_the_config_and_the_model():
     assert (photo.train_res, photo.test_res, photo.crop_pct) == (300, 300, 0.875)  # B3: the paper's 300 px
     atto = eval_policy(TrainConfig(model="convnext_atto", data="/x", train_res=64))
     assert atto.test_res == 8 * round(64 * 288 / 224 / 8)  # the model's train -> test ratio
+
+
+def test_eval_and_predict_take_a_device(folder_run, capsys):
+    image = str(next((folder_run.parent / "data" / "val").rglob("*.png")))
+    assert main(["eval", str(folder_run), "--workers", "0", "--device", "cpu"]) == 0
+    assert main(["predict", "--checkpoint", str(folder_run), image, "--device", "cpu"]) == 0
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        assert main(["eval", str(folder_run), "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert "CUDA is not available" in err and err.count("\n") == 1
