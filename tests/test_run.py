@@ -100,3 +100,12 @@ def test_eval_and_predict_take_a_device(folder_run, capsys):
         assert main(["eval", str(folder_run), "--device", "cuda"]) == 2
         err = capsys.readouterr().err
         assert "CUDA is not available" in err and err.count("\n") == 1
+
+
+def test_a_run_cut_by_max_steps_resumes_to_its_end_from_the_cli(tmp_path, capsys):
+    cfg = TrainConfig(**TINY, shapes_train=64, shapes_val=16, epochs=2, max_steps=3, out=str(tmp_path), name="cut")
+    run = fit(cfg, log=lambda *_: None).run_dir
+    assert read_checkpoint(run / "checkpoints" / "last.safetensors").state.batch == 3
+    assert main(["train", "--resume", str(run)]) == 0  # --max-steps limited the first invocation only
+    state = read_checkpoint(run / "checkpoints" / "last.safetensors").state
+    assert (state.epoch, state.batch, len(state.history)) == (2, 0, 2)

@@ -226,10 +226,13 @@ def load_config(recipe: str | Path | None = None, **overrides: Any) -> TrainConf
 
 def resume_config(stored: TrainConfig, asked: TrainConfig | None = None, **overrides: Any) -> TrainConfig:
     """The config a resumed run continues with: the run's own, with the changes that are safe (:data:`RESUMABLE`)
-    taken from ``asked`` (a whole config, as ``fit`` is given) or ``overrides`` (the flags given); any other
-    difference is a ValueError naming the key, raised before anything is touched."""
+    taken from ``asked`` (a whole config, as ``fit`` is given) or ``overrides`` (the flags given; ``max_steps`` is
+    then 0 unless given: it limits the invocation that set it); any other difference is a ValueError naming the key,
+    raised before anything is touched."""
     changes = {k: v for k, v in overrides.items() if v is not None}
-    if asked is not None:
+    if asked is None:
+        changes.setdefault("max_steps", 0)  # a limit of the invocation that set it, not of the run
+    else:
         changes.update({k: v for k, v in asked.to_dict().items() if v != getattr(stored, k)})
     changes = {k: v for k, v in changes.items() if v != getattr(stored, k)}
     refused = sorted(set(changes) - RESUMABLE)
