@@ -259,7 +259,7 @@ def test_defect_09_two_runs_with_one_name_get_two_folders(tmp_path):
     log = tmp_path / "a.log"
     with open(log, "w") as out:
         a = subprocess.Popen(
-            cli("train", *flags(model="resnet18", epochs=5, shapes_train=4000, out=tmp_path / "runs", name="same")),
+            cli("train", *flags(model="resnet18", epochs=5, shapes_train=6000, out=tmp_path / "runs", name="same")),
             env=_ENV,
             stdout=out,
             stderr=subprocess.DEVNULL,
