@@ -293,7 +293,9 @@ def _add_bench(sub) -> None:
 
 
 def _add_train(sub) -> None:
-    from .train.config import field_help, list_recipes
+    import dataclasses
+
+    from .train.config import TrainConfig, field_help, list_recipes
 
     p = sub.add_parser(
         "train",
@@ -310,13 +312,14 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--check", action="store_true", help="validate the configuration, print it, and exit")
     p.add_argument("--resume", help="a run folder to continue exactly where it stopped, with its own config")
-    docs = field_help()
+    docs, defaults = field_help(), {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for flag, kind in _train_flags().items():
         name = "--" + flag.replace("_", "-")
+        text = docs[flag] + (f" [{defaults[flag]}]" if defaults[flag] is not None else "")
         if kind is bool:
-            p.add_argument(name, dest=flag, action=argparse.BooleanOptionalAction, help=docs[flag])
+            p.add_argument(name, dest=flag, action=argparse.BooleanOptionalAction, help=text)
         else:
-            p.add_argument(name, dest=flag, type=kind, help=docs[flag], metavar=kind.__name__.upper())
+            p.add_argument(name, dest=flag, type=kind, help=text, metavar=kind.__name__.upper())
     p.set_defaults(func=_cmd_train)
 
 
