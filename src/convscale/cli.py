@@ -339,11 +339,11 @@ def _add_use(sub) -> None:
         p.add_argument("--checkpoint", "--run", dest="checkpoint", help="the run folder or its checkpoint file")
         p.add_argument("--res", type=_bounded(int, 32, MAX_RES), help="image size (default: the run's test size)")
         p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="auto: EMA when saved")
-        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="auto: CUDA if present")
         if cmd == "eval":
             p.add_argument("--data", help="synthetic-shapes or a folder with val/ (default: the run's data)")
-            p.add_argument("--batch", type=_bounded(int, 1, 1 << 16), default=64)
-            p.add_argument("--workers", type=_bounded(int, 0, 256), default=2)
+            p.add_argument("--batch", type=_bounded(int, 1, 1 << 16), default=64, help="images per batch [64]")
+            p.add_argument("--workers", type=_bounded(int, 0, 256), default=2, help="loader processes [2]")
         p.set_defaults(func=_cmd_eval if cmd == "eval" else _cmd_predict)
 
 
