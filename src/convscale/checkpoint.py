@@ -16,10 +16,12 @@ from .registry import counterpart
 __all__ = [
     "RUN_CHECKPOINT",
     "TRAIN_FORMAT",
+    "choose_weights",
     "load_mapped",
     "load_pretrained",
     "match_state_dict",
     "read_state_dict",
+    "read_train_header",
     "run_checkpoint",
 ]
 
@@ -43,29 +45,45 @@ def run_checkpoint(path: str | Path) -> Path:
     return path
 
 
+MAX_HEADER = 100 << 20  # safetensors' own limit
+
+
+def read_train_header(path: Path) -> dict:
+    """The convscale JSON header of a safetensors file, read and parsed within bounds (no tensor is read); a
+    ValueError when there is none. ``convscale.train.state`` checks its fields."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        size = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < size <= min(MAX_HEADER, path.stat().st_size - 8):
+            raise ValueError("no safetensors header")
+        try:
+            meta = json.loads(json.loads(f.read(size))["__metadata__"]["convscale"])
+        except (KeyError, TypeError, RecursionError, UnicodeDecodeError) as e:
+            raise ValueError(f"no convscale header ({type(e).__name__})") from None
+    if not isinstance(meta, dict):
+        raise ValueError("its convscale header is not a mapping")
+    return meta
+
+
 def _train_meta(path: Path) -> dict | None:
     """The convscale header of a safetensors file when it is a training checkpoint, else None."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        raw = (f.metadata() or {}).get("convscale")
     try:
-        meta = json.loads(raw) if raw else None
-    except (ValueError, RecursionError):
+        meta = read_train_header(path)
+    except (OSError, ValueError):
         return None
-    return meta if isinstance(meta, dict) and meta.get("format") == TRAIN_FORMAT else None
+    return meta if meta.get("format") == TRAIN_FORMAT else None
 
 
-def _choose(sd: dict[str, torch.Tensor], weights: str, path: Path) -> dict[str, torch.Tensor]:
-    """A training checkpoint's ``model.`` or ``ema.`` weights (``auto``: the EMA when it was kept)."""
+def choose_weights(prefixes: set[str], weights: str) -> str:
+    """Which of a training checkpoint's weight sets ``weights`` names: ``"ema"``, ``"model"`` (raw) or ``"auto"``
+    (the EMA when the run kept one). ``prefixes``: the sets the file holds."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     if weights == "auto":
-        weights = "ema" if any(k.startswith("ema.") for k in sd) else "model"
-    chosen = {k[len(weights) + 1 :]: v for k, v in sd.items() if k.startswith(weights + ".")}
-    if not chosen:
-        raise ValueError(f"{path} has no {weights} weights (a run trained without EMA keeps only 'model')")
-    return chosen
+        weights = "ema" if "ema" in prefixes else "model"
+    if weights not in prefixes:
+        raise ValueError(f"the run has no {weights} weights (a run trained without EMA keeps only 'model')")
+    return weights
 
 
 def read_state_dict(path: str | Path, *, weights: str = "auto") -> dict[str, torch.Tensor]:
@@ -83,7 +101,8 @@ def read_state_dict(path: str | Path, *, weights: str = "auto") -> dict[str, tor
 
         sd: object = load_file(str(path))
         if _train_meta(path) is not None:
-            return _choose(sd, weights, path)
+            use = choose_weights({k.split(".", 1)[0] for k in sd}, weights)
+            return {k[len(use) + 1 :]: v for k, v in sd.items() if k.startswith(use + ".")}
     elif path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
@@ -164,7 +183,8 @@ def _trained_model(path: str | Path) -> str | None:
 
 
 def _timm_key_map(model: nn.Module, name: str, path: str | Path, source: Mapping[str, torch.Tensor]) -> dict[str, str]:
-    """timm's key for each of ``model``'s; a model without a timm counterpart: a ValueError naming a missing key."""
+    """timm's key for each of ``model``'s (built as ``name``; without one, found by its class); a model without a
+    timm counterpart: a ValueError naming a missing key."""
     from .keymap import expand_keys
     from .registry import counterpart_of
 
@@ -200,7 +220,7 @@ def load_pretrained(model: nn.Module, path: str | Path, *, name: str = "", weigh
                 f"(no {missing!r})"
             )
         timm = counterpart(name, "timm") if name else None
-        if timm is not None and any(getattr(model.cfg, k, None) != v for k, v in timm.form.items()):
+        if timm is not None and not timm.fits(model):
             raise ValueError(
                 f"{path} holds timm weights, and timm's {name} computes another function than convscale's with the "
                 f"same parameters: load it with convscale.interop.from_timm({name!r}, state_dict)"

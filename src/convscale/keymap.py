@@ -14,7 +14,16 @@ from types import MappingProxyType
 
 from torch import nn
 
-__all__ = ["Counterpart", "KeyRule", "Pairs", "conv_norm_keys", "expand_keys", "same_names", "tensor_owners"]
+__all__ = [
+    "TIMM_SE_KEYS",
+    "Counterpart",
+    "KeyRule",
+    "Pairs",
+    "conv_norm_keys",
+    "expand_keys",
+    "same_names",
+    "tensor_owners",
+]
 
 Pairs = Iterator[tuple[str, str]]
 KeyRule = Callable[[nn.Module], Pairs]  # model -> (our module path, their module path) for each tensor owner
@@ -29,6 +38,15 @@ class Counterpart:
     name: str | None
     keys: KeyRule
     form: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+
+    def fits(self, model: nn.Module) -> bool:
+        """Whether ``model`` is built in this form, so that the other library's weights compute the same function."""
+        cfg = getattr(model, "cfg", None)
+        return all(getattr(cfg, key, None) == value for key, value in self.form.items())
+
+
+#: timm's names for our SqueezeExcite's two convs (the MBConv and Ghost families share the block)
+TIMM_SE_KEYS = (("se.reduce", "se.conv_reduce"), ("se.expand", "se.conv_expand"))
 
 
 def tensor_owners(model: nn.Module) -> Iterator[str]:

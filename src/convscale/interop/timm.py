@@ -28,8 +28,8 @@ def timm_form(name: str) -> dict[str, object]:
 
 def is_timm_form(model: nn.Module, name: str) -> bool:
     """Whether ``model`` (built as ``name``) computes what timm's model of that name does, so timm's weights fit."""
-    cfg = getattr(model, "cfg", None)
-    return all(getattr(cfg, field, None) == value for field, value in timm_form(name).items())
+    timm = counterpart(name, "timm")
+    return timm is None or timm.fits(model)
 
 
 def timm_key_map(model: nn.Module) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Literal
 from torch import nn
 
 from ..config import ModelConfig, Published, Recipe
-from ..keymap import Counterpart, Pairs
+from ..keymap import TIMM_SE_KEYS, Counterpart, Pairs
 from ..layers import ConvNormAct, FusedMBConv, MBConv, SEConfig
 from ..layers.conv import Padding
 from ..registry import register_model
@@ -273,20 +273,23 @@ _V2 = {
 }
 
 
-_SE = (("se.reduce", "se.conv_reduce"), ("se.expand", "se.conv_expand"))
-
-
 def _timm_block(block: nn.Module) -> Pairs:
     """timm's DepthwiseSeparableConv / InvertedResidual (MBConv) and ConvBnAct / EdgeResidual (Fused-MBConv)."""
     if isinstance(block, MBConv) and isinstance(block.expand, nn.Identity):
-        yield from (("dw.conv", "conv_dw"), ("dw.bn", "bn1"), *_SE, ("project.conv", "conv_pw"), ("project.bn", "bn2"))
+        yield from (
+            ("dw.conv", "conv_dw"),
+            ("dw.bn", "bn1"),
+            *TIMM_SE_KEYS,
+            ("project.conv", "conv_pw"),
+            ("project.bn", "bn2"),
+        )
     elif isinstance(block, MBConv):
         yield from (("expand.conv", "conv_pw"), ("expand.bn", "bn1"), ("dw.conv", "conv_dw"), ("dw.bn", "bn2"))
-        yield from (*_SE, ("project.conv", "conv_pwl"), ("project.bn", "bn3"))
+        yield from (*TIMM_SE_KEYS, ("project.conv", "conv_pwl"), ("project.bn", "bn3"))
     elif isinstance(block.project, nn.Identity):
         yield from (("fused.conv", "conv"), ("fused.bn", "bn1"))
     else:
-        yield from (("fused.conv", "conv_exp"), ("fused.bn", "bn1"), *_SE, ("project.conv", "conv_pwl"))
+        yield from (("fused.conv", "conv_exp"), ("fused.bn", "bn1"), *TIMM_SE_KEYS, ("project.conv", "conv_pwl"))
         yield "project.bn", "bn2"
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..config import ModelConfig, Published
-from ..keymap import Counterpart, Pairs
+from ..keymap import TIMM_SE_KEYS, Counterpart, Pairs
 from ..layers import ConvNormAct, SEConfig, make_divisible
 from ..layers.ghost import GhostBottleneck
 from ..registry import register_model
@@ -129,10 +129,7 @@ def timm_keys(model: GhostNet) -> Pairs:
             yield from _ghost_module(f"{ours}.ghost1", f"{theirs}.ghost1")
             yield from _ghost_module(f"{ours}.ghost2", f"{theirs}.ghost2")
             yield from ((f"{ours}.dw.conv", f"{theirs}.conv_dw"), (f"{ours}.dw.bn", f"{theirs}.bn_dw"))
-            yield from (
-                (f"{ours}.se.reduce", f"{theirs}.se.conv_reduce"),
-                (f"{ours}.se.expand", f"{theirs}.se.conv_expand"),
-            )
+            yield from ((f"{ours}.{a}", f"{theirs}.{b}") for a, b in TIMM_SE_KEYS)
             for k in range(2):  # shortcut: (dw conv, bn), (1×1 conv, bn) -> shortcut.0 … 3
                 yield f"{ours}.shortcut.{k}.conv", f"{theirs}.shortcut.{2 * k}"
                 yield f"{ours}.shortcut.{k}.bn", f"{theirs}.shortcut.{2 * k + 1}"

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..atomic import atomic_write_text
 from ..augment.normalize import IMAGENET_MEAN, IMAGENET_STD
-from ..checkpoint import RUN_CHECKPOINT, WEIGHTS, load_mapped, match_state_dict
+from ..checkpoint import RUN_CHECKPOINT, choose_weights, load_mapped, match_state_dict
 from ..data import BUILTIN, EvalTransform
 from ..factory import create_model, model_info
 from .config import MAX_RES, TrainConfig
@@ -167,16 +167,6 @@ class LoadedRun:
         return self.policy.transform()
 
 
-def _chosen(ckpt: Checkpoint, weights: str) -> str:
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
-    if weights == "auto":
-        return "ema" if ckpt.has("ema") else "model"
-    if not ckpt.has(weights):
-        raise ValueError(f"the run has no {weights} weights (a run trained without EMA keeps only 'model')")
-    return weights
-
-
 _PARTS = ("model.", "ema.", "optim.", "rng.")
 
 
@@ -210,7 +200,7 @@ def load_run(path: str | Path, *, weights: str = "auto", device: str | torch.dev
     ckpt = read_checkpoint(folder.checkpoint)
     if not ckpt.classes:
         raise ValueError(f"{folder.checkpoint}: the run has no classes")
-    use = _chosen(ckpt, weights)
+    use = choose_weights({p for p in ("model", "ema") if ckpt.has(p)}, weights)
     model = model_of(ckpt, use).to(device).eval()
     policy = eval_policy(ckpt.config_obj)
     return LoadedRun(folder.path, model, use, ckpt.classes, ckpt.config_obj, policy, ckpt.state, ckpt.state.history)

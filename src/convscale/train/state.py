@@ -17,13 +17,12 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_write
-from ..checkpoint import TRAIN_FORMAT
+from ..checkpoint import TRAIN_FORMAT, read_train_header
 from .config import TrainConfig, config_from_dict
 
 __all__ = ["FORMAT", "Checkpoint", "TrainState", "read_checkpoint", "read_run_config", "write_checkpoint"]
 
 FORMAT = TRAIN_FORMAT
-MAX_HEADER = 100 << 20  # safetensors' own limit
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
 MAX_CLASS_NAME = 1000
 
@@ -173,20 +172,6 @@ class Checkpoint:
             torch.cuda.set_rng_state_all(cuda)
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
-    """The convscale header of ``path``, parsed within bounds: no tensor is read."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-        size = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if not 0 < size <= min(MAX_HEADER, path.stat().st_size - 8):
-            raise ValueError("no safetensors header")
-        header = json.loads(f.read(size))
-    meta = json.loads(header["__metadata__"]["convscale"])
-    if not isinstance(meta, dict):
-        raise ValueError("its convscale header is not a mapping")
-    return meta
-
-
 def _classes(value: Any) -> list[str]:
     ok = isinstance(value, list) and len(value) <= MAX_CLASSES
     if not ok or not all(isinstance(c, str) and 0 < len(c) <= MAX_CLASS_NAME for c in value):
@@ -200,8 +185,8 @@ def _checked_header(path: Path) -> tuple[dict[str, Any], TrainConfig, list[str],
         raise ValueError(f"no checkpoint file at {path}")
     what = f"{path} is not a convscale training checkpoint (a .safetensors file written by convscale train)"
     try:
-        meta = _read_meta(path)
-    except (KeyError, ValueError, TypeError, OverflowError, RecursionError, UnicodeDecodeError) as e:
+        meta = read_train_header(path)
+    except (ValueError, OverflowError) as e:
         raise ValueError(f"{what}: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown checkpoint format {str(meta.get('format'))[:40]!r}; expected {FORMAT}")
