@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .folder import DECODE_ERRORS, ImageFolder, load_rgb
+from .folder import DECODE_ERRORS, ImageFolder, class_folders, load_rgb
 from .loader import Batch, EpochOrder, build_loader
 from .shapes import SHAPE_CLASSES, SyntheticShapes, render_all
 from .transforms import EvalTransform, TrainTransform
@@ -41,28 +41,42 @@ def make_datasets(
     ``val/`` (one sub-folder per class). Missing or empty splits are a ValueError, raised before any training."""
     if data == BUILTIN:
         train = render_all(SyntheticShapes("train", size=shapes_train, res=shapes_res, seed=seed), workers)
-        val = render_all(SyntheticShapes("val", size=shapes_val, res=shapes_res, seed=seed), workers)
-        return train, val, list(SHAPE_CLASSES), shapes_res
-    root = Path(data)
-    if not root.is_dir():
-        raise ValueError(f"--data {data}: no such folder (and not the built-in {BUILTIN!r})")
-    for split in ("train", "val"):
-        if not (root / split).is_dir():
-            raise ValueError(f"{root} has no {split}/ folder: expected {root}/{split}/<class name>/<images>")
-    train = ImageFolder(root / "train", draft=draft)
-    val = ImageFolder(root / "val", classes=train.classes, draft=draft)
+        val, classes = make_val_dataset(data, seed=seed, shapes_val=shapes_val, shapes_res=shapes_res, workers=workers)
+        return train, val, classes, shapes_res
+    _split_folder(data, "train")
+    train = ImageFolder(Path(data) / "train", draft=draft)
+    val, _ = make_val_dataset(data, classes=train.classes, draft=draft)
     return train, val, train.classes, None
 
 
-def make_val_dataset(data: str, *, seed: int = 0, shapes_val: int = 2_000, shapes_res: int = 32, workers: int = 0):
-    """(val split, classes) of ``data`` alone, as :func:`make_datasets` gives them (the classes from ``train/`` when
-    it exists, so that label indices agree with training)."""
+def _split_folder(data: str, split: str) -> Path:
+    root = Path(data)
+    if not root.is_dir():
+        raise ValueError(f"--data {data}: no such folder (and not the built-in {BUILTIN!r})")
+    if not (root / split).is_dir():
+        raise ValueError(f"{root} has no {split}/ folder: expected {root}/{split}/<class name>/<images>")
+    return root / split
+
+
+def make_val_dataset(
+    data: str,
+    *,
+    classes: list[str] | None = None,
+    seed: int = 0,
+    shapes_val: int = 2_000,
+    shapes_res: int = 32,
+    draft: int | None = None,
+    workers: int = 0,
+):
+    """(val split, classes) of ``data``: ``classes`` give the label indices (a trained run's); without them, the
+    class folders of ``train/`` when it exists (as training saw them), else those of ``val/``."""
     if data == BUILTIN:
+        if classes is not None and list(classes) != list(SHAPE_CLASSES):
+            raise ValueError(f"{BUILTIN} has other classes than asked ({len(SHAPE_CLASSES)} vs {len(classes)})")
         val = render_all(SyntheticShapes("val", size=shapes_val, res=shapes_res, seed=seed), workers)
         return val, list(SHAPE_CLASSES)
-    root = Path(data)
-    if not (root / "val").is_dir():
-        raise ValueError(f"--data {data}: no {root / 'val'} folder (and not the built-in {BUILTIN!r})")
-    classes = ImageFolder(root / "train").classes if (root / "train").is_dir() else None
-    val = ImageFolder(root / "val", classes=classes)
+    folder = _split_folder(data, "val")
+    if classes is None and (Path(data) / "train").is_dir():
+        classes = class_folders(Path(data) / "train")
+    val = ImageFolder(folder, classes=classes, draft=draft)
     return val, val.classes

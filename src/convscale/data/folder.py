@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["DECODE_ERRORS", "IMAGE_SUFFIXES", "ImageFolder", "load_rgb", "opens_as_image"]
+__all__ = ["DECODE_ERRORS", "IMAGE_SUFFIXES", "ImageFolder", "class_folders", "load_rgb", "opens_as_image"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 #: what PIL raises for a file that is not a decodable image (a decompression bomb included)
@@ -51,6 +51,11 @@ def opens_as_image(path: str | Path) -> bool:
         return False
 
 
+def class_folders(root: Path) -> list[str]:
+    """The class names of split folder ``root``: its sub-folders, sorted (hidden ones left out)."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 class ImageFolder:
     """The split folder ``root``: one sub-folder per class (sorted names are the classes), every file in it a sample.
 
@@ -62,7 +67,7 @@ class ImageFolder:
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"no image folder at {root}: expected {root}/<class name>/<images>")
-        found = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        found = class_folders(root)
         self.classes = list(classes) if classes is not None else found
         if not self.classes:
             raise ValueError(f"{root} has no class folders: expected {root}/<class name>/<images>")
