@@ -222,19 +222,21 @@ def _train_flags() -> dict[str, type]:
     return {f.name: kinds[str(f.type).split(" |")[0]] for f in dataclasses.fields(TrainConfig)}
 
 
-def _bounded(kind: type, lo: float, hi: float | None = None):
-    """An argparse type: ``kind`` in ``[lo, hi]`` and finite; anything else is a usage error naming the range."""
-    import math
+def _bounded(kind: type, lo: float, hi: float):
+    """An argparse type: ``kind`` in ``[lo, hi]``, checked by the config's own rule (finite numbers only); anything
+    else is a usage error naming what was expected."""
+    from .train.config import integer, number
+
+    check = integer(lo, hi) if kind is int else number(lo, hi)
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             value = None
-        if value is None or not math.isfinite(value) or value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(
-                f"expected {kind.__name__} in [{lo}, {hi if hi is not None else 'inf'}], got {text[:40]!r}"
-            )
+        expected = check(value) if value is not None else f"{'an integer' if kind is int else 'a number'}"
+        if expected is not None:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text[:40]!r}")
         return value
 
     return parse

@@ -168,11 +168,7 @@ class TrainConfig:
     def _check_together(self) -> None:
         if self.stages > self.epochs:
             raise ValueError(f"config key 'stages': {self.stages} stages need at least as many epochs ({self.epochs})")
-        if self.accum_steps > 1 and self.batch_size // self.accum_steps < 2:
-            raise ValueError(
-                f"config key 'accum_steps': {self.accum_steps} slices of a batch of {self.batch_size} leave fewer "
-                "than 2 images per slice (batch norm needs 2)"
-            )
+        check_accum_steps(self.accum_steps, self.batch_size)
 
     @property
     def run_name(self) -> str:
@@ -183,6 +179,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_accum_steps(accum_steps: int, per_process: int) -> None:
+    """Each of the ``accum_steps`` slices of a process's ``per_process`` images must hold 2 (batch norm needs 2)."""
+    if accum_steps > 1 and per_process // accum_steps < 2:
+        raise ValueError(
+            f"config key 'accum_steps': {accum_steps} slices of {per_process} images per process leave fewer than 2 "
+            "images per slice (batch norm needs 2)"
+        )
 
 
 def field_help() -> dict[str, str]:

@@ -304,12 +304,13 @@ def train_epoch(t: Trainer, stage: ProgressiveStage, stop: _StopFlag) -> bool:
     )
     device_crop = t.crop_scale if t.crop_on_device else None
     settings = AugmentSettings.from_config(stage.apply(cfg), stage.image_size, device_crop)
+    share = BatchShare(order.rank, order.per_rank, order.world)
     t.model.train()
     bar, last_save = _progress(t, steps), time.monotonic()
     started = fetched = time.monotonic()
     for batch in loader:
         state.epoch_wait_s += time.monotonic() - fetched
-        _step(t, stage, batch, settings, BatchShare(order.rank, order.per_rank, order.world))
+        _step(t, stage, batch, settings, share)
         state.batch += 1
         _show(bar, t, started)
         done = t.plan.stops_early_at(state.epoch, state.batch - 1)

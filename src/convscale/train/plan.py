@@ -4,10 +4,12 @@ learning rate at every step. Pure functions of the config, the data size and the
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..factory import model_info
-from .config import TrainConfig
+from .config import TrainConfig, check_accum_steps
 from .optim import lr_at
 from .progressive import REGULARIZERS, ProgressiveConfig, ProgressiveStage, progressive_schedule
 
@@ -41,13 +43,17 @@ class Plan:
     def stage_of(self, epoch: int) -> ProgressiveStage:
         return next(st for st in self.stages if st.start_epoch <= epoch < st.end_epoch)
 
+    @cached_property
+    def _starts(self) -> tuple[int, ...]:
+        return tuple(itertools.accumulate(self.epoch_steps, initial=0))  # the global step at each epoch's start
+
     def first_step(self, epoch: int) -> int:
         """The global step at which ``epoch`` starts."""
-        return sum(self.epoch_steps[:epoch])
+        return self._starts[epoch]
 
     @property
     def total_steps(self) -> int:
-        return sum(self.epoch_steps)
+        return self._starts[-1]
 
     def stops_early_at(self, epoch: int, batch: int) -> bool:
         """Whether ``max_steps`` ends the run once batch ``batch`` of ``epoch`` has been trained."""
@@ -94,11 +100,7 @@ def _epoch_steps(stages: list[ProgressiveStage], images: int, world: int) -> lis
 def make_plan(cfg: TrainConfig, train_res: int, images: int, world: int) -> Plan:
     """The plan of ``cfg`` at final training size ``train_res`` over ``images`` training images on ``world``
     processes. A batch that cannot be split into ``accum_steps`` slices of 2 images per process is an error here."""
-    if cfg.accum_steps > 1 and cfg.batch_size // world // cfg.accum_steps < 2:
-        raise ValueError(
-            f"config key 'accum_steps': {cfg.accum_steps} slices of {cfg.batch_size // world} images per process "
-            "leave fewer than 2 images per slice (batch norm needs 2)"
-        )
+    check_accum_steps(cfg.accum_steps, cfg.batch_size // world)
     stages = _schedule(cfg, train_res)
     base_steps = images // cfg.batch_size
     return Plan(

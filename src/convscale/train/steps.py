@@ -123,8 +123,9 @@ def evaluate(
     model.eval()
     total = EvalResult(0.0, 0, 0, 0)
     for batch in batches:
-        total = total + EvalResult(0.0, 0, 0, 0, len(getattr(batch, "skipped", ())))
+        skipped = len(getattr(batch, "skipped", ()))
         if batch.labels.numel() == 0:
+            total = total + EvalResult(0.0, 0, 0, 0, skipped)
             continue
         x, y = batch.images.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
         if resize is not None and resize != x.shape[-1]:
@@ -141,6 +142,7 @@ def evaluate(
             int(hits[:, 0].sum()),
             int(hits.any(1).sum()),
             y.numel(),
+            skipped,
         )
     model.train(was_training)
     return total
