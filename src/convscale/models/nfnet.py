@@ -59,6 +59,20 @@ class NFNetConfig(ModelConfig):
         return rows
 
 
+def _stem(cfg: NFNetConfig, in_chans: int, conv, act) -> tuple[nn.Module, nn.Module, list[FeatureInfo]]:
+    """(stem, its pool, its feature info): NFNet's four 3×3 convs, or NF-ResNet's 7×7 conv and max pool."""
+    if cfg.stem != "deep_quad":
+        return conv(in_chans, cfg.stem_chs, 7, 2), nn.MaxPool2d(3, 2, 1), [FeatureInfo("stem", cfg.stem_chs, 2)]
+    c, prev = cfg.stem_chs, in_chans
+    stem = nn.Sequential()  # 3×3 convs to c/8 (/2), c/4, c/2, c (/2); no act after the last
+    for i, (chs, stride) in enumerate(zip((c // 8, c // 4, c // 2, c), (2, 1, 1, 2), strict=True)):
+        stem.add_module(f"conv{i + 1}", conv(prev, chs, 3, stride))
+        if i < 3:
+            stem.add_module(f"act{i + 2}", act())
+        prev = chs
+    return stem, nn.Identity(), []
+
+
 class NormFreeNet(ConvNet):
     """Stem → NF bottleneck stages (β from the tracked expected variance, reset after each transition) →
     1×1 conv → act → pool → dropout → FC."""
@@ -72,20 +86,7 @@ class NormFreeNet(ConvNet):
         )
         act = partial(GammaAct, cfg.act_layer, gamma if cfg.gamma_in_act else 1.0)
 
-        if cfg.stem == "deep_quad":
-            c, prev = cfg.stem_chs, in_chans
-            self.stem = nn.Sequential()  # 3×3 convs to c/8 (/2), c/4, c/2, c (/2); no act after the last
-            for i, (chs, stride) in enumerate(zip((c // 8, c // 4, c // 2, c), (2, 1, 1, 2), strict=True)):
-                self.stem.add_module(f"conv{i + 1}", conv(prev, chs, 3, stride))
-                if i < 3:
-                    self.stem.add_module(f"act{i + 2}", act())
-                prev = chs
-            self.stem_pool = nn.Identity()
-            self.feature_info = []
-        else:
-            self.stem = conv(in_chans, cfg.stem_chs, 7, 2)
-            self.stem_pool = nn.MaxPool2d(3, 2, 1)
-            self.feature_info = [FeatureInfo("stem", cfg.stem_chs, 2)]
+        self.stem, self.stem_pool, self.feature_info = _stem(cfg, in_chans, conv, act)
 
         total = sum(cfg.depths)
         index, chs, expected_var = 0, cfg.stem_chs, 1.0
