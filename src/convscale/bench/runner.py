@@ -244,44 +244,17 @@ def _bench_at(
     builders: dict[str, Callable[[], nn.Module]],
 ) -> tuple[list[BenchResult], list[LayerRow]]:
     contenders = {impl: _prepare(impl, build, mode, s, device) for impl, build in builders.items()}
-    dtype = TORCH_DTYPES[s.dtype] if mode == "infer" else torch.float32
-    memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
-
-    def inputs(n: int) -> torch.Tensor:
-        return torch.randn(n, 3, res, res, device=device).to(dtype).contiguous(memory_format=memory_format)
-
-    x, y = inputs(batch), torch.randint(0, 1000, (batch,), device=device)
-    if mode == "infer":
-        steps = {k: (lambda c=c: c.infer(x)) for k, c in contenders.items()}
-    else:
-        steps = {k: (lambda c=c: c.train(x, y)) for k, c in contenders.items()}
-    try:
-        timings = measure(steps, device, warmup=s.warmup, min_iters=s.min_iters, min_time=s.min_time)
-    except torch.OutOfMemoryError:
-        raise
-    except Exception as e:  # torch.compile's backends raise many types, at the first call
-        if not s.compile:
-            raise
-        raise ValueError(f"torch.compile failed for {name}: {str(e).strip().splitlines()[0]}") from None
-    latency = {}
-    if mode == "infer":
-        x1 = inputs(1)
-        one = {k: (lambda c=c: c.infer(x1)) for k, c in contenders.items()}
-        latency = measure(one, device, warmup=s.warmup, min_iters=s.min_iters, min_time=s.min_time / 2)
-    memory = {k: peak_memory_mb(fn, device) for k, fn in steps.items()}
+    x, timings, latency, memory = _time_contenders(name, contenders, mode, res, batch, s, device)
 
     published = get_entry(name).config.published
     statics = {impl: static_figures(c.model, res, bpe) for impl, c in contenders.items()}
+    ref = next((k for k in timings if k != "convscale"), None)  # the reference timed beside ours, if any
     results = []
     for impl in contenders:
         static = statics[impl]
         t = timings[impl]
         img_s = batch / t.median
         gmac_s = static.macs * img_s * (1 if mode == "infer" else 3) / 1e9
-        ratio = None
-        if impl == "convscale" and len(contenders) > 1:
-            ref = next(k for k in timings if k != "convscale")
-            ratio = round(timings[ref].median / t.median, 3)
         results.append(
             BenchResult(
                 model=name,
@@ -309,7 +282,7 @@ def _bench_at(
                 gmac_s=round(gmac_s, 4),
                 peak_fraction=0.0,  # set by run() against the machine's peak
                 top1=published.top1 if published else None,
-                vs_reference=ratio,
+                vs_reference=round(timings[ref].median / t.median, 3) if impl == "convscale" and ref else None,
             )
         )
     layers: list[LayerRow] = []
@@ -319,6 +292,36 @@ def _bench_at(
         timed = [trace_forward(ours, x, timed=True) for _ in range(_PER_LAYER_PASSES)]
         layers = _layer_rows(name, timed, statics["convscale"], batch)
     return results, layers
+
+
+def _time_contenders(name: str, contenders: dict, mode: str, res: int, batch: int, s: BenchSettings, device):
+    """(the batch, the timings per contender, their latency at batch 1 (inference), their peak memory), measured
+    interleaved; a torch.compile failure at the first call is one ValueError naming the model."""
+    dtype = TORCH_DTYPES[s.dtype] if mode == "infer" else torch.float32
+    memory_format = torch.channels_last if s.channels_last else torch.contiguous_format
+
+    def inputs(n: int) -> torch.Tensor:
+        return torch.randn(n, 3, res, res, device=device).to(dtype).contiguous(memory_format=memory_format)
+
+    x, y = inputs(batch), torch.randint(0, 1000, (batch,), device=device)
+    if mode == "infer":
+        steps = {k: (lambda c=c: c.infer(x)) for k, c in contenders.items()}
+    else:
+        steps = {k: (lambda c=c: c.train(x, y)) for k, c in contenders.items()}
+    try:
+        timings = measure(steps, device, warmup=s.warmup, min_iters=s.min_iters, min_time=s.min_time)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as e:  # torch.compile's backends raise many types, at the first call
+        if not s.compile:
+            raise
+        raise ValueError(f"torch.compile failed for {name}: {str(e).strip().splitlines()[0]}") from None
+    latency = {}
+    if mode == "infer":
+        x1 = inputs(1)
+        one = {k: (lambda c=c: c.infer(x1)) for k, c in contenders.items()}
+        latency = measure(one, device, warmup=s.warmup, min_iters=s.min_iters, min_time=s.min_time / 2)
+    return x, timings, latency, {k: peak_memory_mb(fn, device) for k, fn in steps.items()}
 
 
 def _device_label(device: torch.device) -> str:
