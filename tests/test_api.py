@@ -30,10 +30,15 @@ def test_registering_a_name_twice_is_an_error():
         register_model("efficientnet_b0", "efficientnet", ModelConfig(), lambda cfg, **kw: None)
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
-def test_num_classes_must_be_positive_int(bad):
-    with pytest.raises(ValueError, match="num_classes must be a positive integer"):
+@pytest.mark.parametrize("bad", [-3, 2.5, True, "10"])
+def test_num_classes_must_be_a_non_negative_int(bad):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 0"):
         convscale.create_model("test_efficientnet", num_classes=bad)
+
+
+def test_num_classes_zero_gives_the_pooled_features():
+    model = convscale.create_model("test_efficientnet", num_classes=0).eval()
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, model.num_features)
 
 
 @pytest.mark.parametrize(
@@ -109,8 +114,10 @@ def test_pretrained_with_another_num_classes_keeps_a_fresh_head(tmp_path):
 def test_pretrained_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint file"):
         convscale.create_model("test_efficientnet", pretrained=tmp_path / "missing.pth")
-    with pytest.raises(ValueError, match="hub downloads"):
+    with pytest.raises(ValueError, match="test_efficientnet has no published weights"):
         convscale.create_model("test_efficientnet", pretrained=True)
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint file at typo\.pth"):
+        convscale.create_model("test_efficientnet", pretrained="typo.pth")
     other = tmp_path / "other.safetensors"
     save_file(convscale.create_model("test_efficientnetv2").state_dict(), str(other))
     with pytest.raises(ValueError, match="matches neither the convscale nor the timm layout"):

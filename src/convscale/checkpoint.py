@@ -19,6 +19,7 @@ __all__ = [
     "choose_weights",
     "load_mapped",
     "load_pretrained",
+    "load_reference",
     "match_state_dict",
     "read_state_dict",
     "read_train_header",
@@ -203,8 +204,8 @@ def load_pretrained(model: nn.Module, path: str | Path, *, name: str = "", weigh
     A classifier whose width differs from the model's is left out (its fresh initialization stays), so a model
     created with another ``num_classes`` can start from ImageNet weights, or from another run.
     """
-    if path is True or not isinstance(path, str | Path):
-        raise ValueError("pretrained must be the path of a local checkpoint (hub downloads are not available yet)")
+    if not isinstance(path, str | Path):
+        raise ValueError(f"pretrained must be the path of a local checkpoint or run, got {path!r}")
     trained = _trained_model(path)
     if trained is not None and name and trained != name:
         raise ValueError(f"{path} is a run of {trained}, not of {name}: create_model({trained!r}, pretrained=...)")
@@ -228,6 +229,23 @@ def load_pretrained(model: nn.Module, path: str | Path, *, name: str = "", weigh
     skip = _mismatched_classifier(model, source, key_map)
     if skip:
         _log.info("%s: classifier of another width left out; the model keeps a fresh one", path)
+    load_mapped(model, source, key_map, skip=skip)
+
+
+def load_reference(model: nn.Module, path: str | Path, name: str, library: str) -> None:
+    """Load a checkpoint in ``library``'s layout (``"timm"``, ``"torchvision"``) into ``model``, built as registered
+    ``name`` in that library's form. A classifier the checkpoint lacks (feature weights) or has at another width is
+    left out: the model keeps a fresh one."""
+    from .keymap import expand_keys
+
+    rule = counterpart(name, library)
+    if rule is None:
+        raise ValueError(f"{name} has no {library} counterpart: its {library} weights cannot be mapped")
+    source = read_state_dict(path)
+    key_map = expand_keys(model, rule.keys, library)
+    skip = _mismatched_classifier(model, source, key_map)
+    if not skip and any(k in model.state_dict() and key_map[k] not in source for k in _CLASSIFIER):
+        skip = tuple(k for k in _CLASSIFIER if k in model.state_dict())
     load_mapped(model, source, key_map, skip=skip)
 
 

@@ -36,11 +36,11 @@ def _config_with(config: ModelConfig, name: str, overrides: dict[str, Any]) -> M
 def create_model(
     name: str,
     *,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     in_chans: int = 3,
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
-    pretrained: str | Path | None = None,
+    pretrained: bool | str | Path | None = None,
     pretrained_weights: str = "auto",
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
@@ -50,23 +50,38 @@ def create_model(
 
     Args:
         name: a registered name (``convscale.list_models()``); an unknown name raises ValueError with the closest.
-        num_classes: classifier width (> 0).
+            A full weights name (``"convnext_tiny.fb_in1k"``) builds the model and, with ``pretrained=True``, loads
+            those weights.
+        num_classes: classifier width; 0 leaves the pooled features (no classifier). Default: the pretrained
+            weights' own, else 1000. With another width than the weights', their classifier is left out and the
+            model keeps a fresh one (fine-tuning).
         in_chans: input channels (> 0).
         drop_rate, drop_path_rate: override the variant's dropout / stochastic-depth defaults.
-        pretrained: a local checkpoint (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with
-            ``weights_only=True``), in convscale or timm key format. A classifier of another width is left out, so
-            ``num_classes`` may differ from the checkpoint's (fine-tuning). Or a run of ``convscale train`` (its
-            folder or its checkpoint file).
+        pretrained: ``True`` (the model's default published weights, ``convscale list --pretrained``), a tag
+            (``"in1k"``), a full name (``"convnext_tiny.fb_in22k_ft_in1k"``), ``"hf-hub:org/repo"`` (a timm-layout
+            repository), a local checkpoint (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with
+            ``weights_only=True``) in convscale or timm layout, or a run of ``convscale train`` (its folder or its
+            checkpoint file). Published weights download on first use (timm's through ``huggingface_hub``, the
+            ``convscale[hub]`` extra, honouring its cache and ``HF_HUB_OFFLINE``), and the model carries their
+            :class:`~convscale.weights.Weights` as ``model.pretrained_cfg`` (``.transforms()``: their evaluation
+            transform).
         pretrained_weights: for a training run, ``"ema"``, ``"model"`` (the raw weights) or ``"auto"`` (the EMA
             when the run kept one).
         features_only: return a backbone whose forward gives the feature maps at each stride (see ``feature_info``).
         out_indices: which of those maps, by index into the model's ``feature_info``.
         **overrides: any field of the variant's config (e.g. ``width_mult=1.1``, ``act_layer="relu"``).
     """
+    name, pretrained = _split_tag(name, pretrained)
+    published, local = _published(name, pretrained)
+    if published is not None:
+        overrides = _with_form(published, overrides)
+        num_classes = published.num_classes if num_classes is None else num_classes
+    num_classes = 1000 if num_classes is None else num_classes
     entry = get_entry(name)
-    for label, value in (("num_classes", num_classes), ("in_chans", in_chans)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    for label, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            kind = "an integer >= 0 (0: no classifier)" if low == 0 else "a positive integer"
+            raise ValueError(f"{label} must be {kind}, got {value!r}")
     _check_rate("drop_rate", drop_rate)
     _check_rate("drop_path_rate", drop_path_rate)
     if drop_rate is not None:
@@ -75,10 +90,16 @@ def create_model(
         overrides["drop_path_rate"] = drop_path_rate
     config = _config_with(entry.config, name, overrides)
     model = entry.build(config, num_classes=num_classes, in_chans=in_chans)
-    if pretrained is not None:
+    model.pretrained_cfg = published
+    if published is not None:
+        from .checkpoint import load_reference
+        from .hub import fetch_weights
+
+        load_reference(model, fetch_weights(published), name, published.source)
+    elif local is not None:
         from .checkpoint import load_pretrained
 
-        load_pretrained(model, pretrained, name=name, weights=pretrained_weights)
+        load_pretrained(model, local, name=name, weights=pretrained_weights)
     if features_only:
         from .models.features import FeatureExtractor
 
@@ -86,6 +107,40 @@ def create_model(
     if out_indices is not None:
         raise ValueError("out_indices applies only with features_only=True")
     return model
+
+
+def _split_tag(name: str, pretrained: object) -> tuple[str, object]:
+    """``"convnext_tiny.fb_in1k"`` → the model and, with ``pretrained=True``, its weights named in full."""
+    if isinstance(name, str) and "." in name:
+        model, _ = name.split(".", 1)
+        get_entry(model)
+        return model, (name if pretrained is True else pretrained)
+    return name, pretrained
+
+
+def _published(name: str, pretrained: object):
+    """(published weights, local path): what ``pretrained`` names; both None without pretrained weights."""
+    if pretrained is None or pretrained is False:
+        return None, None
+    from .hub import hf_repo_weights, resolve_pretrained
+
+    r = resolve_pretrained(name, pretrained)
+    if r.hf_repo is not None:
+        return hf_repo_weights(name, r.hf_repo), None
+    return r.weights, r.path
+
+
+def _with_form(published, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` plus the settings under which the model computes what the weights were trained as."""
+    form = published.form
+    clash = sorted(k for k in form if k in overrides and overrides[k] != form[k])
+    if clash:
+        key = clash[0]
+        raise ValueError(
+            f"{published.name} needs {key}={form[key]!r} (the {published.source} model it was trained as), "
+            f"got {key}={overrides[key]!r}"
+        )
+    return {**overrides, **form}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ centre crop for evaluation. Randomness comes from an explicit generator, so an i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,25 +55,40 @@ class TrainTransform:
 
 
 INTERPOLATIONS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+CROP_MODES = ("center", "squash")
 
 
 @dataclass(frozen=True)
 class EvalTransform:
-    """Resize the short side to ``res / crop_pct`` (``interpolation``, antialiased when it shrinks), centre-crop
-    ``res`` (``crop_pct`` 1: the whole image), normalize with ``mean`` and ``std``."""
+    """timm's and torchvision's evaluation transform, to the pixel: resize to ``floor(res / crop_pct)`` (``center``:
+    the short side, the long side truncated in proportion; ``squash``: both sides, DeepMind's NFNet evaluation) with
+    ``interpolation`` (PIL's, antialiased when it shrinks), centre-crop ``res`` (the offset rounded half to even, as
+    torchvision's ``CenterCrop``), normalize with ``mean`` and ``std``. ``crop_pct`` 1: the whole short side."""
 
     res: int
     crop_pct: float = 0.875
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    crop_mode: str = "center"
+
+    def __post_init__(self) -> None:
+        if self.crop_mode not in CROP_MODES:
+            raise ValueError(f"crop_mode must be one of {', '.join(CROP_MODES)}, got {self.crop_mode!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
+
+    def resized(self, width: int, height: int) -> tuple[int, int]:
+        """The size an image of ``width`` × ``height`` is resized to before the centre crop."""
+        scale = math.floor(self.res / self.crop_pct)
+        if self.crop_mode == "squash":
+            return scale, scale
+        if width <= height:
+            return scale, int(scale * height / width)
+        return int(scale * width / height), scale
 
     def __call__(self, img: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
-        short = round(self.res / self.crop_pct)
+        img = img.resize(self.resized(*img.size), INTERPOLATIONS[self.interpolation])
         w, h = img.size
-        scale = short / min(w, h)
-        size = (max(self.res, round(w * scale)), max(self.res, round(h * scale)))
-        img = img.resize(size, INTERPOLATIONS[self.interpolation])
-        w, h = img.size
-        left, top = (w - self.res) // 2, (h - self.res) // 2
+        left, top = round((w - self.res) / 2.0), round((h - self.res) / 2.0)
         return to_tensor(img.crop((left, top, left + self.res, top + self.res)), self.mean, self.std)
