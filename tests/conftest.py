@@ -83,3 +83,67 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes: one 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+class FileServer:
+    """A local HTTP server on 127.0.0.1 serving ``files`` (path -> bytes) with ``Range`` support; ``cut`` (path ->
+    bytes) makes the next response for a path stop after that many bytes, as a dropped connection does. ``log``
+    lists (path, Range header) of every request."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        self.cut: dict[str, int] = {}
+        self.log: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:
+                server.log.append((self.path, self.headers.get("Range")))
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                if self.headers.get("Range"):
+                    start = int(self.headers["Range"].removeprefix("bytes=").split("-")[0])
+                    if start >= len(body):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                stop = len(body)
+                if self.path in server.cut:
+                    stop = start + server.cut.pop(self.path)
+                self.wfile.write(body[start:stop])
+                if stop < len(body):
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # the connection drops mid-file
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def file_server():
+    server = FileServer()
+    yield server
+    server.close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -15,6 +16,9 @@ def _cmd_list(args: argparse.Namespace) -> None:
     from .factory import count_model
     from .registry import get_entry, list_models
 
+    if args.pretrained:
+        _list_pretrained(args.pattern)
+        return
     names = list_models(args.pattern, include_tiny=args.all)
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; try `convscale list`")
@@ -26,6 +30,37 @@ def _cmd_list(args: argparse.Namespace) -> None:
         top1 = f"{pub.top1:.1f}" if pub and pub.top1 else "-"
         res, gmacs = f"{cfg.train_res}/{cfg.test_res}", macs[cfg.test_res] / 1e9
         print(f"{name:26s} {entry.family:15s} {params / 1e6:8.2f}M {res:>10s} {gmacs:10.2f} {top1:>6s}")
+
+
+def _list_pretrained(pattern: str) -> None:
+    from .weights import default_tag, get_weights, list_pretrained
+
+    names = list_pretrained(pattern)
+    if not names:
+        raise ValueError(f"no published weights for models matching {pattern!r}; try `convscale list --pretrained`")
+    print(f"{'weights (model.tag)':48s} {'top-1':>6s} {'@px':>4s} {'train/test':>10s} {'classes':12s} {'licence'}")
+    for full in names:
+        w = get_weights(full)
+        top1 = f"{w.top1:.2f}" if w.top1 else "-"
+        at = str(w.top1_res) if w.top1_res else ""
+        star = " *" if default_tag(w.model) == w.tag else ""
+        size = f"{w.input_size}/{w.test_input_size}"
+        print(f"{full + star:48s} {top1:>6s} {at:>4s} {size:>10s} {w.label_set:12s} {w.license or '-'}")
+    print("* the default tag (pretrained=True); top-1: ImageNet-1k val as published (timm's results, torchvision's)")
+
+
+def _print_weights(name: str) -> None:
+    from .weights import default_tag, weights_for
+
+    found = weights_for(name)
+    if not found:
+        print("  pretrained      none published")
+        return
+    for i, w in enumerate(found):
+        lead = "  pretrained      " if i == 0 else " " * 18
+        top1 = f"top-1 {w.top1:.2f} at {w.top1_res} px" if w.top1 else "top-1 not published"
+        star = " (default)" if default_tag(name) == w.tag else ""
+        print(f"{lead}{w.tag}{star}: {w.source}, {w.label_set}, {top1}, test {w.test_input_size} px")
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -42,6 +77,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
     if p and p.top1:
         print(f"  ImageNet top-1  {p.top1}% (published{', ' + p.note if p.note else ''})")
     print(f"  dropout {i.config.drop_rate}, drop path {i.config.drop_path_rate}")
+    _print_weights(i.name)
     rows = i.config.stage_rows()
     if rows:
         cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -49,6 +85,19 @@ def _cmd_info(args: argparse.Namespace) -> None:
         print("  " + "  ".join(c.ljust(widths[c]) for c in cols))
         for r in rows:
             print("  " + "  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def _cmd_datasets(args: argparse.Namespace) -> None:
+    from .data.catalog import DATASETS, cache_dir, cached, fetch
+
+    for name in args.fetch:
+        print(f"{name}: {fetch(name)}")
+    print(f"named datasets (cache: {cache_dir()}; set CONVSCALE_DATASETS to move it)")
+    for d in DATASETS.values():
+        where = cached(d.name)
+        state = f"cached at {where}" if where else f"{d.size / 1e6:,.0f} MB to download"
+        print(f"  {d.name:16s} {d.train_images:>5d} train / {d.val_images:>4d} val  {state}")
+        print(f"  {'':16s} {d.about}")
 
 
 def _cmd_roadmap(args: argparse.Namespace) -> None:
@@ -155,26 +204,76 @@ def _device(name: str):
     return device_named(name)
 
 
+@dataclass(frozen=True)
+class _Source:
+    """What eval and predict use: a trained run, or a model with published weights."""
+
+    model: object
+    classes: list[str]  # the label of each logit, readable
+    folders: list[str] | None  # the class folder of each logit (a run's classes; ImageNet's WordNet ids)
+    transform: Callable  # res or None -> the evaluation transform
+    test_res: int
+    crop_pct: float
+    label: str
+    data: str | None  # the run's data, the default of --data
+    val_options: dict = field(default_factory=dict)  # how the run's synthetic val split was made
+
+
+def _source(args: argparse.Namespace, device) -> _Source:
+    if args.model is not None:
+        return _published_source(args, device)
+    if args.pretrained is not None:
+        raise ValueError("--pretrained needs --model NAME (a run's own weights are given as RUN)")
+    from .train import load_run
+    from .weights import readable_class_names
+
+    run = load_run(_run_path(args), weights=args.weights, device=device)
+    p = run.policy
+    label = f"{run.config.model} ({run.weights} weights)"
+    classes = readable_class_names(run.classes)
+    c = run.config
+    shapes = {"seed": c.seed, "shapes_val": c.shapes_val, "shapes_res": c.shapes_res}
+    return _Source(run.model, classes, run.classes, p.transform, p.test_res, p.crop_pct, label, c.data, shapes)
+
+
+def _published_source(args: argparse.Namespace, device) -> _Source:
+    from .factory import create_model
+    from .weights import imagenet_classes
+
+    if args.run is not None or args.checkpoint is not None:
+        raise ValueError("give either a run (RUN or --checkpoint) or --model NAME --pretrained, not both")
+    model = create_model(args.model, pretrained=True if args.pretrained is None else args.pretrained)
+    w = model.pretrained_cfg
+    if w is None:  # a local file: no published evaluation settings
+        raise ValueError("--model with a local checkpoint: evaluate it as a run, or give a published tag")
+    names = w.classes or [str(i) for i in range(w.num_classes)]
+    folders = [wnid for wnid, _ in imagenet_classes()] if w.label_set == "imagenet-1k" else None
+    crop = w.test_crop_pct or w.crop_pct
+    return _Source(model.to(device).eval(), names, folders, w.transforms, w.test_input_size, crop, w.name, None)
+
+
 def _cmd_eval(args: argparse.Namespace) -> None:
     from .data import EpochOrder, build_loader, make_val_dataset
-    from .train import evaluate, load_run
+    from .train import evaluate
 
     device = _device(args.device)
-    run = load_run(_run_path(args), weights=args.weights, device=device)
-    cfg, data = run.config, args.data or run.config.data
-    # the run's classes give the labels: a val folder with a class the run never saw is an error
-    val, _ = make_val_dataset(
-        data, classes=run.classes, seed=cfg.seed, shapes_val=cfg.shapes_val, shapes_res=cfg.shapes_res
-    )
-    res = args.res or run.policy.test_res
+    src = _source(args, device)
+    data = args.data or src.data
+    if data is None:
+        raise ValueError("--data DIR: a folder with val/<class>/ images, or a named dataset (convscale datasets)")
+    if src.folders is None:
+        raise ValueError(f"{src.label} has no class folder names to match {data}'s folders with")
+    # the model's classes give the labels: a val folder with a class the model never saw is an error
+    val, _ = make_val_dataset(data, classes=src.folders, **src.val_options)
+    res = args.res or src.test_res
     order = EpochOrder(len(val), args.batch, shuffle=False)
-    loader = build_loader(val, run.policy.transform(res), order, workers=args.workers, pin_memory=device.type == "cuda")
-    r = evaluate(run.model, loader, device)
+    loader = build_loader(val, src.transform(res), order, workers=args.workers, pin_memory=device.type == "cuda")
+    r = evaluate(src.model, loader, device)
     if r.count == 0:
         raise ValueError(f"no image of {data}'s val split decoded ({r.skipped} skipped)")
     m, skipped = r.metrics, f", {r.skipped} skipped: not images" if r.skipped else ""
     print(
-        f"{cfg.model} ({run.weights} weights) on {data} val at {res} px (crop {run.policy.crop_pct:g}): "
+        f"{src.label} on {data} val at {res} px (crop {src.crop_pct:g}): "
         f"top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}  ({r.count} images{skipped})"
     )
 
@@ -183,11 +282,10 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     import torch
 
     from .data import DECODE_ERRORS, load_rgb
-    from .train import load_run
 
     device = _device(args.device)
-    run = load_run(_run_path(args), weights=args.weights, device=device)
-    transform = run.policy.transform(args.res)
+    src = _source(args, device)
+    transform = src.transform(args.res)
     read = 0
     for path in args.images:
         try:
@@ -197,10 +295,10 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             continue
         read += 1
         with torch.no_grad():
-            probs = run.model(x).float().softmax(1)[0].cpu()
-        top = probs.topk(min(5, len(run.classes)))
+            probs = src.model(x).float().softmax(1)[0].cpu()
+        top = probs.topk(min(5, len(src.classes)))
         pairs = zip(top.values.tolist(), top.indices.tolist(), strict=True)
-        print(f"{path}: " + ", ".join(f"{run.classes[i]} {100 * p:.1f}%" for p, i in pairs))
+        print(f"{path}: " + ", ".join(f"{src.classes[i]} {100 * p:.1f}%" for p, i in pairs))
     if read == 0:
         raise ValueError(f"none of the {len(args.images)} images could be read")
 
@@ -253,7 +351,11 @@ def _add_models(sub) -> None:
     p = sub.add_parser("list", help="list registered models: params, resolutions, GMACs, published top-1")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'efficientnetv2*'")
     p.add_argument("--all", action="store_true", help="include the tiny test variants")
+    p.add_argument("--pretrained", action="store_true", help="list the published weights (model.tag) instead")
     p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("datasets", help="the datasets known by name, and which are in the cache; NAME downloads one")
+    p.add_argument("fetch", nargs="*", metavar="NAME", help="download (and extract) these into the cache")
+    p.set_defaults(func=_cmd_datasets)
     p = sub.add_parser("info", help="one model: params, GMACs, resolutions, published numbers, stage table")
     p.add_argument("name")
     p.set_defaults(func=_cmd_info)
@@ -330,8 +432,8 @@ def _add_use(sub) -> None:
     from .train.config import MAX_RES
 
     for cmd, text in (
-        ("eval", "top-1/top-5 of a trained run on a validation split, at the run's own test size and crop"),
-        ("predict", "the top-5 labels of images, from a trained run"),
+        ("eval", "top-1/top-5 of a run or of published weights on a validation split, with their own transform"),
+        ("predict", "the top-5 labels of images, from a trained run or published weights"),
     ):
         p = sub.add_parser(cmd, help=text)
         if cmd == "eval":
@@ -340,11 +442,21 @@ def _add_use(sub) -> None:
             p.add_argument("images", nargs="+", metavar="IMAGE")
             p.set_defaults(run=None)
         p.add_argument("--checkpoint", "--run", dest="checkpoint", help="the run folder or its checkpoint file")
+        p.add_argument("--model", help="a registered model, with its published weights (instead of a run)")
+        p.add_argument(
+            "--pretrained",
+            nargs="?",
+            const=True,
+            metavar="TAG",
+            help="with --model: its published weights (default tag; or a tag, model.tag, hf-hub:org/repo)",
+        )
         p.add_argument("--res", type=_bounded(int, 32, MAX_RES), help="image size (default: the run's test size)")
         p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="auto: EMA when saved")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="auto: CUDA if present")
         if cmd == "eval":
-            p.add_argument("--data", help="synthetic-shapes or a folder with val/ (default: the run's data)")
+            p.add_argument(
+                "--data", help="a folder with val/, a named dataset or synthetic-shapes (default: the run's data)"
+            )
             p.add_argument("--batch", type=_bounded(int, 1, 1 << 16), default=64, help="images per batch [64]")
             p.add_argument("--workers", type=_bounded(int, 0, 256), default=2, help="loader processes [2]")
         p.set_defaults(func=_cmd_eval if cmd == "eval" else _cmd_predict)

@@ -22,9 +22,18 @@ __all__ = [
     "load_rgb",
     "make_datasets",
     "make_val_dataset",
+    "resolve_data",
 ]
 
 BUILTIN = "synthetic-shapes"
+
+
+def resolve_data(data: str) -> Path:
+    """The folder ``--data`` names: a folder, or a named dataset (``imagenette2-160``, ...) from the cache, downloaded
+    on first use (``convscale datasets``)."""
+    from .catalog import fetch, is_named
+
+    return fetch(data) if is_named(data) else Path(data).expanduser()
 
 
 def make_datasets(
@@ -43,16 +52,15 @@ def make_datasets(
         train = render_all(SyntheticShapes("train", size=shapes_train, res=shapes_res, seed=seed), workers)
         val, classes = make_val_dataset(data, seed=seed, shapes_val=shapes_val, shapes_res=shapes_res, workers=workers)
         return train, val, classes, shapes_res
-    _split_folder(data, "train")
-    train = ImageFolder(Path(data) / "train", draft=draft)
+    train = ImageFolder(_split_folder(data, "train"), draft=draft)
     val, _ = make_val_dataset(data, classes=train.classes, draft=draft)
     return train, val, train.classes, None
 
 
 def _split_folder(data: str, split: str) -> Path:
-    root = Path(data)
+    root = resolve_data(data)
     if not root.is_dir():
-        raise ValueError(f"--data {data}: no such folder (and not the built-in {BUILTIN!r})")
+        raise ValueError(f"--data {data}: no such folder (and not the built-in {BUILTIN!r} or a named dataset)")
     if not (root / split).is_dir():
         raise ValueError(f"{root} has no {split}/ folder: expected {root}/{split}/<class name>/<images>")
     return root / split
@@ -76,7 +84,7 @@ def make_val_dataset(
         val = render_all(SyntheticShapes("val", size=shapes_val, res=shapes_res, seed=seed), workers)
         return val, list(SHAPE_CLASSES)
     folder = _split_folder(data, "val")
-    if classes is None and (Path(data) / "train").is_dir():
-        classes = class_folders(Path(data) / "train")
+    if classes is None and (folder.parent / "train").is_dir():
+        classes = class_folders(folder.parent / "train")
     val = ImageFolder(folder, classes=classes, draft=draft)
     return val, val.classes
