@@ -147,3 +147,29 @@ def file_server():
     server = FileServer()
     yield server
     server.close()
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def write_hub_file(cache: Path, repo: str, filename: str, write) -> Path:
+    """A file in the huggingface_hub cache layout: refs/main names a commit, snapshots/<commit>/<file>."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(COMMIT)
+    path = folder / "snapshots" / COMMIT / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write(path)
+    return path
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, offline: nothing may reach the network."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache

@@ -11,37 +11,12 @@ import torch
 from safetensors.torch import save_file
 
 import convscale
-from conftest import ALL_MODELS, parity_fixture
+from conftest import ALL_MODELS, parity_fixture, write_hub_file
 from convscale.interop import timm_key_map, torchvision_key_map
 from convscale.registry import counterpart
 from convscale.weights import default_tag, get_weights, key_digest, list_pretrained, weights_for
 
-hf = pytest.importorskip("huggingface_hub")
-from huggingface_hub import constants  # noqa: E402
-
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-def write_hub_file(cache: Path, repo: str, filename: str, write) -> Path:
-    """A file in the huggingface_hub cache layout: refs/main names a commit, snapshots/<commit>/<file>."""
-    folder = cache / f"models--{repo.replace('/', '--')}"
-    (folder / "refs").mkdir(parents=True, exist_ok=True)
-    (folder / "refs" / "main").write_text(COMMIT)
-    path = folder / "snapshots" / COMMIT / filename
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write(path)
-    return path
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache, offline: nothing may reach the network."""
-    cache = tmp_path / "hf"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return cache
-
+pytest.importorskip("huggingface_hub")
 
 # --- the table ---
 

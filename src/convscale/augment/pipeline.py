@@ -18,7 +18,7 @@ import torch
 from .crop import flip_mask, resized_crop, sample_boxes
 from .erasing import random_erasing
 from .mix import mix_batch
-from .normalize import normalize
+from .normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 from .randaugment import rand_augment
 
 __all__ = ["AugmentSettings", "BatchShare", "augment_batch"]
@@ -37,11 +37,15 @@ class AugmentSettings:
     mixup_switch_prob: float = 0.5
     label_smoothing: float = 0.0
     random_erasing: float = 0.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # the normalization the model expects (pretrained weights')
+    std: tuple[float, float, float] = IMAGENET_STD
 
     @classmethod
-    def from_config(cls, cfg: Any, size: int, crop_scale: float | None) -> AugmentSettings:
+    def from_config(
+        cls, cfg: Any, size: int, crop_scale: float | None, mean=IMAGENET_MEAN, std=IMAGENET_STD
+    ) -> AugmentSettings:
         keys = ("randaug_n", "randaug_m", "mixup", "cutmix", "mixup_switch_prob", "label_smoothing", "random_erasing")
-        return cls(size, crop_scale, **{k: getattr(cfg, k) for k in keys})
+        return cls(size, crop_scale, **{k: getattr(cfg, k) for k in keys}, mean=tuple(mean), std=tuple(std))
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ def augment_batch(
     x = resized_crop(x, boxes, s.size, flips).div_(255).clamp_(0, 1)
     if s.randaug_n and s.randaug_m > 0:
         x = rand_augment(x, s.randaug_n, s.randaug_m, generator=gen)
-    x = normalize(x)
+    x = normalize(x, s.mean, s.std)
     if s.mixup > 0 or s.cutmix > 0:
         mixed = mix_batch(
             x,

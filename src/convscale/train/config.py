@@ -72,6 +72,11 @@ def run_name(v: Any) -> str | None:
     return None if ok else "a folder name of letters, digits and . _ + - (no path separators, no '..') or null"
 
 
+def pretrained_source(v: Any) -> str | None:
+    ok = v is True or (isinstance(v, str) and v != "")
+    return None if ok else "true, a tag, model.tag, hf-hub:org/repo, or the path of a checkpoint or run"
+
+
 def _f(default: Any, check: Check | None, help: str) -> Any:
     return field(default=default, metadata={"check": check, "help": help})
 
@@ -147,6 +152,18 @@ class TrainConfig:
     cutmix_start: float | None = _f(None, None, "progressive: the first stage's CutMix alpha")
     mixup_switch_prob: float = _f(0.5, number(0, 1), "with mixup and CutMix both on: the chance of CutMix")
     random_erasing: float = _f(0.0, number(0, 1), "random erasing probability per image")
+    pretrained: str | bool | None = _f(
+        None,
+        optional(pretrained_source),
+        "start from published weights: the default tag, or TAG, model.tag, hf-hub:org/repo, a checkpoint or a run "
+        "folder; the classifier is replaced for the data's classes, and the run trains and evaluates with the "
+        "weights' normalization, interpolation, crop and sizes",
+    )
+    layer_decay: float | None = _f(
+        None, optional(number(0.01, 1)), "layer-wise lr decay: each earlier block's lr times this once more (0.8)"
+    )
+    freeze_epochs: int = _f(0, integer(0, 100_000), "head-only warm-up: epochs in which only the classifier learns")
+    freeze_bn: bool = _f(False, flag, "keep the pretrained batch-norm statistics frozen (small batches)")
     max_steps: int = _f(0, integer(0), "stop (and save) after this many steps, the schedule unchanged (0: off)")
 
     def __post_init__(self) -> None:
@@ -164,11 +181,21 @@ class TrainConfig:
         from ..registry import get_entry
 
         get_entry(self.model)  # unknown model: ValueError naming the closest
+        if self.pretrained not in (None, False):
+            from ..hub import resolve_pretrained
+
+            resolve_pretrained(self.model, self.pretrained)  # an unknown tag: its message lists the model's tags
 
     def _check_together(self) -> None:
         if self.stages > self.epochs:
             raise ValueError(f"config key 'stages': {self.stages} stages need at least as many epochs ({self.epochs})")
         check_accum_steps(self.accum_steps, self.batch_size)
+        if self.pretrained in (None, False):
+            for key, off in (("layer_decay", None), ("freeze_epochs", 0)):
+                if getattr(self, key) != off:
+                    raise ValueError(f"config key {key!r} is for fine-tuning: it needs --pretrained")
+        if self.freeze_epochs > self.epochs:
+            raise ValueError(f"config key 'freeze_epochs': {self.freeze_epochs} is more than the run's {self.epochs}")
 
     @property
     def run_name(self) -> str:

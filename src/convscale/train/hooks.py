@@ -1,8 +1,9 @@
 """The named places where a training method joins the loop. A method is a module of pure functions (``ema.py``,
 ``progressive.py``, ``optim/agc.py``, ``augment/``) and, when it must act during a run, a small :class:`Hook`: the loop
-calls every hook's ``on_stage`` when a progressive stage starts, ``after_step`` after each optimizer step, asks
-``eval_models`` which models to validate besides the raw one, and ``save``/``restore`` for what a checkpoint carries.
-A new method is a new hook and one line where :func:`~convscale.train.loop.prepare` lists the hooks.
+calls every hook's ``on_stage`` when a progressive stage starts, ``on_epoch`` when an epoch does, ``after_step``
+after each optimizer step, asks ``eval_models`` which models to validate besides the raw one, and ``save``/``restore``
+for what a checkpoint carries. A new method is a new hook and one line where :func:`~convscale.train.loop._hooks`
+lists the hooks (fine-tuning's freezing is ``finetune.FreezeHook``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class Hook:
 
     def on_stage(self, stage: ProgressiveStage) -> None:
         """A stage starts (also when a run resumes inside it)."""
+
+    def on_epoch(self, epoch: int) -> None:
+        """Epoch ``epoch`` (from 0) starts or resumes; the model is in training mode."""
 
     def after_step(self, model: nn.Module, stage: ProgressiveStage, base_batch: int) -> None:
         """An optimizer step was taken on ``model`` (never called for a skipped, non-finite step)."""

@@ -24,6 +24,7 @@ from ..factory import create_model
 from ..optim.agc import agc_parameters
 from .config import TrainConfig, resume_config
 from .distributed import Dist, all_sum, broadcast_str, setup, teardown
+from .finetune import CLASSIFIER, FreezeHook, keeps_classifier, layer_decay_scales, model_overrides
 from .hooks import EMAHook, Hook, RegularizationHook
 from .optim import create_optimizer
 from .plan import Plan, make_plan, regularizer_ranges
@@ -171,19 +172,41 @@ def _data(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None):
     return train_ds, val_ds, classes, native
 
 
-def _model(cfg: TrainConfig, d: Dist, classes: list[str]) -> tuple[nn.Module, list[Hook]]:
+def _model(cfg: TrainConfig, d: Dist, classes: list[str], fresh: bool) -> nn.Module:
     """The model, built with the run's largest dropout and drop-path rates so that every module exists (each stage
-    sets its own), and the hooks of the methods that act on it."""
+    sets its own), in its published weights' form; a ``fresh`` run loads them (a resumed one has its checkpoint)."""
     torch.manual_seed(cfg.seed)
     ranges = regularizer_ranges(cfg)
     drop, path = max(ranges["drop_rate"]), max(ranges["drop_path_rate"])
-    model = create_model(cfg.model, num_classes=len(classes), drop_rate=drop, drop_path_rate=path).to(d.device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    hooks: list[Hook] = [RegularizationHook(regularization_setter(model, path))]
+    start = cfg.pretrained if fresh and cfg.pretrained not in (None, False) else None
+    model = create_model(
+        cfg.model, num_classes=len(classes), drop_rate=drop, drop_path_rate=path, pretrained=start,
+        **({} if start is not None else model_overrides(cfg)),
+    )  # fmt: skip
+    if start is not None and not keeps_classifier(cfg, classes):
+        model.reset_classifier(len(classes))  # other classes than the weights': a fresh classifier for the data's
+    model = model.to(d.device)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
+
+def _hooks(cfg: TrainConfig, model: nn.Module, optimizer) -> list[Hook]:
+    """The methods that act during the run, each at its named places (``hooks.py``)."""
+    ranges = regularizer_ranges(cfg)
+    hooks: list[Hook] = [RegularizationHook(regularization_setter(model, max(ranges["drop_path_rate"])))]
     if cfg.ema:
         hooks.append(EMAHook(model, cfg.ema_decay))
-    return model, hooks
+    if cfg.freeze_epochs or cfg.freeze_bn:
+        hooks.append(FreezeHook(model, optimizer, cfg.freeze_epochs, cfg.freeze_bn))
+    return hooks
+
+
+def _optimizer(cfg: TrainConfig, model: nn.Module):
+    """The optimizer; fine-tuning adds the layer-decay factors and the classifier's own groups."""
+    scales = layer_decay_scales(model, cfg.layer_decay) if cfg.layer_decay else None
+    classifier = CLASSIFIER if cfg.freeze_epochs else None
+    return create_optimizer(
+        model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, lr_scales=scales, classifier=classifier
+    )
 
 
 def _runner(cfg: TrainConfig, d: Dist, model: nn.Module) -> nn.Module:
@@ -214,8 +237,9 @@ def prepare(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Pa
     train_ds, val_ds, classes, native = _data(cfg, d, ckpt)
     policy = eval_policy(cfg)
     plan = make_plan(cfg, policy.train_res, len(train_ds), d.world)
-    model, hooks = _model(cfg, d, classes)
-    optimizer = create_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    model = _model(cfg, d, classes, fresh=ckpt is None)
+    optimizer = _optimizer(cfg, model)
+    hooks = _hooks(cfg, model, optimizer)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
     state = _restore(ckpt, model, optimizer, scaler, hooks) if ckpt is not None else TrainState()
     crop_scale = cfg.crop_scale if cfg.crop_scale is not None else (0.6 if native else 0.08)
@@ -255,6 +279,15 @@ def _announce(t: Trainer, resume: str | Path | None) -> None:
         f"train {t.policy.train_res} px, test {t.policy.test_res} px; {cfg.epochs} epochs, {t.plan.total_steps} "
         f"steps of {cfg.batch_size} on {t.dist.world} x {t.dist.device}; run folder {t.folder.path}"
     )
+    if cfg.pretrained not in (None, False) and resume is None:
+        p = t.policy
+        t.log(
+            f"from pretrained {cfg.pretrained}: classifier for {len(t.classes)} classes; normalization mean "
+            f"{tuple(round(v, 3) for v in p.mean)}, {p.interpolation}, crop {p.crop_pct:g}"
+            + (f"; layer decay {cfg.layer_decay}" if cfg.layer_decay else "")
+            + (f"; head only for {cfg.freeze_epochs} epochs" if cfg.freeze_epochs else "")
+            + ("; batch-norm statistics frozen" if cfg.freeze_bn else "")
+        )
     if cfg.stages > 1 or cfg.size_start:
         t.log(f"progressive learning ({cfg.progressive_variant}):\n" + format_schedule(list(t.plan.stages)))
         if t.dist.main:
@@ -303,9 +336,11 @@ def train_epoch(t: Trainer, stage: ProgressiveStage, stop: _StopFlag) -> bool:
         t.train_ds, to_uint8 if t.crop_on_device else crop, order, workers=cfg.workers, pin_memory=pin
     )
     device_crop = t.crop_scale if t.crop_on_device else None
-    settings = AugmentSettings.from_config(stage.apply(cfg), stage.image_size, device_crop)
+    settings = AugmentSettings.from_config(stage.apply(cfg), stage.image_size, device_crop, t.policy.mean, t.policy.std)
     share = BatchShare(order.rank, order.per_rank, order.world)
     t.model.train()
+    for hook in t.hooks:
+        hook.on_epoch(state.epoch)
     bar, last_save = _progress(t, steps), time.monotonic()
     started = fetched = time.monotonic()
     for batch in loader:
@@ -341,8 +376,8 @@ def _step(t: Trainer, stage: ProgressiveStage, batch, settings: AugmentSettings,
     cfg, state, device = t.cfg, t.state, t.dist.device
     t.skipped.update(batch.skipped)
     lr = t.plan.lr_at(state.epoch, state.batch)
-    for group in t.optimizer.param_groups:
-        group["lr"] = lr
+    for group in t.optimizer.param_groups:  # layer decay scales a group's lr; a head-only warm-up zeroes the trunk's
+        group["lr"] = 0.0 if group.get("frozen") else lr * group.get("lr_scale", 1.0)
     if not batch.labels.numel():  # nothing in it decoded
         return
     pin = device.type == "cuda"
@@ -407,7 +442,7 @@ def _show(bar, t: Trainer, started: float) -> None:
     s = t.state
     seen = max(1, s.epoch_images)
     rate = s.epoch_images * t.dist.world / max(1e-9, s.epoch_seconds + time.monotonic() - started)
-    lr = t.optimizer.param_groups[0]["lr"]
+    lr = t.plan.lr_at(s.epoch, max(0, s.batch - 1))  # the schedule's (a frozen group's is 0)
     bar.set_postfix(
         loss=f"{s.epoch_loss_sum / seen:.3f}",
         acc=f"{100 * s.epoch_correct / seen:.1f}",

@@ -10,14 +10,34 @@ from torch import nn
 __all__ = ["RMSpropTF", "create_optimizer", "lr_at", "param_groups"]
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weight decay on weights of convs and linears, none on norms, biases and gains — every
-    parameter with fewer than two dimensions (BN/LN scales and shifts, biases, layer-scale γ, SkipInit gains)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def param_groups(
+    model: nn.Module, weight_decay: float, lr_scales: dict[str, float] | None = None, classifier: str | None = None
+) -> list[dict]:
+    """Weight decay on weights of convs and linears, none on norms, biases and gains — every parameter with fewer
+    than two dimensions (BN/LN scales and shifts, biases, layer-scale γ, SkipInit gains). With ``lr_scales``
+    (parameter name -> learning-rate factor, layer decay) a group per factor; with ``classifier`` (a name prefix) its
+    parameters in groups of their own, marked ``classifier`` (a head-only warm-up freezes the others). Groups carry
+    ``lr_scale``; the loop sets each group's lr to the schedule's times it."""
+    groups: dict[tuple, dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.dim() >= 2
+        scale = lr_scales[name] if lr_scales is not None else 1.0
+        head = classifier is not None and name.startswith(classifier)
+        key = (scale, head, decay) if (lr_scales is not None or classifier is not None) else (decay,)
+        if key not in groups:
+            groups[key] = {"params": [], "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
+            if classifier is not None:
+                groups[key]["classifier"] = head
+        groups[key]["params"].append(p)
+    if lr_scales is None and classifier is None:  # the two groups every run had before fine-tuning existed
+        return [groups.get((True,), _empty(weight_decay)), groups.get((False,), _empty(0.0))]
+    return list(groups.values())
+
+
+def _empty(weight_decay: float) -> dict:
+    return {"params": [], "weight_decay": weight_decay, "lr_scale": 1.0}
 
 
 class RMSpropTF(torch.optim.Optimizer):
@@ -70,10 +90,19 @@ def _fusable(groups: list[dict]) -> bool:
     return all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
 
 
-def create_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9):
+def create_optimizer(
+    model: nn.Module,
+    name: str,
+    lr: float,
+    weight_decay: float,
+    momentum: float = 0.9,
+    *,
+    lr_scales: dict[str, float] | None = None,
+    classifier: str | None = None,
+):
     """``sgd`` (Nesterov), ``adamw`` or ``rmsprop`` (TF-style), with :func:`param_groups`; SGD and AdamW fused where
     PyTorch can (the same update, one kernel over all parameters)."""
-    groups = param_groups(model, weight_decay)
+    groups = param_groups(model, weight_decay, lr_scales, classifier)
     fused = _fusable(groups) or None
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, fused=fused)

@@ -9,6 +9,7 @@ The evaluation policy follows from the run's config and the model's own sizes al
 config's, else the data's own (synthetic-shapes), else the model's; the test size is the config's, else the training
 size times the model's train → test ratio (the FixRes effect its recipe was tuned with); photos are resized to
 ``size / 0.875`` and centre-cropped, synthetic scenes are used whole; bicubic resampling, ImageNet normalization.
+A run that starts from published weights takes their sizes, crop, resampling and normalization instead.
 """
 
 from __future__ import annotations
@@ -29,22 +30,32 @@ from ..checkpoint import RUN_CHECKPOINT, choose_weights, load_mapped, match_stat
 from ..data import BUILTIN, EvalTransform
 from ..factory import create_model, model_info
 from .config import MAX_RES, TrainConfig
+from .finetune import model_overrides, published_weights
 from .state import Checkpoint, TrainState, read_checkpoint, write_checkpoint
 
 __all__ = ["EvalPolicy", "LoadedRun", "RunFolder", "eval_policy", "load_run", "resolutions"]
 
 
 def resolutions(cfg: TrainConfig) -> tuple[int, int]:
-    """(training size, test size) of a run."""
-    info = model_info(cfg.model)
+    """(training size, test size) of a run. The model's own sizes are its published weights' when the run starts
+    from them (``resnet50.a1_in1k``: 224 / 288), else the model's."""
+    own = _own_sizes(cfg)
     native = cfg.shapes_res if cfg.data == BUILTIN else None
-    train_res = cfg.train_res or native or info.train_res
+    train_res = cfg.train_res or native or own[0]
     if cfg.test_res:
         return train_res, cfg.test_res
-    if train_res == info.train_res:  # the model's own sizes (B3: 300 / 300, ConvNeXt-atto: 224 / 288)
-        return train_res, info.test_res
-    test_res = 8 * round(train_res * info.test_res / info.train_res / 8)  # the model's ratio, on a multiple of 8
+    if train_res == own[0]:  # the model's own sizes (B3: 300 / 300, ConvNeXt-atto: 224 / 288)
+        return train_res, own[1]
+    test_res = 8 * round(train_res * own[1] / own[0] / 8)  # the model's ratio, on a multiple of 8
     return train_res, min(MAX_RES, max(32, test_res))
+
+
+def _own_sizes(cfg: TrainConfig) -> tuple[int, int]:
+    w = published_weights(cfg)
+    if w is not None:
+        return w.input_size, w.test_input_size
+    info = model_info(cfg.model)
+    return info.train_res, info.test_res
 
 
 @dataclass(frozen=True)
@@ -57,15 +68,27 @@ class EvalPolicy:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    crop_mode: str = "center"
 
     def transform(self, res: int | None = None) -> EvalTransform:
         """The eval transform at ``res`` (default: the test size)."""
-        return EvalTransform(res or self.test_res, self.crop_pct, self.interpolation, self.mean, self.std)
+        return EvalTransform(
+            res or self.test_res, self.crop_pct, self.interpolation, self.mean, self.std, self.crop_mode
+        )
 
 
 def eval_policy(cfg: TrainConfig) -> EvalPolicy:
+    """A run's sizes, crop and normalization: a run from published weights uses theirs (mean, std, interpolation,
+    crop fraction and mode: the weights learned their features so), others ImageNet's with bicubic resampling."""
     train_res, test_res = resolutions(cfg)
-    return EvalPolicy(train_res, test_res, 1.0 if cfg.data == BUILTIN else 0.875)
+    crop = 1.0 if cfg.data == BUILTIN else 0.875
+    w = published_weights(cfg)
+    if w is None:
+        return EvalPolicy(train_res, test_res, crop)
+    if cfg.data != BUILTIN:
+        crop = w.test_crop_pct or w.crop_pct
+    mode = w.crop_mode if cfg.data != BUILTIN else "center"
+    return EvalPolicy(train_res, test_res, crop, w.interpolation, w.mean, w.std, mode)
 
 
 @dataclass(frozen=True)
@@ -178,8 +201,9 @@ def model_of(ckpt: Checkpoint, weights: str) -> nn.Module:
     strange = next((k for k in ckpt.tensors if not k.startswith(_PARTS)), None)
     if strange is not None:
         raise ValueError(f"the checkpoint holds a tensor convscale does not write: {strange[:100]!r}")
+    form = model_overrides(cfg)
     with torch.device("meta"):
-        target = create_model(cfg.model, num_classes=max(1, len(ckpt.classes))).state_dict()
+        target = create_model(cfg.model, num_classes=max(1, len(ckpt.classes)), **form).state_dict()
     for part in ("model", "ema"):
         if ckpt.has(part):
             try:
@@ -188,7 +212,7 @@ def model_of(ckpt: Checkpoint, weights: str) -> nn.Module:
                 raise ValueError(
                     f"its {part} weights do not fit {cfg.model} with {len(ckpt.classes)} classes: {e}"
                 ) from None
-    model = create_model(cfg.model, num_classes=len(ckpt.classes))
+    model = create_model(cfg.model, num_classes=len(ckpt.classes), **form)
     load_mapped(model, ckpt.weights(weights))
     return model
 
