@@ -9,8 +9,11 @@ from convscale.config import Recipe
 from convscale.train import load_config
 from convscale.train.recipes import list_recipes, published_values, read_recipe, recipe_differences
 
+TRAINING = [n for n in list_recipes() if not n.endswith("_ft")]
+FINE_TUNING = [n for n in list_recipes() if n.endswith("_ft")]
 
-@pytest.mark.parametrize("name", list_recipes())
+
+@pytest.mark.parametrize("name", TRAINING)
 def test_shipped_recipes_agree_with_their_models_published_recipe(name):
     model = read_recipe(name)["model"]
     assert published_values(model), f"{model} carries no published recipe to check {name}.yaml against"
@@ -39,3 +42,31 @@ def test_recipes_use_the_trainers_vocabulary():
                schedule="cosine")  # fmt: skip
     assert published_values("convnext_tiny")["randaug_n"] == 2 and published_values("convnext_tiny")["randaug_m"] == 9
     assert (published_values("nfnet_f3")["randaug_n"], published_values("nfnet_f3")["randaug_m"]) == (4, 15)
+
+
+@pytest.mark.parametrize("name", FINE_TUNING)
+def test_fine_tuning_recipes_start_from_the_default_weights_at_a_low_rate(name):
+    from convscale.weights import default_tag
+
+    cfg = load_config(name, data="/photos")
+    assert cfg.pretrained is True and default_tag(cfg.model)
+    raw = read_recipe(name)
+    per_256 = raw["lr"] * 256 / raw["adapt"]["batch_size"]
+    assert per_256 <= published_values_or(cfg.model) / 5  # well under the rate training from scratch uses
+    assert cfg.layer_decay is not None
+
+
+def published_values_or(model: str) -> float:
+    """The published lr per 256 images; 4e-3 × 256 / 4096 (ConvNeXt's AdamW rate) where the model carries none."""
+    values = published_values(model)
+    return values["lr"] * 256 / values["batch_size"] if values else 4e-3 * 256 / 4096 * 4
+
+
+def test_the_convnext_fine_tuning_recipe_is_the_papers():
+    """ConvNeXt Table 6 / TRAINING.md, 22K -> 1K (shared/reference PAPERS.md): AdamW 5e-5 at 512, wd 1e-8, 30
+    epochs, no warm-up, layer decay 0.8, no mixup/CutMix, drop path 0.0 for T."""
+    raw = read_recipe("convnext_tiny_ft")
+    assert raw["adapt"] == {"batch_size": 512, "epochs": 30}
+    want = {"optimizer": "adamw", "lr": 5e-5, "batch_size": 512, "weight_decay": 1e-8, "epochs": 30,
+            "warmup_epochs": 0, "layer_decay": 0.8, "mixup": 0.0, "cutmix": 0.0, "drop_path_rate": 0.0}  # fmt: skip
+    assert {k: raw[k] for k in want} == want
