@@ -421,7 +421,9 @@ def _add_train(sub) -> None:
     for flag, kind in _train_flags().items():
         name = "--" + flag.replace("_", "-")
         text = docs[flag] + (f" [{defaults[flag]}]" if defaults[flag] is not None else "")
-        if kind is bool:
+        if flag == "pretrained":  # --pretrained alone: the default tag
+            p.add_argument(name, dest=flag, nargs="?", const=True, metavar="TAG", help=text)
+        elif kind is bool:
             p.add_argument(name, dest=flag, action=argparse.BooleanOptionalAction, help=text)
         else:
             p.add_argument(name, dest=flag, type=kind, help=text, metavar=kind.__name__.upper())
