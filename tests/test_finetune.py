@@ -186,3 +186,30 @@ def test_the_classifier_is_kept_only_for_the_same_classes(shapes_run, tmp_path):
     assert replaced["head.fc.weight"].shape == source["head.fc.weight"].shape
     assert not torch.equal(replaced["head.fc.weight"], source["head.fc.weight"])
     assert torch.equal(replaced["stem.conv.weight"], source["stem.conv.weight"])
+
+
+def test_wordnet_folders_read_as_names_in_predict_and_the_confusion_matrix(photos, tmp_path, capsys):
+    """Class folders named by WordNet id (as Imagenette's are) print as ImageNet's names."""
+    import shutil
+
+    wnids = {"circle": "n01440764", "star": "n02102040", "triangle": "n02979186"}  # tench, springer, cassette
+    data = tmp_path / "nette"
+    for split in ("train", "val"):
+        for shape, wnid in wnids.items():
+            shutil.copytree(photos / split / shape, data / split / wnid)
+    cfg = TrainConfig(**TINY, data=str(data), epochs=1, out=str(tmp_path), name="nette")
+    run = fit(cfg, **QUIET).run_dir
+    matrix = tmp_path / "confusion.csv"
+    assert main(["eval", str(run), "--workers", "0", "--confusion", str(matrix)]) == 0
+    rows = [line.split(",") for line in matrix.read_text().splitlines()]
+    assert rows[0][1:] == ["tench", "English springer", "cassette player"]
+    evaluated = load_run(run)
+    total = sum(int(v) for row in rows[1:] for v in row[1:])
+    assert total == 12  # every val image counted once
+    image = next((data / "val" / "n01440764").iterdir())
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(run), str(image)]) == 0
+    labels = capsys.readouterr().out.strip().splitlines()[-1].rsplit(": ", 1)[1]
+    assert "tench" in labels and "English springer" in labels and "cassette player" in labels
+    assert "n0" not in labels
+    assert evaluated.classes == sorted(wnids.values())

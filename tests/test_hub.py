@@ -260,3 +260,32 @@ def test_every_model_with_a_counterpart_that_publishes_weights_has_a_record():
         named = (timm is not None and timm.name) or (tv is not None and tv.name)
         if named and name not in no_weights:
             assert default_tag(name), name
+
+
+def test_eval_and_predict_published_weights_with_their_own_transform(hub_cache, tmp_path, capsys):
+    """`convscale eval --model NAME --pretrained --data DIR`: ImageNet's WordNet-id folders give the labels (a subset
+    is fine), the weights' transform (test size, crop, interpolation) is used, and predict prints ImageNet names."""
+    from PIL import Image
+
+    from convscale.cli import main
+
+    _, weights, _, _ = parity_fixture("timm__ghostnet_100")
+    repo = get_weights("ghostnet_100").hub_id
+    write_hub_file(hub_cache, repo, "model.safetensors", lambda p: save_file(weights, str(p)))
+    for wnid in ("n01440764", "n02102040"):
+        folder = tmp_path / "nette" / "val" / wnid
+        folder.mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (90, 70), (40 * i, 90, 200)).save(folder / f"{i}.png")
+    data = tmp_path / "nette"
+    assert main(["eval", "--model", "ghostnet_100", "--pretrained", "--data", str(data), "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "ghostnet_100.in1k on" in out and "at 224 px (crop 0.875)" in out and "(4 images)" in out
+    image = data / "val" / "n01440764" / "0.png"
+    assert main(["predict", "--model", "ghostnet_100", "--pretrained", "in1k", str(image)]) == 0
+    line = capsys.readouterr().out.strip()
+    names = set(get_weights("ghostnet_100").classes)
+    predicted = [part.rsplit(" ", 1)[0] for part in line.split(": ", 1)[1].split(", ")]
+    assert len(predicted) == 5 and all(p in names for p in predicted)
+    assert main(["eval", "runs/x", "--model", "ghostnet_100", "--data", str(data)]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -253,6 +253,8 @@ def _published_source(args: argparse.Namespace, device) -> _Source:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
+    import torch
+
     from .data import EpochOrder, build_loader, make_val_dataset
     from .train import evaluate
 
@@ -268,7 +270,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     res = args.res or src.test_res
     order = EpochOrder(len(val), args.batch, shuffle=False)
     loader = build_loader(val, src.transform(res), order, workers=args.workers, pin_memory=device.type == "cuda")
-    r = evaluate(src.model, loader, device)
+    confusion = torch.zeros(len(src.classes), len(src.classes), dtype=torch.long)
+    r = evaluate(src.model, loader, device, confusion=confusion)
     if r.count == 0:
         raise ValueError(f"no image of {data}'s val split decoded ({r.skipped} skipped)")
     m, skipped = r.metrics, f", {r.skipped} skipped: not images" if r.skipped else ""
@@ -276,6 +279,35 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         f"{src.label} on {data} val at {res} px (crop {src.crop_pct:g}): "
         f"top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  loss {m['loss']:.4f}  ({r.count} images{skipped})"
     )
+    _report_confusion(confusion, src.classes, args.confusion)
+
+
+def _report_confusion(confusion, names: list[str], csv_path: str | None) -> None:
+    """The most frequent mistakes by class name, and with ``csv_path`` the confusion matrix (rows: true class,
+    columns: predicted; only the classes that occur) written atomically."""
+    off = confusion.clone()
+    off.fill_diagonal_(0)
+    worst = [(int(n), int(i)) for n, i in zip(*off.flatten().topk(min(5, off.numel())), strict=True) if n > 0]
+    if worst:
+        side = confusion.shape[1]
+        print("most confused: " + ", ".join(f"{names[i // side]} as {names[i % side]} ({n})" for n, i in worst))
+    if csv_path is None:
+        return
+    import csv
+    import io
+
+    from .atomic import atomic_write_text
+
+    used = sorted(
+        set(confusion.sum(1).nonzero().flatten().tolist()) | set(confusion.sum(0).nonzero().flatten().tolist())
+    )
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["true \\ predicted", *(names[j] for j in used)])
+    for i in used:
+        writer.writerow([names[i], *(int(confusion[i, j]) for j in used)])
+    atomic_write_text(csv_path, buf.getvalue())
+    print(f"confusion matrix: {csv_path}")
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
@@ -461,6 +493,7 @@ def _add_use(sub) -> None:
             )
             p.add_argument("--batch", type=_bounded(int, 1, 1 << 16), default=64, help="images per batch [64]")
             p.add_argument("--workers", type=_bounded(int, 0, 256), default=2, help="loader processes [2]")
+            p.add_argument("--confusion", metavar="CSV", help="also write the confusion matrix (class names) here")
         p.set_defaults(func=_cmd_eval if cmd == "eval" else _cmd_predict)
 
 

@@ -105,7 +105,8 @@ def extract(archive: Path, root: Path, name: str) -> Path:
         data = top[0] if len(top) == 1 and top[0].is_dir() else tmp  # the archive's one top folder, or all of it
         if not ((data / "train").is_dir() and (data / "val").is_dir()):
             raise ValueError(f"{archive.name} holds no train/ and val/ folders: not an image-classification dataset")
-        os.replace(data, root / name)
+        if not (root / name).is_dir():  # another process may have finished the same dataset first
+            os.replace(data, root / name)
     except (tarfile.TarError, EOFError) as e:
         raise ValueError(f"{archive} is not a readable archive ({e}); delete it and run again") from None
     finally:

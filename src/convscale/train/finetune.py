@@ -24,7 +24,6 @@ from torch import nn
 
 from ..weights import Weights
 from .hooks import Hook
-from .progressive import ProgressiveStage
 
 __all__ = [
     "CLASSIFIER",
@@ -133,6 +132,3 @@ class FreezeHook(Hook):
                 bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
                 if frozen or (self.freeze_bn and bn):
                     module.eval()
-
-    def on_stage(self, stage: ProgressiveStage) -> None:
-        """Nothing per stage: the epoch decides."""

@@ -6,6 +6,7 @@ regularization) join at the named places of ``hooks.py``."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -155,7 +156,19 @@ def _check_resumable(cfg: TrainConfig, state: TrainState) -> None:
         )
 
 
+def _fetch_named(data: str, d: Dist) -> None:
+    """A dataset by name is downloaded once per machine (by its local rank 0) while the other processes wait."""
+    from ..data.catalog import fetch, is_named
+
+    if not is_named(data) or d.world == 1:
+        return
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        fetch(data)
+    all_sum([0.0], d)  # a barrier: every rank sees the extracted folder before it lists it
+
+
 def _data(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None):
+    _fetch_named(cfg.data, d)
     train_ds, val_ds, classes, native = make_datasets(
         cfg.data,
         seed=cfg.seed,

@@ -116,9 +116,11 @@ def evaluate(
     amp: str = "none",
     channels_last: bool = False,
     resize: int | None = None,
+    confusion: torch.Tensor | None = None,
 ) -> EvalResult:
     """Loss, top-1 and top-5 hits over ``batches`` (objects with ``images`` and ``labels``), in eval mode.
-    ``resize``: evaluate at this size instead (bilinear, antialiased), e.g. the model's test resolution."""
+    ``resize``: evaluate at this size instead (bilinear, antialiased), e.g. the model's test resolution.
+    ``confusion``: a (classes, classes) integer tensor that counts (true label, top-1 prediction) pairs."""
     was_training = model.training
     model.eval()
     total = EvalResult(0.0, 0, 0, 0)
@@ -137,6 +139,9 @@ def evaluate(
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices
         hits = top == y[:, None]
+        if confusion is not None:
+            pairs = (y.cpu(), top[:, 0].cpu())
+            confusion.index_put_(pairs, torch.ones_like(pairs[0], dtype=confusion.dtype), accumulate=True)
         total = total + EvalResult(
             float(F.cross_entropy(logits, y, reduction="sum")),
             int(hits[:, 0].sum()),
