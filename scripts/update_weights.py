@@ -29,6 +29,7 @@ from convscale.registry import counterpart, list_models  # noqa: E402
 from convscale.weights import key_digest  # noqa: E402
 
 LABEL_SETS = {1000: "imagenet-1k", 11821: "imagenet-12k", 21841: "imagenet-21k", 21843: "imagenet-21k", 0: "none"}
+LABEL_SETS |= {11221: "imagenet-21k-p", 640: "clip-640"}  # MIIL's ImageNet-21K-P; CLIP image towers' 640-d output
 TV_TAGS = {"IMAGENET1K_V1": "tv_in1k", "IMAGENET1K_V2": "tv2_in1k"}
 
 

@@ -41,3 +41,24 @@ def test_roadmap(capsys):
     assert "roadmap_00_resnet50" in out and "roadmap_16_sep_downsample" in out
     assert "25.56M   4.09   4.09  76.13" in out  # ResNet-50: params, our GMACs, the paper's, its top-1
     assert "28.59M   4.46   4.49  81.97" in out  # ConvNeXt-T
+
+
+def test_a_reader_that_leaves_is_not_an_error(monkeypatch):
+    """`convscale list --pretrained | head`: a closed pipe ends quietly instead of printing an error."""
+    import io
+
+    from convscale.cli import main
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    class Err(io.StringIO):
+        def close(self):  # the CLI closes stderr so that Python prints nothing more at exit
+            self.closed_by_cli = True
+
+    err = Err()
+    monkeypatch.setattr("sys.stdout", Closed())
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(["list", "--pretrained"]) == 0
+    assert err.getvalue() == "" and err.closed_by_cli

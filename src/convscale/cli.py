@@ -518,11 +518,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         args.func(args)
+    except BrokenPipeError:  # `convscale list | head`: the reader left; not an error of ours (an OSError too)
+        sys.stderr.close()
     except (ValueError, TypeError, OSError, ImportError) as e:
         print(f"convscale: error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `convscale list | head`
-        sys.stderr.close()
     except KeyboardInterrupt:
         return 130
     return 0
