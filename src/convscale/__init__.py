@@ -2,6 +2,7 @@
 
 from . import models  # noqa: F401  (registers every model)
 from .config import ModelConfig, Published
+from .exporter import export
 from .factory import ModelInfo, create_model, model_info
 from .registry import list_families, list_models, register_model
 
@@ -13,6 +14,7 @@ __all__ = [
     "Published",
     "__version__",
     "create_model",
+    "export",
     "list_families",
     "list_models",
     "model_info",

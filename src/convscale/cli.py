@@ -87,6 +87,30 @@ def _cmd_info(args: argparse.Namespace) -> None:
             print("  " + "  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .exporter import check_onnx, export, prepare_export
+
+    batch = "dynamic" if args.batch == "dynamic" else _batch_arg(args.batch)
+    model, spec = prepare_export(
+        args.source, pretrained=args.pretrained, res=args.res, batch=batch, normalize=args.normalize,
+        fused=args.fuse, weights=args.weights,
+    )  # fmt: skip
+    fmt = args.format or ("pt2" if args.out.endswith(".pt2") else "onnx")
+    path = export(model, args.out, spec, fmt=fmt, opset=args.opset)
+    line = f"{spec.model} ({spec.weights}) -> {path}: {fmt}, {spec.res} px, batch {spec.batch}"
+    line += ", fused" if spec.fused else ""
+    line += ", normalization in the graph (input RGB in [0, 1])" if spec.normalize_in_graph else ""
+    if fmt == "onnx" and args.check:
+        line += f"; ONNX Runtime vs PyTorch fp32: max relative error {check_onnx(path, model, spec):.1e}"
+    print(line)
+
+
+def _batch_arg(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 4096:
+        raise ValueError(f"--batch must be an integer in [1, 4096] or 'dynamic', got {text[:40]!r}")
+    return int(text)
+
+
 def _cmd_datasets(args: argparse.Namespace) -> None:
     from .data.catalog import DATASETS, cache_dir, cached, fetch
 
@@ -497,6 +521,28 @@ def _add_use(sub) -> None:
         p.set_defaults(func=_cmd_eval if cmd == "eval" else _cmd_predict)
 
 
+def _add_export(sub) -> None:
+    from .exporter import FORMATS, OPSETS
+
+    p = sub.add_parser(
+        "export",
+        help="export a model or a run to ONNX or .pt2 (fused, with its preprocessing recorded in the file)",
+    )
+    p.add_argument("source", metavar="MODEL|RUN", help="a registered model (with --pretrained) or a run folder")
+    p.add_argument("--out", required=True, help="the file to write (.onnx or .pt2)")
+    p.add_argument("--format", choices=FORMATS, help="default: from the file's suffix (.pt2), else onnx")
+    p.add_argument("--pretrained", nargs="?", const=True, metavar="TAG", help="a model's published weights")
+    p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="a run's weights [auto]")
+    p.add_argument("--res", type=_bounded(int, 32, 4096), help="image size (default: the test size)")
+    p.add_argument("--batch", default="1", help="batch size, or 'dynamic' [1]")
+    p.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True, help="the deploy.fuse form [on]")
+    p.add_argument("--normalize", action="store_true", help="bake the normalization in: input RGB in [0, 1]")
+    p.add_argument("--opset", type=int, default=18, help=f"ONNX opset, {OPSETS[0]}-{OPSETS[-1]} [18]")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the ONNX file in ONNX Runtime and compare with PyTorch [on]")  # fmt: skip
+    p.set_defaults(func=_cmd_export)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -504,6 +550,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_train(sub)
     _add_use(sub)
+    _add_export(sub)
     return parser
 
 

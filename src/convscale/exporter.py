@@ -1,0 +1,211 @@
+"""Exporting a model to the runtimes users deploy on: ONNX (through PyTorch's ``torch.export``-based exporter) and
+``.pt2`` (``torch.export``'s own archive).
+
+The exported graph is the model's inference form by default (:func:`convscale.deploy.fuse`: BN folded, RepVGG
+re-parameterized, NFNet weight standardization precomputed), at a fixed image size (TensorFlow 'same' padding then
+becomes constant pads) and a fixed or dynamic batch. With ``normalize=True`` the graph takes RGB in [0, 1] and
+normalizes inside it. The file records what a user needs to feed it: the model name, the weights it was exported
+with, the image size and the preprocessing (resize, crop, interpolation, mean and std), as ONNX metadata properties
+or a ``convscale.json`` entry in the ``.pt2`` archive. Files are written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["FORMATS", "OPSETS", "ExportSpec", "check_onnx", "export", "prepare_export", "read_metadata"]
+
+FORMATS = ("onnx", "pt2")
+OPSETS = range(18, 24)  # what PyTorch's ONNX exporter writes (it converts to older opsets poorly or not at all)
+ONNX_EXTRA = "pip install 'convscale[onnx]'"
+MAX_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What the exported file is and expects: recorded in it as metadata."""
+
+    model: str  # the registered name
+    weights: str  # a published tag (``model.tag``), a run folder, or "random"
+    res: int
+    batch: int | str  # an int, or "dynamic"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_pct: float
+    crop_mode: str
+    interpolation: str
+    normalize_in_graph: bool
+    fused: bool
+    num_classes: int
+    classes: list[str] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"format": "convscale-export/1", **asdict(self)})
+
+
+class _Normalized(nn.Module):
+    """RGB in [0, 1] -> the model's input: ``(x - mean) / std`` first."""
+
+    def __init__(self, model: nn.Module, mean, std) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def export(model: nn.Module, out: str | Path, spec: ExportSpec, *, fmt: str = "onnx", opset: int = 18) -> Path:
+    """Write ``model`` (eval mode; fused here when ``spec.fused``) to ``out`` in format ``fmt``; returns the path."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == "onnx" and opset not in OPSETS:
+        raise ValueError(f"opset {opset} is not one PyTorch's ONNX exporter writes; expected {OPSETS[0]}-{OPSETS[-1]}")
+    _check_spec(spec)
+    net = _prepared(model, spec)
+    x = torch.rand(2 if spec.batch == "dynamic" else spec.batch, 3, spec.res, spec.res)
+    shapes = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}} if spec.batch == "dynamic" else None
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # .pt2 archives insist on their suffix
+    try:
+        if fmt == "onnx":
+            _onnx(net, x, shapes, tmp, spec, opset)
+        else:
+            program = torch.export.export(net, (x,), dynamic_shapes=shapes)
+            torch.export.save(program, str(tmp), extra_files={"convscale.json": spec.to_json()})
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _check_spec(spec: ExportSpec) -> None:
+    if not isinstance(spec.res, int) or not 32 <= spec.res <= 4096:
+        raise ValueError(f"export size must be an integer in [32, 4096], got {spec.res!r}")
+    if spec.batch != "dynamic" and not (isinstance(spec.batch, int) and 1 <= spec.batch <= MAX_BATCH):
+        raise ValueError(f"batch must be an integer in [1, {MAX_BATCH}] or 'dynamic', got {spec.batch!r}")
+
+
+def _prepared(model: nn.Module, spec: ExportSpec) -> nn.Module:
+    from .deploy import fuse
+
+    net = model.eval()
+    if spec.fused:
+        net = fuse(net).to(memory_format=torch.contiguous_format)  # the exporter decides its own layout
+    return _Normalized(net, spec.mean, spec.std).eval() if spec.normalize_in_graph else net
+
+
+def _onnx(net: nn.Module, x: torch.Tensor, shapes: Any, path: Path, spec: ExportSpec, opset: int) -> None:
+    onnx = _require("onnx")
+    _require("onnxscript")
+    import logging
+    import warnings
+
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net, (x,), str(path), dynamo=True, opset_version=opset, dynamic_shapes=shapes, verbose=False,
+                input_names=["image"], output_names=["logits"],
+            )  # fmt: skip
+    except Exception as e:  # the exporter's own failure: one line, with its reason
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"the ONNX exporter refused {spec.model} at opset {opset}: {reason[:300]}") from None
+    finally:
+        quiet.setLevel(level)
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "convscale", spec.to_json()
+    onnx.save(proto, str(path))
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"ONNX export and runtime need {module}: {ONNX_EXTRA}") from None
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``ExportSpec`` recorded in an exported ``.onnx`` or ``.pt2`` file, as a dict."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        onnx = _require("onnx")
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return json.loads(props["convscale"])
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        name = next(n for n in z.namelist() if n.endswith("extra/convscale.json"))
+        return json.loads(z.read(name))
+
+
+def prepare_export(
+    source: str,
+    *,
+    pretrained: bool | str | None = None,
+    res: int | None = None,
+    batch: int | str = 1,
+    normalize: bool = False,
+    fused: bool = True,
+    weights: str = "auto",
+) -> tuple[nn.Module, ExportSpec]:
+    """The model and its :class:`ExportSpec` for ``source``: a run folder (its weights, classes and evaluation
+    policy), or a registered name (with ``pretrained`` weights and their preprocessing, else ImageNet's)."""
+    path = Path(source)
+    if path.exists():
+        from .train import load_run
+
+        run = load_run(path, weights=weights)
+        p = run.policy
+        spec = ExportSpec(
+            run.config.model, str(path), res or p.test_res, batch, p.mean, p.std, p.crop_pct, p.crop_mode,
+            p.interpolation, normalize, fused, len(run.classes), list(run.classes),
+        )  # fmt: skip
+        return run.model, spec
+    from .augment.normalize import IMAGENET_MEAN, IMAGENET_STD
+    from .factory import create_model, model_info
+
+    model = create_model(source, pretrained=pretrained)
+    w = model.pretrained_cfg
+    if w is not None:
+        crop = w.test_crop_pct or w.crop_pct
+        spec = ExportSpec(
+            w.model, w.name, res or w.test_input_size, batch, w.mean, w.std, crop, w.crop_mode, w.interpolation,
+            normalize, fused, w.num_classes, w.classes,
+        )  # fmt: skip
+    else:
+        name = source.split(".", 1)[0]
+        spec = ExportSpec(
+            name, "random" if pretrained is None else str(pretrained), res or model_info(name).test_res, batch,
+            IMAGENET_MEAN, IMAGENET_STD, 0.875, "center", "bicubic", normalize, fused, model.num_classes,
+        )  # fmt: skip
+    return model, spec
+
+
+def check_onnx(path: str | Path, model: nn.Module, spec: ExportSpec, batch: int = 2) -> float:
+    """Max |ONNX Runtime − PyTorch eager fp32| / max |eager| on a random batch (the exported graph's own input)."""
+    ort = _require("onnxruntime")
+    x = torch.rand(batch if spec.batch == "dynamic" else spec.batch, 3, spec.res, spec.res)
+    reference = _Normalized(model.eval(), spec.mean, spec.std) if spec.normalize_in_graph else model.eval()
+    with torch.no_grad():
+        want = reference(x).float()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))
