@@ -543,6 +543,51 @@ def _add_export(sub) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+def _cmd_deploy(args: argparse.Namespace) -> None:
+    from .deploy import deploy_model
+    from .runtimes import RUNTIMES
+
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise ValueError(f"unknown runtime {unknown[0]!r}; expected some of {', '.join(RUNTIMES)}")
+    r = deploy_model(
+        args.source, args.out, pretrained=args.pretrained, weights=args.weights, res=args.res, batch=args.batch,
+        runtimes=runtimes, tolerance=args.tolerance, val=args.val, max_top1_drop=args.max_top1_drop,
+        int8=args.int8, calibrate=args.calibrate, min_time=args.min_time,
+    )  # fmt: skip
+    print(f"{'runtime':16s} {'ms/batch':>9s} {'img/s':>8s} {'max rel err':>11s} {'top-1':>6s}  kept")
+    for c in r["candidates"]:
+        top1 = f"{c['top1']:.2f}" if c["top1"] is not None else "-"
+        line = f"{c['runtime']:16s} {c['median_ms']:9.2f} {c['img_s']:8.1f} {c['max_rel_error']:11.1e} {top1:>6s}"
+        print(line + ("  yes" if c["kept"] else "  no") + (f" ({c['note']})" if c["note"] else ""))
+    print(f"chosen: {r['choice']} -> {Path(args.out) / r['file']} (batch {r['batch']}, {r['res']} px)")
+    if "int8" in r:
+        q = r["int8"]
+        top = f"; top-1 {q['top1_fp32']:.2f} -> {q['top1_int8']:.2f}" if q["top1_int8"] is not None else ""
+        print(f"int8: {q['file']}, {q['speedup_vs_fp32_onnx']:.2f}x the fp32 ONNX model{top}")
+
+
+def _add_deploy(sub) -> None:
+    from .runtimes import RUNTIMES
+
+    p = sub.add_parser("deploy", help="measure every runtime on this machine and write the fastest correct form")
+    p.add_argument("source", metavar="MODEL|RUN", help="a registered model (with --pretrained) or a run folder")
+    p.add_argument("--out", required=True, help="the folder to write the model and its report into")
+    p.add_argument("--pretrained", nargs="?", const=True, metavar="TAG", help="a model's published weights")
+    p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="a run's weights [auto]")
+    p.add_argument("--res", type=_bounded(int, 32, 4096), help="image size (default: the test size)")
+    p.add_argument("--batch", type=_bounded(int, 1, 4096), default=16, help="the batch to optimize for [16]")
+    p.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"which to try [{','.join(RUNTIMES)}]")
+    p.add_argument("--tolerance", type=_bounded(float, 0, 1), default=2e-2, help="max relative error vs fp32")
+    p.add_argument("--val", help="score each runtime's top-1 here (default: a run's own data)")
+    p.add_argument("--max-top1-drop", type=_bounded(float, 0, 100), default=0.5, help="points of top-1 [0.5]")
+    p.add_argument("--int8", action="store_true", help="also an int8 ONNX model (ONNX Runtime, QDQ)")
+    p.add_argument("--calibrate", help="int8 calibration images: a folder (default: a run's own training data)")
+    p.add_argument("--min-time", type=_bounded(float, 0, 3600), default=2.0, help="seconds of timing each [2]")
+    p.set_defaults(func=_cmd_deploy)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -551,6 +596,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_use(sub)
     _add_export(sub)
+    _add_deploy(sub)
     return parser
 
 

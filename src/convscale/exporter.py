@@ -96,7 +96,7 @@ def _check_spec(spec: ExportSpec) -> None:
 
 
 def _prepared(model: nn.Module, spec: ExportSpec) -> nn.Module:
-    from .deploy import fuse
+    from .fuse import fuse
 
     net = model.eval()
     if spec.fused:

@@ -174,7 +174,7 @@ def _prepare(
 
 def _fuse(impl: str, model: nn.Module) -> nn.Module:
     if impl == "convscale":
-        from ..deploy import fuse
+        from ..fuse import fuse
 
         return fuse(model)
     from timm.utils.model import reparameterize_model  # timm's own inference form: RepVGG re-parameterized

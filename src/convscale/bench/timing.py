@@ -8,80 +8,16 @@ gives the spread (p10/p90) as well as the median.
 from __future__ import annotations
 
 import resource
-import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 __all__ = ["Timing", "matmul_peak", "measure", "peak_memory_mb", "synchronize"]
 
-
-@dataclass(frozen=True)
-class Timing:
-    """Seconds per call: median, 10th and 90th percentile over ``iters`` timed calls."""
-
-    median: float
-    p10: float
-    p90: float
-    iters: int
-
-    @classmethod
-    def of(cls, samples: list[float]) -> Timing:
-        if len(samples) == 1:
-            return cls(samples[0], samples[0], samples[0], 1)
-        deciles = statistics.quantiles(samples, n=10, method="inclusive")
-        return cls(statistics.median(samples), deciles[0], deciles[-1], len(samples))
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
-def _time_call(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3
-    synchronize(device)
-    start_s = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start_s
-
-
-def measure(
-    contenders: dict[str, Callable[[], object]],
-    device: torch.device,
-    *,
-    warmup: int = 3,
-    min_iters: int = 10,
-    min_time: float = 2.0,
-    max_iters: int = 10_000,
-) -> dict[str, Timing]:
-    """Time each contender: ``warmup`` untimed calls each, then rounds of one timed call per contender (the order
-    reversed every other round) until each has at least ``min_iters`` calls and ``min_time`` seconds of them."""
-    for fn in contenders.values():
-        for _ in range(warmup):
-            fn()
-        synchronize(device)
-    samples: dict[str, list[float]] = {k: [] for k in contenders}
-    order = list(contenders.items())
-    rounds = 0
-    while rounds < max_iters and any(len(s) < min_iters or sum(s) < min_time for s in samples.values()):
-        for label, fn in order if rounds % 2 == 0 else order[::-1]:
-            samples[label].append(_time_call(fn, device))
-        rounds += 1
-    return {k: Timing.of(v) for k, v in samples.items()}
+from ..timing import Timing, _time_call, measure, synchronize
 
 
 def _rss_kib(field: str) -> int | None:

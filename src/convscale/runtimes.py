@@ -1,0 +1,98 @@
+"""The forms a trained model can run in on this machine, side by side: PyTorch eager (the fused form, channels_last),
+eager in bf16, ``torch.compile`` (inductor with weight freezing), and ONNX Runtime (the exported graph, its thread
+count set to this machine's). Each :class:`Runner` is a callable on a float32 NCHW batch; its outputs are checked
+against the fused model in fp32 (:func:`max_rel_error`), and :func:`time_runners` times them interleaved in one
+process (``timing.measure``). ``deploy.optimize`` and ``convscale bench --runtime`` are built on these.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["RUNTIMES", "Runner", "build_runner", "max_rel_error", "time_runners"]
+
+RUNTIMES = ("eager", "eager-bf16", "compile", "compile-bf16", "onnxruntime")
+
+
+@dataclass
+class Runner:
+    """One runtime's way to run the model: ``fn(x) -> logits`` (float32 out), and what it keeps alive."""
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    keep: list = field(default_factory=list)  # files and sessions that must outlive fn
+
+
+def _bf16_ok(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return (
+        device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def build_runner(name: str, fused: nn.Module, example: torch.Tensor, device: torch.device) -> Runner | None:
+    """The runner ``name`` (one of :data:`RUNTIMES`) for ``fused`` (an eval-mode model, already in its inference
+    form, on ``device``); None where this machine cannot run it (bf16 without hardware support, ONNX Runtime on a
+    device it is not built for). ``example``: a batch of the size that will be run."""
+    if name not in RUNTIMES:
+        raise ValueError(f"unknown runtime {name!r}; expected one of {', '.join(RUNTIMES)}")
+    bf16 = name.endswith("-bf16")
+    if bf16 and not _bf16_ok(device):
+        return None
+    if name == "onnxruntime":
+        return None if device.type != "cpu" else _onnxruntime(fused, example)
+    model = fused.to(memory_format=torch.channels_last)
+    if name.startswith("compile"):
+        model = torch.compile(model, options={"freezing": True})  # weights constant-folded into the graph
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast:
+            return model(x.contiguous(memory_format=torch.channels_last)).float()
+
+    return Runner(name, run)
+
+
+def _onnxruntime(fused: nn.Module, example: torch.Tensor) -> Runner:
+    from .exporter import ExportSpec, _require, export
+
+    ort = _require("onnxruntime")
+    folder = tempfile.TemporaryDirectory(prefix="convscale-ort-")
+    spec = ExportSpec("model", "runtime", example.shape[-1], example.shape[0], (0.0,) * 3, (1.0,) * 3, 1.0,
+                      "center", "bicubic", False, False, 0)  # fmt: skip
+    path = export(fused.float().to(memory_format=torch.contiguous_format), Path(folder.name) / "m.onnx", spec)
+    session = _session(ort, path)
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {name: x.float().contiguous().cpu().numpy()})[0])
+
+    return Runner("onnxruntime", run, keep=[folder, session])
+
+
+def _session(ort, path: Path, threads: int | None = None):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads() or os.cpu_count() or 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def max_rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """max |got − want| / max |want|, in float64."""
+    return float((got.double() - want.double()).abs().max() / want.double().abs().max().clamp_min(1e-12))
+
+
+def time_runners(runners: dict[str, Runner], x: torch.Tensor, device: torch.device, **timing):
+    """Each runner's :class:`~convscale.bench.timing.Timing` on ``x``, measured interleaved."""
+    from .timing import measure
+
+    return measure({k: (lambda r=r: r.fn(x)) for k, r in runners.items()}, device, **timing)

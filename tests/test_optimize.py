@@ -1,0 +1,103 @@
+"""``deploy.optimize`` and ``convscale deploy``: every runtime checked against fp32 and timed, the fastest correct one
+kept and written with its report; int8 through ONNX Runtime with calibration images and the top-1 change."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+import convscale
+from conftest import make_image_folder
+from convscale.cli import main
+from convscale.deploy import optimize, top1_on
+from convscale.runtimes import build_runner
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+QUICK = {"min_time": 0.05}
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    from convscale.train import TrainConfig, fit
+
+    tmp = tmp_path_factory.mktemp("deploy")
+    data = make_image_folder(tmp / "data")
+    cfg = TrainConfig(model="test_resnet", data=str(data), epochs=2, batch_size=16, workers=0, out=str(tmp), lr=5e-3)
+    return fit(cfg, log=lambda *_: None).run_dir
+
+
+def test_optimize_keeps_the_fastest_within_tolerance():
+    model = convscale.create_model("test_efficientnet").eval()
+    r = optimize(model, torch.randn(4, 3, 64, 64), runtimes=("eager", "eager-bf16", "onnxruntime"), **QUICK)
+    by = {c.runtime: c for c in r.candidates}
+    assert by["eager"].kept and by["eager"].max_rel_error == 0.0
+    assert by["onnxruntime"].max_rel_error <= 1e-4 and by["onnxruntime"].kept
+    kept = [c for c in r.candidates if c.kept]
+    assert r.choice == min(kept, key=lambda c: c.median_ms).runtime
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        want = r.fused(x)
+    assert (r.runner.fn(x) - want).abs().max() <= 1e-3 * want.abs().max()
+
+
+def test_a_zero_tolerance_leaves_only_exact_forms_and_a_top1_drop_excludes():
+    model = convscale.create_model("test_resnet").eval()
+    r = optimize(model, torch.randn(2, 3, 64, 64), runtimes=("eager", "onnxruntime"), tolerance=0.0, **QUICK)
+    assert [c.runtime for c in r.candidates if c.kept] == ["eager"]  # ONNX Runtime's rounding differs by ~1e-7
+    scores = {}
+
+    def top1(fn):  # a scorer that finds ONNX Runtime two points worse
+        scores[fn] = 90.0 if len(scores) == 0 else 88.0
+        return scores[fn]
+
+    r = optimize(model, torch.randn(2, 3, 64, 64), runtimes=("eager", "onnxruntime"), top1=top1, **QUICK)
+    by = {c.runtime: c for c in r.candidates}
+    assert by["onnxruntime"].top1 == 88.0 and not by["onnxruntime"].kept and r.choice == "eager"
+
+
+def test_a_runtime_that_is_not_installed_is_reported_not_chosen(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    model = convscale.create_model("test_resnet").eval()
+    r = optimize(model, torch.randn(2, 3, 64, 64), runtimes=("onnxruntime",), **QUICK)
+    by = {c.runtime: c for c in r.candidates}
+    assert r.choice == "eager" and not by["onnxruntime"].kept and "convscale[onnx]" in by["onnxruntime"].note
+
+
+def test_unknown_runtimes_are_refused():
+    with pytest.raises(ValueError, match="unknown runtime 'tensorrt'"):
+        build_runner("tensorrt", torch.nn.Identity(), torch.zeros(1), torch.device("cpu"))
+
+
+def test_top1_scorer_ignores_padding():
+    x, y = torch.zeros(4, 3, 8, 8), torch.tensor([0, 1, -1, -1])
+    score = top1_on([(x, y)])
+    assert score(lambda x: torch.tensor([[1.0, 0.0]] * 4)) == 50.0
+
+
+def test_deploy_a_run_with_int8(folder_run, tmp_path, capsys):
+    out = tmp_path / "dep"
+    argv = ["deploy", str(folder_run), "--out", str(out), "--runtimes", "eager,onnxruntime", "--int8", "--min-time",
+            "0.05", "--batch", "4"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "chosen:" in text and "int8: model.int8.onnx" in text
+    report = json.loads((out / "deploy.json").read_text())
+    assert (out / report["file"]).is_file() and (out / "report.csv").is_file() and (out / "model.int8.onnx").is_file()
+    q = report["int8"]
+    assert q["top1_fp32"] is not None and abs(q["top1_int8"] - q["top1_fp32"]) <= 20  # 12 val images: coarse
+    assert q["calibration_images"] >= 4 and q["speedup_vs_fp32_onnx"] > 0
+    assert {c["runtime"] for c in report["candidates"]} == {"eager", "onnxruntime"}
+
+
+def test_deploy_bad_input_is_one_line(tmp_path, capsys):
+    for argv, message in [
+        (["deploy", "test_resnet", "--out", str(tmp_path), "--runtimes", "eager,tensorrt"], "unknown runtime"),
+        (["deploy", "test_resnet", "--out", str(tmp_path), "--int8", "--runtimes", "eager"], "--calibrate"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err
