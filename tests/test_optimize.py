@@ -101,3 +101,18 @@ def test_deploy_bad_input_is_one_line(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err
+
+
+def test_bench_runtime_table(tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["bench", "test_resnet", "--runtime", "eager,onnxruntime", "--res", "64", "--batch", "2", "--min-time",
+            "0.05", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = (out / "runtimes.csv").read_text().splitlines()
+    assert rows[0].startswith("model,runtime,res,batch,gmacs") and len(rows) == 3
+    eager, ort = (dict(zip(rows[0].split(","), r.split(","), strict=True)) for r in rows[1:])
+    assert eager["runtime"] == "eager" and float(eager["vs_eager"]) == 1.0 and float(eager["max_rel_error"]) == 0.0
+    assert ort["runtime"] == "onnxruntime" and float(ort["max_rel_error"]) <= 1e-4 and float(ort["gmac_s"]) > 0
+    assert "vs eager" in capsys.readouterr().out
+    assert main(["bench", "test_resnet", "--runtime", "tvm"]) == 2
+    assert "unknown runtime 'tvm'" in capsys.readouterr().err

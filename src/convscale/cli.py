@@ -166,6 +166,9 @@ def _cmd_signal(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from . import bench
 
+    if args.runtime:
+        _bench_runtimes(args)
+        return
     settings = bench.BenchSettings(
         res=args.res,
         batch=args.batch,
@@ -192,6 +195,18 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         except ImportError as e:
             print(f"no plots: {e}", file=sys.stderr)
         print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _bench_runtimes(args: argparse.Namespace) -> None:
+    from .bench.runtimes import bench_runtimes, format_runtimes, write_runtimes
+
+    if args.device not in ("auto", "cpu") or args.mode != "infer" or args.dtype != "fp32":
+        raise ValueError("--runtime compares inference runtimes on the CPU in fp32 (bf16 is a runtime: eager-bf16)")
+    runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
+    rows = bench_runtimes(args.models, runtimes, res=args.res, batch=args.batch or 16, min_time=args.min_time)
+    print(format_runtimes(rows))
+    if args.out:
+        print(f"wrote {write_runtimes(rows, Path(args.out))}")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -446,6 +461,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--per-layer", action="store_true", help="forward time per layer kind and per stage")
     p.add_argument("--compare", choices=("timm",), help="time timm's model of the same name, interleaved")
+    p.add_argument("--runtime", help="compare runtimes instead, e.g. eager,compile,onnxruntime (fused models, CPU)")
     p.add_argument("--warmup", type=_bounded(int, 0, 10_000), default=3, help="untimed calls first (default 3)")
     p.add_argument("--min-iters", type=_bounded(int, 1, 1_000_000), default=10, help="timed calls at least (10)")
     p.add_argument("--min-time", type=_bounded(float, 0, 86_400), default=2.0, help="seconds of timed calls (2)")
