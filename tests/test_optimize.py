@@ -116,3 +116,17 @@ def test_bench_runtime_table(tmp_path, capsys):
     assert "vs eager" in capsys.readouterr().out
     assert main(["bench", "test_resnet", "--runtime", "tvm"]) == 2
     assert "unknown runtime 'tvm'" in capsys.readouterr().err
+
+
+def test_runners_do_not_change_the_model_they_were_built_from():
+    """Module.to converts in place: each runner works on its own copy, so one's memory format is not another's."""
+    from convscale.deploy import fuse
+
+    fused = fuse(convscale.create_model("test_resnet").eval())
+    weight = fused.stem.conv.weight
+    layout = weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 64)
+    for name in ("eager", "onnxruntime"):
+        build_runner(name, fused, x, torch.device("cpu"))
+    assert fused.stem.conv.weight is weight and weight.dtype == torch.float32
+    assert weight.is_contiguous(memory_format=torch.channels_last) == layout

@@ -74,7 +74,13 @@ def optimize(
             notes[name] = "not available on this device"
     with torch.inference_mode():
         want = fused(x.contiguous(memory_format=torch.channels_last)).float()
-    errors = {k: max_rel_error(r.fn(x), want) for k, r in runners.items()}
+    errors = {}
+    for name, runner in list(runners.items()):
+        try:  # torch.compile compiles at the first call: a backend failure shows here
+            errors[name] = max_rel_error(runner.fn(x), want)
+        except Exception as e:
+            notes[name] = f"failed: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}"
+            del runners[name]
     scores = {k: top1(r.fn) for k, r in runners.items()} if top1 is not None else {}
     timings = time_runners(runners, x, device, min_time=min_time)
     base = scores.get("eager")

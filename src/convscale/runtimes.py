@@ -8,6 +8,7 @@ process (``timing.measure``). ``deploy.optimize`` and ``convscale bench --runtim
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 from collections.abc import Callable
@@ -42,7 +43,8 @@ def _bf16_ok(device: torch.device) -> bool:
 def build_runner(name: str, fused: nn.Module, example: torch.Tensor, device: torch.device) -> Runner | None:
     """The runner ``name`` (one of :data:`RUNTIMES`) for ``fused`` (an eval-mode model, already in its inference
     form, on ``device``); None where this machine cannot run it (bf16 without hardware support, ONNX Runtime on a
-    device it is not built for). ``example``: a batch of the size that will be run."""
+    device it is not built for). ``example``: a batch of the size that will be run. Each runner works on its own copy
+    of ``fused`` (``Module.to`` converts in place: one runner's memory format must not become another's)."""
     if name not in RUNTIMES:
         raise ValueError(f"unknown runtime {name!r}; expected one of {', '.join(RUNTIMES)}")
     bf16 = name.endswith("-bf16")
@@ -50,7 +52,7 @@ def build_runner(name: str, fused: nn.Module, example: torch.Tensor, device: tor
         return None
     if name == "onnxruntime":
         return None if device.type != "cpu" else _onnxruntime(fused, example)
-    model = fused.to(memory_format=torch.channels_last)
+    model = copy.deepcopy(fused).to(memory_format=torch.channels_last)
     if name.startswith("compile"):
         model = torch.compile(model, options={"freezing": True})  # weights constant-folded into the graph
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -69,7 +71,8 @@ def _onnxruntime(fused: nn.Module, example: torch.Tensor) -> Runner:
     folder = tempfile.TemporaryDirectory(prefix="convscale-ort-")
     spec = ExportSpec("model", "runtime", example.shape[-1], example.shape[0], (0.0,) * 3, (1.0,) * 3, 1.0,
                       "center", "bicubic", False, False, 0)  # fmt: skip
-    path = export(fused.float().to(memory_format=torch.contiguous_format), Path(folder.name) / "m.onnx", spec)
+    mine = copy.deepcopy(fused).float().to(memory_format=torch.contiguous_format)
+    path = export(mine, Path(folder.name) / "m.onnx", spec)
     session = _session(ort, path)
     name = session.get_inputs()[0].name
 
