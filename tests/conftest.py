@@ -100,8 +100,8 @@ class FileServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # quiet
-                pass
+            def log_message(self, *args) -> None:
+                """Quiet: no line per request on stderr."""
 
             def do_GET(self) -> None:
                 server.log.append((self.path, self.headers.get("Range")))

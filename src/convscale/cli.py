@@ -88,7 +88,8 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from .exporter import check_onnx, export, prepare_export
+    from .exporter import export, prepare_export
+    from .runtimes import check_onnx
 
     batch = "dynamic" if args.batch == "dynamic" else _batch_arg(args.batch)
     model, spec = prepare_export(
@@ -271,13 +272,11 @@ def _source(args: argparse.Namespace, device) -> _Source:
     label = f"{run.config.model} ({run.weights} weights)"
     classes = readable_class_names(run.classes)
     c = run.config
-    shapes = {"seed": c.seed, "shapes_val": c.shapes_val, "shapes_res": c.shapes_res}
-    return _Source(run.model, classes, run.classes, p.transform, p.test_res, p.crop_pct, label, c.data, shapes)
+    return _Source(run.model, classes, run.classes, p.transform, p.test_res, p.crop_pct, label, c.data, c.val_options)
 
 
 def _published_source(args: argparse.Namespace, device) -> _Source:
     from .factory import create_model
-    from .weights import imagenet_classes
 
     if args.run is not None or args.checkpoint is not None:
         raise ValueError("give either a run (RUN or --checkpoint) or --model NAME --pretrained, not both")
@@ -286,9 +285,8 @@ def _published_source(args: argparse.Namespace, device) -> _Source:
     if w is None:  # a local file: no published evaluation settings
         raise ValueError("--model with a local checkpoint: evaluate it as a run, or give a published tag")
     names = w.classes or [str(i) for i in range(w.num_classes)]
-    folders = [wnid for wnid, _ in imagenet_classes()] if w.label_set == "imagenet-1k" else None
     crop = w.test_crop_pct or w.crop_pct
-    return _Source(model.to(device).eval(), names, folders, w.transforms, w.test_input_size, crop, w.name, None)
+    return _Source(model.to(device).eval(), names, w.folders, w.transforms, w.test_input_size, crop, w.name, None)
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
@@ -561,12 +559,8 @@ def _add_export(sub) -> None:
 
 def _cmd_deploy(args: argparse.Namespace) -> None:
     from .deploy import deploy_model
-    from .runtimes import RUNTIMES
 
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
-    unknown = [r for r in runtimes if r not in RUNTIMES]
-    if unknown:
-        raise ValueError(f"unknown runtime {unknown[0]!r}; expected some of {', '.join(RUNTIMES)}")
     r = deploy_model(
         args.source, args.out, pretrained=args.pretrained, weights=args.weights, res=args.res, batch=args.batch,
         runtimes=runtimes, tolerance=args.tolerance, val=args.val, max_top1_drop=args.max_top1_drop,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .fuse import fuse
-from .runtimes import RUNTIMES, Runner, build_runner, max_rel_error, time_runners
+from .runtimes import RUNTIMES, Runner, build_runner, check_runtimes, max_rel_error, time_runners
 
 __all__ = ["Candidate", "Optimized", "deploy_model", "fuse", "optimize", "top1_on"]
 
@@ -58,6 +58,7 @@ def optimize(
     runner on a validation set, in %) is given, whose top-1 is at most ``max_top1_drop`` points below fp32's — and
     return the fastest of them, timed interleaved at ``example``'s batch. Eager fp32 is always a candidate, so there
     is always an answer."""
+    check_runtimes(runtimes)  # a typo is an error, not a runtime "unavailable here"
     device = torch.device(device)
     fused = fuse(model.eval()).to(device)
     x = example.to(device)
@@ -115,13 +116,11 @@ def _data_of(source: str, spec, weights: str) -> _Data:
         from .train.run import RunFolder
 
         ckpt = read_checkpoint(RunFolder.of(source).checkpoint)
-        c = ckpt.config_obj
-        options = {"seed": c.seed, "shapes_val": c.shapes_val, "shapes_res": c.shapes_res}
-        return _Data(t, list(ckpt.classes), options, c.data)
-    from .weights import imagenet_classes
+        return _Data(t, list(ckpt.classes), ckpt.config_obj.val_options, ckpt.config_obj.data)
+    from .weights import imagenet_folders
 
     imagenet = spec.classes is not None and spec.num_classes == 1000
-    return _Data(t, [w for w, _ in imagenet_classes()] if imagenet else None, {}, None)
+    return _Data(t, imagenet_folders() if imagenet else None, {}, None)
 
 
 def _batches(data: str, d: _Data, batch: int, split: str, limit: int | None = None):
@@ -184,6 +183,7 @@ def deploy_model(
 
     from .exporter import export, prepare_export
 
+    check_runtimes(runtimes)
     folder = Path(out)
     model, spec = prepare_export(source, pretrained=pretrained, res=res, batch=batch, weights=weights)
     d = _data_of(source, spec, weights)
@@ -211,7 +211,7 @@ def _int8(result: Optimized, spec, folder, d: _Data, calibrate: str | None, scor
     """The int8 model beside the fp32 ONNX one: its speed and top-1 against fp32 in ONNX Runtime."""
     from .exporter import export
     from .quantize import quantize_onnx
-    from .runtimes import _session
+    from .runtimes import onnx_runner
 
     if calibrate is None:
         raise ValueError("int8 needs calibration images: --calibrate DIR (a folder with train/ or val/)")
@@ -219,14 +219,7 @@ def _int8(result: Optimized, spec, folder, d: _Data, calibrate: str | None, scor
     split = "train" if calibrate == d.default else "val"
     batches = [x for x, _ in _batches(calibrate, d, spec.batch, split, limit=32 * spec.batch)]
     int8 = quantize_onnx(fp32, folder / "model.int8.onnx", batches)
-    from .exporter import _require
-
-    ort = _require("onnxruntime")
-    runners = {}
-    for name, path in (("onnxruntime", fp32), ("onnxruntime-int8", int8)):
-        session = _session(ort, path)
-        key = session.get_inputs()[0].name
-        runners[name] = Runner(name, lambda x, s=session, k=key: torch.from_numpy(s.run(None, {k: x.numpy()})[0]))
+    runners = {name: onnx_runner(path, name) for name, path in (("onnxruntime", fp32), ("onnxruntime-int8", int8))}
     x = batches[0]
     timings = time_runners(runners, x, torch.device("cpu"), min_time=min_time)
     scores = {k: top1_on(scored)(r.fn) for k, r in runners.items()} if scored else {}

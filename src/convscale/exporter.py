@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FORMATS", "OPSETS", "ExportSpec", "check_onnx", "export", "prepare_export", "read_metadata"]
+__all__ = ["FORMATS", "OPSETS", "ExportSpec", "export", "prepare_export", "read_metadata", "require"]
 
 FORMATS = ("onnx", "pt2")
 OPSETS = range(18, 24)  # what PyTorch's ONNX exporter writes (it converts to older opsets poorly or not at all)
@@ -50,7 +50,7 @@ class ExportSpec:
         return json.dumps({"format": "convscale-export/1", **asdict(self)})
 
 
-class _Normalized(nn.Module):
+class Normalized(nn.Module):
     """RGB in [0, 1] -> the model's input: ``(x - mean) / std`` first."""
 
     def __init__(self, model: nn.Module, mean, std) -> None:
@@ -101,12 +101,12 @@ def _prepared(model: nn.Module, spec: ExportSpec) -> nn.Module:
     net = model.eval()
     if spec.fused:
         net = fuse(net).to(memory_format=torch.contiguous_format)  # the exporter decides its own layout
-    return _Normalized(net, spec.mean, spec.std).eval() if spec.normalize_in_graph else net
+    return Normalized(net, spec.mean, spec.std).eval() if spec.normalize_in_graph else net
 
 
 def _onnx(net: nn.Module, x: torch.Tensor, shapes: Any, path: Path, spec: ExportSpec, opset: int) -> None:
-    onnx = _require("onnx")
-    _require("onnxscript")
+    onnx = require("onnx")
+    require("onnxscript")
     import logging
     import warnings
 
@@ -131,7 +131,8 @@ def _onnx(net: nn.Module, x: torch.Tensor, shapes: Any, path: Path, spec: Export
     onnx.save(proto, str(path))
 
 
-def _require(module: str):
+def require(module: str):
+    """``module`` imported, or an ImportError naming the ``convscale[onnx]`` extra."""
     import importlib
 
     try:
@@ -144,7 +145,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The ``ExportSpec`` recorded in an exported ``.onnx`` or ``.pt2`` file, as a dict."""
     path = Path(path)
     if path.suffix == ".onnx":
-        onnx = _require("onnx")
+        onnx = require("onnx")
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         return json.loads(props["convscale"])
     import zipfile
@@ -195,17 +196,3 @@ def prepare_export(
             IMAGENET_MEAN, IMAGENET_STD, 0.875, "center", "bicubic", normalize, fused, model.num_classes,
         )  # fmt: skip
     return model, spec
-
-
-def check_onnx(path: str | Path, model: nn.Module, spec: ExportSpec, batch: int = 2) -> float:
-    """Max |ONNX Runtime − PyTorch eager fp32| / max |eager| on a random batch (the exported graph's own input)."""
-    ort = _require("onnxruntime")
-    x = torch.rand(batch if spec.batch == "dynamic" else spec.batch, 3, spec.res, spec.res)
-    reference = _Normalized(model.eval(), spec.mean, spec.std) if spec.normalize_in_graph else model.eval()
-    with torch.no_grad():
-        want = reference(x).float()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
-    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-12))

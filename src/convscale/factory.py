@@ -78,19 +78,32 @@ def create_model(
         num_classes = published.num_classes if num_classes is None else num_classes
     num_classes = 1000 if num_classes is None else num_classes
     entry = get_entry(name)
+    _check_sizes(num_classes, in_chans)
+    rates = {"drop_rate": drop_rate, "drop_path_rate": drop_path_rate}
+    for label, value in rates.items():
+        _check_rate(label, value)
+    overrides |= {k: v for k, v in rates.items() if v is not None}
+    model = entry.build(_config_with(entry.config, name, overrides), num_classes=num_classes, in_chans=in_chans)
+    model.pretrained_cfg = published
+    _load_weights(model, name, published, local, pretrained_weights)
+    if features_only:
+        from .models.features import FeatureExtractor
+
+        return FeatureExtractor(model, out_indices)
+    if out_indices is not None:
+        raise ValueError("out_indices applies only with features_only=True")
+    return model
+
+
+def _check_sizes(num_classes: object, in_chans: object) -> None:
     for label, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             kind = "an integer >= 0 (0: no classifier)" if low == 0 else "a positive integer"
             raise ValueError(f"{label} must be {kind}, got {value!r}")
-    _check_rate("drop_rate", drop_rate)
-    _check_rate("drop_path_rate", drop_path_rate)
-    if drop_rate is not None:
-        overrides["drop_rate"] = drop_rate
-    if drop_path_rate is not None:
-        overrides["drop_path_rate"] = drop_path_rate
-    config = _config_with(entry.config, name, overrides)
-    model = entry.build(config, num_classes=num_classes, in_chans=in_chans)
-    model.pretrained_cfg = published
+
+
+def _load_weights(model: nn.Module, name: str, published, local, weights: str) -> None:
+    """Published weights (downloaded on first use, in their source's layout), or a local file or run."""
     if published is not None:
         from .checkpoint import load_reference
         from .hub import fetch_weights
@@ -99,14 +112,7 @@ def create_model(
     elif local is not None:
         from .checkpoint import load_pretrained
 
-        load_pretrained(model, local, name=name, weights=pretrained_weights)
-    if features_only:
-        from .models.features import FeatureExtractor
-
-        return FeatureExtractor(model, out_indices)
-    if out_indices is not None:
-        raise ValueError("out_indices applies only with features_only=True")
-    return model
+        load_pretrained(model, local, name=name, weights=weights)
 
 
 def _split_tag(name: str, pretrained: object) -> tuple[str, object]:

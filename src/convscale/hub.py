@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 
 from .weights import Weights, get_weights
@@ -113,8 +114,11 @@ def _hf_cache() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
+@cache
 def hf_repo_weights(name: str, repo: str) -> Weights:
-    """A :class:`Weights` for hub repository ``repo`` (timm layout), from its ``config.json`` when it has one."""
+    """A :class:`Weights` for hub repository ``repo`` (timm layout), from its ``config.json`` when it has one. Read
+    once per process: a run asks for it several times (sizes, normalization, form), and online each read of the hub
+    is a request."""
     try:
         cfg = json.loads(hub_file(repo, ("config.json",)).read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .exporter import _require
+from .exporter import require
 
 __all__ = ["quantize_onnx"]
 
@@ -17,7 +17,7 @@ __all__ = ["quantize_onnx"]
 def quantize_onnx(fp32: str | Path, out: str | Path, batches: Iterable[torch.Tensor]) -> Path:
     """Quantize ``fp32`` into ``out`` with ``batches`` (float32 NCHW tensors, the graph's own input size and batch)
     as the calibration set. Written to a temporary name and renamed."""
-    _require("onnxruntime")
+    require("onnxruntime")
     import os
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static

@@ -11,14 +11,23 @@ import contextlib
 import copy
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["RUNTIMES", "Runner", "build_runner", "max_rel_error", "time_runners"]
+__all__ = [
+    "RUNTIMES",
+    "Runner",
+    "build_runner",
+    "check_onnx",
+    "check_runtimes",
+    "max_rel_error",
+    "onnx_runner",
+    "time_runners",
+]
 
 RUNTIMES = ("eager", "eager-bf16", "compile", "compile-bf16", "onnxruntime")
 
@@ -45,8 +54,7 @@ def build_runner(name: str, fused: nn.Module, example: torch.Tensor, device: tor
     form, on ``device``); None where this machine cannot run it (bf16 without hardware support, ONNX Runtime on a
     device it is not built for). ``example``: a batch of the size that will be run. Each runner works on its own copy
     of ``fused`` (``Module.to`` converts in place: one runner's memory format must not become another's)."""
-    if name not in RUNTIMES:
-        raise ValueError(f"unknown runtime {name!r}; expected one of {', '.join(RUNTIMES)}")
+    check_runtimes([name])
     bf16 = name.endswith("-bf16")
     if bf16 and not _bf16_ok(device):
         return None
@@ -65,21 +73,47 @@ def build_runner(name: str, fused: nn.Module, example: torch.Tensor, device: tor
 
 
 def _onnxruntime(fused: nn.Module, example: torch.Tensor) -> Runner:
-    from .exporter import ExportSpec, _require, export
+    from .exporter import ExportSpec, export
 
-    ort = _require("onnxruntime")
     folder = tempfile.TemporaryDirectory(prefix="convscale-ort-")
     spec = ExportSpec("model", "runtime", example.shape[-1], example.shape[0], (0.0,) * 3, (1.0,) * 3, 1.0,
                       "center", "bicubic", False, False, 0)  # fmt: skip
     mine = copy.deepcopy(fused).float().to(memory_format=torch.contiguous_format)
-    path = export(mine, Path(folder.name) / "m.onnx", spec)
-    session = _session(ort, path)
-    name = session.get_inputs()[0].name
+    runner = onnx_runner(export(mine, Path(folder.name) / "m.onnx", spec))
+    runner.keep.append(folder)
+    return runner
+
+
+def onnx_runner(path: str | Path, name: str = "onnxruntime") -> Runner:
+    """An ONNX file in an ONNX Runtime session on the CPU (this machine's threads, no spinning)."""
+    from .exporter import require
+
+    session = _session(require("onnxruntime"), Path(path))
+    key = session.get_inputs()[0].name
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {name: x.float().contiguous().cpu().numpy()})[0])
+        return torch.from_numpy(session.run(None, {key: x.float().contiguous().cpu().numpy()})[0])
 
-    return Runner("onnxruntime", run, keep=[folder, session])
+    return Runner(name, run, keep=[session])
+
+
+def check_onnx(path: str | Path, model: nn.Module, spec, batch: int = 2) -> float:
+    """Max |ONNX Runtime − PyTorch eager fp32| / max |eager| on a random batch of the exported graph's own input
+    (``spec``: its :class:`~convscale.exporter.ExportSpec`)."""
+    from .exporter import Normalized
+
+    x = torch.rand(batch if spec.batch == "dynamic" else spec.batch, 3, spec.res, spec.res)
+    reference = Normalized(model.eval(), spec.mean, spec.std) if spec.normalize_in_graph else model.eval()
+    with torch.no_grad():
+        want = reference(x).float()
+    return max_rel_error(onnx_runner(path).fn(x), want)
+
+
+def check_runtimes(names: Sequence[str]) -> None:
+    """Every name a runtime of :data:`RUNTIMES`, else one ValueError naming the first unknown one."""
+    unknown = [r for r in names if r not in RUNTIMES]
+    if unknown:
+        raise ValueError(f"unknown runtime {unknown[0]!r}; expected some of {', '.join(RUNTIMES)}")
 
 
 def _session(ort, path: Path, threads: int | None = None):

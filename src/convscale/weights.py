@@ -24,6 +24,7 @@ __all__ = [
     "default_tag",
     "get_weights",
     "imagenet_classes",
+    "imagenet_folders",
     "key_digest",
     "list_pretrained",
     "readable_class_names",
@@ -72,6 +73,11 @@ class Weights:
     def classes(self) -> list[str] | None:
         """Human-readable class names in logit order (ImageNet-1k only; other label sets are not bundled)."""
         return [name for _, name in imagenet_classes()] if self.label_set == "imagenet-1k" else None
+
+    @property
+    def folders(self) -> list[str] | None:
+        """The class folder (WordNet id) of each logit, for evaluating on an ImageNet-style folder (ImageNet-1k)."""
+        return imagenet_folders() if self.label_set == "imagenet-1k" else None
 
     @property
     def form(self) -> dict[str, object]:
@@ -159,6 +165,11 @@ def imagenet_classes() -> tuple[tuple[str, str], ...]:
         wnid, name = line.split("\t")
         rows.append((wnid, name))
     return tuple(rows)
+
+
+def imagenet_folders() -> list[str]:
+    """ImageNet-1k's WordNet ids in label order: the class folders of its val split (and of Imagenette's)."""
+    return [wnid for wnid, _ in imagenet_classes()]
 
 
 def readable_class_names(classes: Iterable[str]) -> list[str]:

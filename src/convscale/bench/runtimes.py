@@ -14,7 +14,7 @@ import torch
 from ..factory import create_model
 from ..fuse import fuse
 from ..registry import get_entry
-from ..runtimes import RUNTIMES, build_runner, max_rel_error, time_runners
+from ..runtimes import build_runner, check_runtimes, max_rel_error, time_runners
 from .runner import static_figures
 from .timing import matmul_peak
 
@@ -42,9 +42,7 @@ def bench_runtimes(
     models: Sequence[str], runtimes: Sequence[str], *, res: int | None = None, batch: int = 16, min_time: float = 2.0
 ) -> list[RuntimeRow]:
     """Each model (fused, eval mode, random weights) in each runtime this CPU has, at ``batch``."""
-    unknown = [r for r in runtimes if r not in RUNTIMES]
-    if unknown:
-        raise ValueError(f"unknown runtime {unknown[0]!r}; expected some of {', '.join(RUNTIMES)}")
+    check_runtimes(runtimes)
     device = torch.device("cpu")
     peak = matmul_peak(device, torch.float32)
     rows = []

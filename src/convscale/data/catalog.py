@@ -77,12 +77,12 @@ def cached(name: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def fetch(name: str, *, progress: bool = True, source: DatasetSource | None = None) -> Path:
+def fetch(name: str, *, progress: bool = True) -> Path:
     """The folder (with ``train/`` and ``val/``) of dataset ``name``: from the cache, or downloaded (resuming a
-    partial download), checked and extracted first. ``source`` replaces the catalogue's row (tests, mirrors)."""
-    if name not in DATASETS and source is None:
+    partial download), checked and extracted first."""
+    if name not in DATASETS:
         raise ValueError(f"no dataset named {name!r}; the named datasets are {', '.join(DATASETS)}")
-    src = source or DATASETS[name]
+    src = DATASETS[name]
     root = cache_dir()
     if (ready := cached(name)) is not None:
         return ready

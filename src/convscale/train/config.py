@@ -204,6 +204,11 @@ class TrainConfig:
         data = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(self.data).name).lstrip(".") or "data"
         return f"{self.model}-{data}"[:100]
 
+    @property
+    def val_options(self) -> dict[str, Any]:
+        """``make_val_dataset``'s settings that rebuild this run's synthetic-shapes val split."""
+        return {"seed": self.seed, "shapes_val": self.shapes_val, "shapes_res": self.shapes_res}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -62,9 +62,7 @@ def source_classes(cfg: Any) -> list[str] | None:
     published ImageNet weights, a run's own classes; None for a plain checkpoint file or another label set."""
     w = published_weights(cfg)
     if w is not None:
-        from ..weights import imagenet_classes
-
-        return [wnid for wnid, _ in imagenet_classes()] if w.label_set == "imagenet-1k" else None
+        return w.folders
     from ..checkpoint import TRAIN_FORMAT, read_train_header, run_checkpoint
 
     try:
