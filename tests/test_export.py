@@ -1,5 +1,6 @@
 """Export: every tiny variant and every parity fixture's model to ONNX, run in ONNX Runtime against PyTorch (fp32,
-1e-4 of the output scale) — dynamic batch at two batch sizes, 'same' padding at an odd size — plus .pt2, the
+1e-4 of the output scale) — dynamic batch, height and width at two sizes each, 'same' padding at an odd size — plus
+.pt2, the
 recorded preprocessing, the baked-in normalization, and the failures a user meets (one line, exit 2)."""
 
 from __future__ import annotations
@@ -33,14 +34,27 @@ def relative(got: torch.Tensor, want: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("name", TINY_MODELS)
 def test_every_tiny_variant_exports_and_matches_in_onnx_runtime(name, tmp_path):
-    res = 113 if name in SAME_PADDING else 64  # 'same' padding: an odd size, where its pads are uneven
-    model, spec = prepare_export(name, res=res, batch="dynamic")
+    """One graph, dynamic in batch, height and width, at two batches and two sizes; 113 x 97 is odd, where 'same'
+    padding (test_tf_efficientnetv2, test_nfnet) pads unevenly, its pads computed in the graph from the shape."""
+    model, spec = prepare_export(name, res=64, batch="dynamic", dynamic_size=True)
     path = export(model, tmp_path / f"{name}.onnx", spec)
-    for batch in (1, 3):  # the batch is dynamic: two sizes through one graph
-        x = torch.randn(batch, 3, res, res)
+    for batch, (h, w) in ((1, (64, 64)), (3, (113, 97))):
+        x = torch.randn(batch, 3, h, w)
         with torch.no_grad():
             want = model.eval()(x)
-        assert relative(run_onnx(path, x), want) <= 1e-4, (name, batch)
+        assert relative(run_onnx(path, x), want) <= 1e-4, (name, batch, h, w)
+
+
+@pytest.mark.parametrize("name", sorted(SAME_PADDING))
+def test_same_padding_at_a_fixed_odd_size_becomes_constant_pads(name, tmp_path):
+    model, spec = prepare_export(name, res=113, batch=2)
+    path = export(model, tmp_path / f"{name}.onnx", spec)
+    x = torch.randn(2, 3, 113, 113)
+    with torch.no_grad():
+        want = model.eval()(x)
+    assert relative(run_onnx(path, x), want) <= 1e-4
+    with pytest.raises(Exception):  # noqa: B017 - ONNX Runtime's own error: the graph's size is fixed
+        run_onnx(path, torch.randn(2, 3, 97, 97))
 
 
 def _fixture_model(fixture: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
@@ -92,21 +106,23 @@ def test_a_run_exports_with_its_classes_and_policy(tmp_path, capsys):
     cfg = TrainConfig(model="test_resnet", data=str(data), epochs=1, batch_size=16, workers=0, out=str(tmp_path))
     run = fit(cfg, log=lambda *_: None).run_dir
     out = tmp_path / "run.onnx"
-    assert main(["export", str(run), "--out", str(out), "--batch", "dynamic"]) == 0
-    line = capsys.readouterr().out
-    assert "max relative error" in line and "batch dynamic" in line
+    assert main(["export", str(run), "--out", str(out), "--batch", "dynamic", "--dynamic-size"]) == 0
+    line = capsys.readouterr().out  # --check compared at 64 px and at 49 x 54
+    assert "max relative error" in line and "batch dynamic" in line and "dynamic size (example 64 px)" in line
     meta = read_metadata(out)
-    assert meta["classes"] == ["circle", "star", "triangle"] and meta["res"] == 64 and meta["weights"] == str(run)
+    assert meta["dynamic_size"] and meta["classes"] == ["circle", "star", "triangle"]
+    assert meta["res"] == 64 and meta["weights"] == str(run)
 
 
 def test_pt2_round_trip(tmp_path):
-    model, spec = prepare_export("test_efficientnet", res=64, batch=2)
+    model, spec = prepare_export("test_tf_efficientnetv2", res=64, batch=2, dynamic_size=True)
     path = export(model, tmp_path / "m.pt2", spec, fmt="pt2")
     program = torch.export.load(str(path))
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        assert relative(program.module()(x), model.eval()(x)) <= 1e-5
-    assert read_metadata(path)["model"] == "test_efficientnet"
+    for size in (64, 81):
+        x = torch.randn(2, 3, size, size)
+        with torch.no_grad():
+            assert relative(program.module()(x), model.eval()(x)) <= 1e-5
+    assert read_metadata(path)["model"] == "test_tf_efficientnetv2"
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):

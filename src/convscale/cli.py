@@ -94,11 +94,12 @@ def _cmd_export(args: argparse.Namespace) -> None:
     batch = "dynamic" if args.batch == "dynamic" else _batch_arg(args.batch)
     model, spec = prepare_export(
         args.source, pretrained=args.pretrained, res=args.res, batch=batch, normalize=args.normalize,
-        fused=args.fuse, weights=args.weights,
+        fused=args.fuse, weights=args.weights, dynamic_size=args.dynamic_size,
     )  # fmt: skip
     fmt = args.format or ("pt2" if args.out.endswith(".pt2") else "onnx")
     path = export(model, args.out, spec, fmt=fmt, opset=args.opset)
-    line = f"{spec.model} ({spec.weights}) -> {path}: {fmt}, {spec.res} px, batch {spec.batch}"
+    size = f"dynamic size (example {spec.res} px)" if spec.dynamic_size else f"{spec.res} px"
+    line = f"{spec.model} ({spec.weights}) -> {path}: {fmt}, {size}, batch {spec.batch}"
     line += ", fused" if spec.fused else ""
     line += ", normalization in the graph (input RGB in [0, 1])" if spec.normalize_in_graph else ""
     if fmt == "onnx" and args.check:
@@ -549,6 +550,7 @@ def _add_export(sub) -> None:
     p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="a run's weights [auto]")
     p.add_argument("--res", type=_bounded(int, 32, 4096), help="image size (default: the test size)")
     p.add_argument("--batch", default="1", help="batch size, or 'dynamic' [1]")
+    p.add_argument("--dynamic-size", action="store_true", help="height and width dynamic (--res: the example size)")
     p.add_argument("--fuse", action=argparse.BooleanOptionalAction, default=True, help="the deploy.fuse form [on]")
     p.add_argument("--normalize", action="store_true", help="bake the normalization in: input RGB in [0, 1]")
     p.add_argument("--opset", type=int, default=18, help=f"ONNX opset, {OPSETS[0]}-{OPSETS[-1]} [18]")

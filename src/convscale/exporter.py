@@ -3,7 +3,8 @@
 
 The exported graph is the model's inference form by default (:func:`convscale.deploy.fuse`: BN folded, RepVGG
 re-parameterized, NFNet weight standardization precomputed), at a fixed image size (TensorFlow 'same' padding then
-becomes constant pads) and a fixed or dynamic batch. With ``normalize=True`` the graph takes RGB in [0, 1] and
+becomes constant pads) or with dynamic height and width (its pads computed in the graph from the input's shape),
+and a fixed or dynamic batch. With ``normalize=True`` the graph takes RGB in [0, 1] and
 normalizes inside it. The file records what a user needs to feed it: the model name, the weights it was exported
 with, the image size and the preprocessing (resize, crop, interpolation, mean and std), as ONNX metadata properties
 or a ``convscale.json`` entry in the ``.pt2`` archive. Files are written to a temporary name and renamed.
@@ -45,6 +46,7 @@ class ExportSpec:
     fused: bool
     num_classes: int
     classes: list[str] | None = None
+    dynamic_size: bool = False  # height and width dynamic (``res`` is then the example and recommended size)
 
     def to_json(self) -> str:
         return json.dumps({"format": "convscale-export/1", **asdict(self)})
@@ -72,7 +74,7 @@ def export(model: nn.Module, out: str | Path, spec: ExportSpec, *, fmt: str = "o
     _check_spec(spec)
     net = _prepared(model, spec)
     x = torch.rand(2 if spec.batch == "dynamic" else spec.batch, 3, spec.res, spec.res)
-    shapes = {"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}} if spec.batch == "dynamic" else None
+    shapes = _dynamic_shapes(spec)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # .pt2 archives insist on their suffix
@@ -86,6 +88,15 @@ def export(model: nn.Module, out: str | Path, spec: ExportSpec, *, fmt: str = "o
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _dynamic_shapes(spec: ExportSpec) -> dict[str, dict[int, Any]] | None:
+    dims: dict[int, Any] = {}
+    if spec.batch == "dynamic":
+        dims[0] = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    if spec.dynamic_size:  # DYNAMIC, not a named Dim: the exporter derives each stride's constraints itself
+        dims[2] = dims[3] = torch.export.Dim.DYNAMIC
+    return {"x": dims} if dims else None
 
 
 def _check_spec(spec: ExportSpec) -> None:
@@ -164,6 +175,7 @@ def prepare_export(
     normalize: bool = False,
     fused: bool = True,
     weights: str = "auto",
+    dynamic_size: bool = False,
 ) -> tuple[nn.Module, ExportSpec]:
     """The model and its :class:`ExportSpec` for ``source``: a run folder (its weights, classes and evaluation
     policy), or a registered name (with ``pretrained`` weights and their preprocessing, else ImageNet's)."""
@@ -175,7 +187,7 @@ def prepare_export(
         p = run.policy
         spec = ExportSpec(
             run.config.model, str(path), res or p.test_res, batch, p.mean, p.std, p.crop_pct, p.crop_mode,
-            p.interpolation, normalize, fused, len(run.classes), list(run.classes),
+            p.interpolation, normalize, fused, len(run.classes), list(run.classes), dynamic_size,
         )  # fmt: skip
         return run.model, spec
     from .augment.normalize import IMAGENET_MEAN, IMAGENET_STD
@@ -187,12 +199,13 @@ def prepare_export(
         crop = w.test_crop_pct or w.crop_pct
         spec = ExportSpec(
             w.model, w.name, res or w.test_input_size, batch, w.mean, w.std, crop, w.crop_mode, w.interpolation,
-            normalize, fused, w.num_classes, w.classes,
+            normalize, fused, w.num_classes, w.classes, dynamic_size,
         )  # fmt: skip
     else:
         name = source.split(".", 1)[0]
         spec = ExportSpec(
             name, "random" if pretrained is None else str(pretrained), res or model_info(name).test_res, batch,
-            IMAGENET_MEAN, IMAGENET_STD, 0.875, "center", "bicubic", normalize, fused, model.num_classes,
+            IMAGENET_MEAN, IMAGENET_STD, 0.875, "center", "bicubic", normalize, fused, model.num_classes, None,
+            dynamic_size,
         )  # fmt: skip
     return model, spec

@@ -8,7 +8,6 @@ DeepMind's NFNets) need it: the symmetric form shifts every strided feature map 
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -26,7 +25,11 @@ def symmetric_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> i
 
 
 def _same_pad_amount(size: int, kernel_size: int, stride: int, dilation: int) -> int:
-    return max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
+    # integer arithmetic on non-negative numbers only, so that a symbolic size in torch.export stays one small
+    # expression and ONNX's integer Div (which truncates) agrees with floor division
+    reach = (kernel_size - 1) * dilation + 1
+    total = ((size + stride - 1) // stride - 1) * stride + reach - size  # >= reach - stride: no max when that's >= 0
+    return total if reach >= stride else torch.sym_max(total, 0)
 
 
 def pad_same(x: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]):
