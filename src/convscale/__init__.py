@@ -1,6 +1,6 @@
 """convscale: efficient ConvNets exact to their papers, and the training and measuring tools around them."""
 
-from . import models  # noqa: F401  (registers every model)
+from . import arch, models  # noqa: F401  (registers every model, and architecture files as names)
 from .config import ModelConfig, Published
 from .exporter import export
 from .factory import ModelInfo, create_model, model_info

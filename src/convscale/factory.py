@@ -117,7 +117,7 @@ def _load_weights(model: nn.Module, name: str, published, local, weights: str) -
 
 def _split_tag(name: str, pretrained: object) -> tuple[str, object]:
     """``"convnext_tiny.fb_in1k"`` → the model and, with ``pretrained=True``, its weights named in full."""
-    if isinstance(name, str) and "." in name:
+    if isinstance(name, str) and "." in name and not name.lower().endswith((".yaml", ".yml")):  # not an arch file
         model, _ = name.split(".", 1)
         get_entry(model)
         return model, (name if pretrained is True else pretrained)

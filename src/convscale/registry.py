@@ -15,6 +15,7 @@ from .keymap import Counterpart
 
 __all__ = [
     "ModelEntry",
+    "add_resolver",
     "counterpart",
     "counterpart_of",
     "get_entry",
@@ -40,6 +41,14 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+#: functions that turn a name that is not registered into an entry (``convscale.arch``: an architecture file)
+_RESOLVERS: list[Callable[[str], ModelEntry | None]] = []
+
+
+def add_resolver(resolve: Callable[[str], ModelEntry | None]) -> None:
+    """Let ``get_entry`` accept names ``resolve`` knows (it returns None for the rest)."""
+    if resolve not in _RESOLVERS:
+        _RESOLVERS.append(resolve)
 
 
 def register_model(
@@ -66,6 +75,10 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
+        for resolve in _RESOLVERS:
+            entry = resolve(name)
+            if entry is not None:
+                return entry
         close = _closest(name, list(_REGISTRY))
         hint = f"; did you mean {', '.join(close)}?" if close else "; see `convscale list`"
         raise ValueError(f"unknown model {name!r}{hint}") from None

@@ -23,7 +23,7 @@ from ..registry import register_model
 from ..scaling import round_filters, round_repeats
 from .base import ClassifierHead, ConvNet, stage_feature_info
 
-__all__ = ["EfficientNet", "EfficientNetConfig", "MBStage"]
+__all__ = ["EfficientNet", "EfficientNetConfig", "MBStage", "make_block", "make_head", "make_stem"]
 
 BlockKind = Literal["mbconv", "fused"]
 _BLOCKS: dict[str, type[nn.Module]] = {"mbconv": MBConv, "fused": FusedMBConv}
@@ -99,11 +99,8 @@ class EfficientNet(ConvNet):
     def __init__(self, cfg: EfficientNetConfig, *, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__(num_classes, in_chans)
         self.cfg = cfg
-        norm = partial(nn.BatchNorm2d, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
-        layer = dict(norm_layer=norm, act_layer=cfg.act_layer, padding=cfg.padding)
-
         chs = cfg.channels(cfg.stem_chs)
-        self.stem = ConvNormAct(in_chans, chs, 3, 2, **layer)
+        self.stem = make_stem(cfg, in_chans)
 
         rows = cfg.scaled_stages()
         total_blocks = sum(s.repeats for s in rows)
@@ -119,32 +116,52 @@ class EfficientNet(ConvNet):
                 widths.append(s.out_chs)
             widths[-1] = s.out_chs
             for j in range(s.repeats):
-                built[-1].append(
-                    _BLOCKS[s.block](
-                        chs,
-                        s.out_chs,
-                        s.kernel,
-                        s.stride if j == 0 else 1,
-                        expand_ratio=s.expand,
-                        se=dataclasses.replace(cfg.se, ratio=s.se_ratio) if s.se_ratio else None,
-                        drop_path_rate=cfg.drop_path_rate * index / total_blocks,  # linear in the block index
-                        **{**layer, "act_layer": s.act or cfg.act_layer},
-                    )
-                )
+                drop_path = cfg.drop_path_rate * index / total_blocks  # linear in the block index
+                built[-1].append(make_block(cfg, s, chs, first=j == 0, drop_path_rate=drop_path))
                 chs = s.out_chs
                 index += 1
         self.stages = nn.Sequential(*(nn.Sequential(*blocks) for blocks in built))
         self.feature_info = stage_feature_info(2, strides, widths, stem_chs=self.stem.out_channels)
 
-        head_chs = cfg.channels(cfg.head_chs)
-        self.final = ConvNormAct(chs, head_chs, 1, **layer)
-        self.head = ClassifierHead(
-            head_chs, num_classes, cfg.drop_rate, hidden=cfg.head_hidden, hidden_act=cfg.act_layer
-        )
+        self.final, self.head = make_head(cfg, chs, num_classes)
         self.apply(_init_weights_tf)
 
     def init_classifier(self, fc: nn.Linear) -> None:
         _init_weights_tf(fc)
+
+
+def _layer_kwargs(cfg: EfficientNetConfig) -> dict:
+    norm = partial(nn.BatchNorm2d, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+    return dict(norm_layer=norm, act_layer=cfg.act_layer, padding=cfg.padding)
+
+
+def make_stem(cfg: EfficientNetConfig, in_chans: int = 3) -> nn.Module:
+    """The 3×3 stride-2 stem conv of ``cfg``."""
+    return ConvNormAct(in_chans, cfg.channels(cfg.stem_chs), 3, 2, **_layer_kwargs(cfg))
+
+
+def make_block(
+    cfg: EfficientNetConfig, stage: MBStage, in_chs: int, *, first: bool, drop_path_rate: float = 0.0
+) -> nn.Module:
+    """One block of a (scaled) stage row: the first carries the row's stride. Shared by the network and the
+    latency table (``convscale.search.latency``), which times blocks alone."""
+    return _BLOCKS[stage.block](
+        in_chs,
+        stage.out_chs,
+        stage.kernel,
+        stage.stride if first else 1,
+        expand_ratio=stage.expand,
+        se=dataclasses.replace(cfg.se, ratio=stage.se_ratio) if stage.se_ratio else None,
+        drop_path_rate=drop_path_rate,
+        **{**_layer_kwargs(cfg), "act_layer": stage.act or cfg.act_layer},
+    )
+
+
+def make_head(cfg: EfficientNetConfig, in_chs: int, num_classes: int) -> tuple[nn.Module, nn.Module]:
+    """The 1×1 conv to the head width, and the classifier head (pool, dropout, FC)."""
+    head_chs = cfg.channels(cfg.head_chs)
+    final = ConvNormAct(in_chs, head_chs, 1, **_layer_kwargs(cfg))
+    return final, ClassifierHead(head_chs, num_classes, cfg.drop_rate, hidden=cfg.head_hidden, hidden_act=cfg.act_layer)
 
 
 def _init_weights_tf(m: nn.Module) -> None:

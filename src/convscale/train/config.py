@@ -201,8 +201,12 @@ class TrainConfig:
     def run_name(self) -> str:
         if self.name:
             return self.name
-        data = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(self.data).name).lstrip(".") or "data"
-        return f"{self.model}-{data}"[:100]
+
+        def safe(text: str, empty: str) -> str:
+            return re.sub(r"[^A-Za-z0-9._+-]", "_", text).lstrip(".") or empty
+
+        model = safe(Path(self.model).stem, "arch") if self.model.endswith((".yaml", ".yml")) else self.model
+        return f"{model}-{safe(Path(self.data).name, 'data')}"[:100]
 
     @property
     def val_options(self) -> dict[str, Any]:
