@@ -609,6 +609,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_use(sub)
     _add_export(sub)
     _add_deploy(sub)
+    from .search.cli import add_search
+
+    add_search(sub, _bounded)
     return parser
 
 

@@ -1,0 +1,84 @@
+"""The papers' searches re-run on this machine: compound scaling under measured latency against the paper's FLOPs
+grid, and EfficientNetV2's stage search under a training-step budget (``convscale.search``).
+
+1. From efficientnet_b0 at 64 px: the (α, β, γ) grid (step 0.1) constrained by this CPU's predicted latency (one
+   forward at batch 1, 2× the base's, ±10%) and the paper's grid constrained by FLOPs (α·β²·γ² = 2, ±10%); up to
+   four points of each and the base proxy-trained on synthetic-shapes (64 px, 2,000 images, 3 epochs), each
+   measured whole. The two winners side by side, and the Pareto plot of both.
+2. From efficientnetv2_b0 at 64 px: the stage search with a budget equal to the base's measured training step at
+   batch 16; the best three and the base proxy-trained.
+
+    python benchmarks/search_demo.py --out docs/search      # about 45 minutes on the 2-core CPU; reruns resume
+
+Writes ``OUT/scaling-latency``, ``OUT/scaling-gmacs``, ``OUT/stages`` (each search's candidates.csv, arch.yaml,
+search.json), ``OUT/search_demo.csv`` (the winners) and ``OUT/pareto.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from convscale.search.compound import ScalingSearch, search_scaling
+from convscale.search.latency import LatencyTable
+from convscale.search.proxy import ProxyRun
+from convscale.search.report import plot_pareto
+from convscale.search.stages import StageSearch, search_stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="docs/search")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--candidates", type=int, default=4)
+    parser.add_argument("--table", default="/tmp/convscale-search-table.json")
+    args = parser.parse_args()
+    out = Path(args.out)
+    table = LatencyTable(args.table)
+    proxy = ProxyRun(epochs=args.epochs, shapes_train=2000, shapes_val=500, shapes_res=64)
+    results, series = [], {}
+    for constraint in ("latency", "gmacs"):
+        start = time.time()
+        s = ScalingSearch(
+            "efficientnet_b0", 64, constraint, target=2.0, step=0.1, tolerance=0.1, phis=2,
+            max_candidates=args.candidates, batch=1,
+        )  # fmt: skip
+        summary = search_scaling(s, out / f"scaling-{constraint}", proxy, table=table)
+        rows = list(csv.DictReader(open(out / f"scaling-{constraint}" / "candidates.csv")))
+        series[f"{constraint}-constrained grid"] = [{**r, **_numbers(r)} for r in rows]
+        results.append({"search": f"scaling, {constraint}", **_winner(summary["winner"]), "minutes": _min(start)})
+    start = time.time()
+    st = StageSearch("efficientnetv2_b0", 64, mode="train", batch=16, proxies=3)
+    summary = search_stages(st, out / "stages", proxy, table=table)
+    base = next(r for r in csv.DictReader(open(out / "stages" / "candidates.csv")) if r["label"] == "base")
+    results.append({"search": "stages (base)", **_winner({**base, **_numbers(base)}), "minutes": 0.0})
+    results.append({"search": "stages, train-step budget", **_winner(summary["winner"]), "minutes": _min(start)})
+    with open(out / "search_demo.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(results[0]))
+        writer.writeheader()
+        writer.writerows(results)
+    plot_pareto(series, out / "pareto.png", title="efficientnet_b0 at 64 px: proxy top-1 vs measured latency (batch 1)")
+    for r in results:
+        print(r)
+
+
+def _numbers(row: dict) -> dict:
+    return {k: float(row[k]) for k in ("measured_ms", "predicted_ms", "top1", "gmacs", "params_m") if k in row}
+
+
+def _winner(w: dict) -> dict:
+    keep = ("label", "alpha", "beta", "gamma", "stages", "res", "gmacs", "params_m", "predicted_ms", "measured_ms")
+    return {k: w.get(k, "") for k in keep} | {"top1": w["top1"], "reward": w.get("reward", "")}
+
+
+def _min(start: float) -> float:
+    return round((time.time() - start) / 60, 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""A search's artifacts: every candidate in ``candidates.csv``, the winner as ``arch.yaml``, the summary in
+``search.json``, and the Pareto plot of proxy accuracy against measured latency (``pareto.png``, with the
+``convscale[plot]`` extra)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import atomic_write_text
+from ..counting import count_macs, count_params
+from ..models.efficientnet import EfficientNet, EfficientNetConfig
+from .latency import LatencyTable, Setting
+
+__all__ = ["figures", "finish_search", "pareto_front", "plot_pareto"]
+
+
+def figures(cfg: EfficientNetConfig, res: int, table: LatencyTable, setting: Setting) -> dict[str, float]:
+    """GMACs and params (counted on the meta device) and the latency predicted from ``table``, in ms."""
+    with torch.device("meta"):
+        model = EfficientNet(cfg)
+    return {
+        "gmacs": round(count_macs(model, res) / 1e9, 4),
+        "params_m": round(count_params(model) / 1e6, 3),
+        "predicted_ms": round(table.predict(cfg, res, setting) * 1e3, 3),
+    }
+
+
+def pareto_front(rows: Sequence[dict[str, Any]], x: str = "measured_ms", y: str = "top1") -> list[dict[str, Any]]:
+    """The rows no other row beats on both lower ``x`` and higher ``y``, by ``x``."""
+    front, best = [], float("-inf")
+    for r in sorted(rows, key=lambda r: (r[x], -r[y])):
+        if r[y] > best:
+            front.append(r)
+            best = r[y]
+    return front
+
+
+def finish_search(
+    out: Path, rows: list[dict[str, Any]], best: dict[str, Any], summary: dict[str, Any], log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Write the artifacts and return ``summary``."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "candidates.csv", buf.getvalue())
+    shutil.copyfile(best["arch"], out / "arch.yaml.tmp")
+    (out / "arch.yaml.tmp").replace(out / "arch.yaml")
+    atomic_write_text(out / "search.json", json.dumps(summary, indent=1, default=str))
+    try:
+        plot_pareto(
+            {summary["search"]: rows}, out / "pareto.png", title=f"{summary['search']} search from {summary['base']}"
+        )
+    except ImportError as e:
+        log(f"no Pareto plot: {e}")
+    log(f"winner {best['label']}: top-1 {best['top1']:.2f}%, {best['measured_ms']:.2f} ms measured "
+        f"({best['predicted_ms']:.2f} predicted), {best['gmacs']:.3f} GMACs -> {out / 'arch.yaml'}")  # fmt: skip
+    return summary
+
+
+def plot_pareto(series: dict[str, Sequence[dict[str, Any]]], path: str | Path, title: str = "") -> Path:
+    """Proxy top-1 against measured latency for each named series of rows, its Pareto front drawn as a line."""
+    from ..plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, rows in series.items():
+        dots = ax.scatter([r["measured_ms"] for r in rows], [r["top1"] for r in rows], s=18, alpha=0.6, label=name)
+        front = pareto_front(rows)
+        ax.plot([r["measured_ms"] for r in front], [r["top1"] for r in front], color=dots.get_facecolor()[0])
+        for r in rows:
+            if r["label"] == "base":
+                ax.annotate("base", (r["measured_ms"], r["top1"]), fontsize=8)
+    ax.set_xlabel("measured latency (ms)")
+    ax.set_ylabel("proxy top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, Path(path))
+    return Path(path)

@@ -1,0 +1,233 @@
+"""EfficientNetV2's stage search (§3.2, after MnasNet), against this device's measured latency.
+
+Per stage: block (MBConv / Fused-MBConv), expansion (1, 4, 6), kernel (3, 5), layers (the base's ± 1). The
+reward is EfficientNetV2's A · (S/T)^w · (P/P0)^v with w = −0.07, v = −0.05: A the proxy accuracy, S the step time
+(a training step, or one forward with ``--budget-ms``) against the budget T, P the params against the base's.
+
+Predicted times are anchored on the base (× its measured / predicted time), so that they compare with a budget in
+measured milliseconds. Ranking the space cannot use A (nothing is trained yet), so candidates within the budget
+(predicted S ≤ T) are
+ranked by the same reward with GMACs in A's place — the most computation the budget buys, the usual zero-cost
+stand-in — by enumeration when the space is small and by a seeded evolutionary search otherwise. The best few
+distinct ones and the base are proxy-trained, measured whole, and scored by the full reward; the best wins.
+Latency is a sum over parts and each stage's parts depend on that stage's choice alone (its input width and size
+are the base's), so the fastest network of the space is the fastest choice per stage: a budget below it is
+refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..arch import write_arch
+from ..counting import count_macs
+from ..models.efficientnet import EfficientNet, EfficientNetConfig
+from .latency import LatencyTable, Setting, measure_network
+from .proxy import DEFAULT_PROXY, Candidate, ProxyRun, Store, run_candidates
+from .report import figures, finish_search
+from .space import StageChoice, apply_choices, base_choices, is_mbconv_family, stage_options
+
+__all__ = ["StageSearch", "search_stages"]
+
+W, V = -0.07, -0.05  # EfficientNetV2's reward exponents for step time and parameters
+
+
+@dataclass(frozen=True)
+class StageSearch:
+    """What ``convscale search stages`` asks for. ``budget_ms`` None: the base's measured time."""
+
+    base: str
+    res: int
+    budget_ms: float | None = None
+    mode: str = "train"  # "train": a training step (--budget-step-ms); "eval": a forward (--budget-ms)
+    batch: int = 16
+    proxies: int = 3
+    stages: tuple[int, ...] | None = None  # which stages may change (default: all)
+    seed: int = 0
+    max_enumerate: int = 4096
+    population: int = 32
+    generations: int = 20
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(batch=self.batch, mode=self.mode)
+
+
+def reward(accuracy: float, step: float, budget: float, params: float, base_params: float) -> float:
+    """EfficientNetV2's reward A · (S/T)^w · (P/P0)^v."""
+    return accuracy * (step / budget) ** W * (params / base_params) ** V
+
+
+class _Space:
+    """The searchable choices, and each one's predicted latency and GMACs (summed per stage)."""
+
+    def __init__(self, s: StageSearch, cfg: EfficientNetConfig, table: LatencyTable) -> None:
+        self.s, self.cfg, self.table = s, cfg, table
+        self.anchor = 1.0  # measured / predicted for the base: predictions are compared with measured budgets
+        n = len(cfg.stages)
+        free = set(range(n)) if s.stages is None else set(s.stages)
+        bad = sorted(i for i in free if not 0 <= i < n)
+        if bad:
+            raise ValueError(f"stage {bad[0]} does not exist: {s.base} has stages 0-{n - 1}")
+        base = base_choices(cfg)
+        self.options = [stage_options(cfg, i) if i in free else [base[i]] for i in range(n)]
+        self.size = math.prod(len(o) for o in self.options)
+        self._cost: dict[tuple[StageChoice, ...], float] = {}
+
+    def latency(self, choices: tuple[StageChoice, ...]) -> float:
+        if choices not in self._cost:
+            self._cost[choices] = self.table.predict(apply_choices(self.cfg, choices), self.s.res, self.s.setting)
+        return self._cost[choices] * self.anchor
+
+    def fastest(self) -> float:
+        """The smallest predicted latency in the space: latency is additive and a stage's parts depend on its own
+        choice only, so the fastest network takes each stage's fastest option, found with the others at the base's."""
+        base = base_choices(self.cfg)
+        best = [
+            min(options, key=lambda o, i=i: self.latency((*base[:i], o, *base[i + 1 :])))
+            for i, options in enumerate(self.options)
+        ]
+        return self.latency(tuple(best))
+
+
+def _macs(cfg: EfficientNetConfig, res: int) -> float:
+    with torch.device("meta"):
+        return float(count_macs(EfficientNet(cfg), res))
+
+
+def _ranked(space: _Space, budget: float, log: Callable[[str], None]) -> list[tuple[float, tuple[StageChoice, ...]]]:
+    """Candidates within the budget by the pre-training score (GMACs in the accuracy's place), best first."""
+    s, macs = space.s, {}
+
+    def score(c: tuple[StageChoice, ...]) -> float:
+        t = space.latency(c)
+        if t > budget:
+            return float("-inf")
+        if c not in macs:
+            macs[c] = _macs(apply_choices(space.cfg, c), s.res)
+        return macs[c] * (t / budget) ** W
+
+    if space.size <= s.max_enumerate:
+        pool = list(itertools.product(*space.options))
+        log(f"stage space: {space.size} networks, enumerated")
+    else:
+        pool = _evolve(space, score, budget)
+        log(
+            f"stage space: {space.size:.3g} networks; evolutionary search "
+            f"({s.population} x {s.generations}, seed {s.seed})"
+        )
+    scored = sorted(((score(c), c) for c in dict.fromkeys(pool)), key=lambda x: (-x[0], x[1]))
+    return [x for x in scored if x[0] > float("-inf")]
+
+
+def _evolve(space: _Space, score: Callable, budget: float) -> list[tuple[StageChoice, ...]]:
+    """Aging-free (μ + λ) evolution: mutate one free stage of a parent drawn from the best half, keep the best."""
+    s = space.s
+    rng = random.Random(s.seed)
+    free = [i for i, o in enumerate(space.options) if len(o) > 1]
+    population = [base_choices(space.cfg)]
+    population += [tuple(rng.choice(o) for o in space.options) for _ in range(s.population - 1)]
+    seen = set(population)
+    for _ in range(s.generations):
+        parents = sorted(population, key=score, reverse=True)[: max(2, s.population // 2)]
+        children = []
+        for _ in range(s.population):
+            child = list(rng.choice(parents))
+            i = rng.choice(free)
+            child[i] = rng.choice(space.options[i])
+            children.append(tuple(child))
+        seen.update(children)
+        population = sorted(set(population) | set(children), key=score, reverse=True)[: s.population]
+    return list(seen)
+
+
+def search_stages(
+    s: StageSearch,
+    out: str | Path,
+    proxy: ProxyRun = DEFAULT_PROXY,
+    *,
+    table: LatencyTable | None = None,
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the search; writes ``OUT/candidates.csv``, ``OUT/arch.yaml`` and ``OUT/search.json``; returns the summary."""
+    from ..registry import get_entry
+
+    entry = get_entry(s.base)
+    if not is_mbconv_family(entry.config):
+        raise ValueError(
+            f"the stage search needs an MBConv-family base (efficientnet*, efficientnetv2*, mobilenetv3*), "
+            f"got {s.base} (family {entry.family})"
+        )
+    cfg: EfficientNetConfig = entry.config
+    out = Path(out)
+    table = table or LatencyTable()
+    space = _Space(s, cfg, table)
+    base_ms = measure_network(cfg, s.res, s.setting, repeats=3) * 1e3
+    space.anchor = base_ms / 1e3 / space.latency(base_choices(cfg))
+    budget = (s.budget_ms if s.budget_ms is not None else base_ms) / 1e3
+    fastest = space.fastest()
+    if budget < fastest:
+        raise ValueError(
+            f"the budget {budget * 1e3:.2f} ms is below the fastest network of the space ({fastest * 1e3:.2f} ms "
+            f"predicted for a {s.setting.mode} call at batch {s.batch}, {s.res} px)"
+        )
+    ranked = _ranked(space, budget, log)
+    picks = [c for _, c in ranked[: s.proxies]]
+    base = base_choices(cfg)
+    candidates = [_candidate(out, s, cfg, base, "base", table, base_ms)]
+    candidates += [
+        _candidate(out, s, cfg, c, f"c{i}-" + "-".join(x.label() for x in c), table) for i, c in enumerate(picks)
+    ]
+    rows = run_candidates(candidates, proxy, out, jobs=jobs, log=log)
+    p0 = rows[0]["params_m"]
+    for r in rows:
+        r["reward"] = round(reward(r["top1"], r["measured_ms"] / 1e3, budget, r["params_m"], p0), 4)
+    best = max(rows, key=lambda r: r["reward"])
+    summary = {
+        "search": "stages",
+        "anchor": round(space.anchor, 4),
+        **vars(s),
+        "budget_ms": round(budget * 1e3, 3),
+        "base_measured_ms": round(base_ms, 3),
+        "space": space.size,
+        "within_budget": len(ranked),
+        "winner": best,
+        "table": _table(best, cfg),
+    }
+    return finish_search(out, rows, best, summary, log)
+
+
+def _table(row: dict[str, Any], cfg: EfficientNetConfig) -> list[str]:
+    from ..arch import read_arch
+
+    _, won = read_arch(row["arch"])
+    return [f"{s.block} e{s.expand:g} k{s.kernel} x{s.repeats} s{s.stride} -> {s.out_chs}" for s in won.stages]
+
+
+def _candidate(
+    out: Path,
+    s: StageSearch,
+    cfg: EfficientNetConfig,
+    choices: tuple[StageChoice, ...],
+    label: str,
+    table: LatencyTable,
+    measured_ms: float | None = None,
+) -> Candidate:
+    net = apply_choices(cfg, choices)
+    arch = write_arch(out / "archs" / f"{label}.yaml", net, s.base, comment=f"stage search from {s.base}: {label}")
+    fig = figures(net, s.res, table, s.setting) | {"stages": " ".join(c.label() for c in choices)}
+    done = Store(out).get(label)
+    if done:
+        fig["measured_ms"] = done["measured_ms"]
+    else:
+        fig["measured_ms"] = round((measured_ms or measure_network(net, s.res, s.setting, repeats=3) * 1e3), 3)
+    return Candidate(label, str(arch), s.res, fig)
