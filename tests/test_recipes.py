@@ -9,7 +9,7 @@ from convscale.config import Recipe
 from convscale.train import load_config
 from convscale.train.recipes import list_recipes, published_values, read_recipe, recipe_differences
 
-TRAINING = [n for n in list_recipes() if not n.endswith("_ft")]
+TRAINING = [n for n in list_recipes() if not n.endswith(("_ft", "_distill"))]
 FINE_TUNING = [n for n in list_recipes() if n.endswith("_ft")]
 
 
@@ -70,3 +70,14 @@ def test_the_convnext_fine_tuning_recipe_is_the_papers():
     want = {"optimizer": "adamw", "lr": 5e-5, "batch_size": 512, "weight_decay": 1e-8, "epochs": 30,
             "warmup_epochs": 0, "layer_decay": 0.8, "mixup": 0.0, "cutmix": 0.0, "drop_path_rate": 0.0}  # fmt: skip
     assert {k: raw[k] for k in want} == want
+
+
+def test_the_distillation_recipe_names_a_published_teacher_and_function_matching():
+    cfg = load_config("mobilenetv3_large_100_distill", data="/photos")
+    assert (cfg.teacher, cfg.distill_mode, cfg.temperature) == ("convnext_tiny", "function-matching", 1.0)
+    assert cfg.model == "mobilenetv3_large_100" and cfg.mixup > 0
+
+
+def test_the_nfnet_sam_recipe_is_f0s_plus_sam():
+    assert recipe_differences("nfnet_f0_sam") == []  # the paper's F0 numbers, unchanged
+    assert load_config("nfnet_f0_sam").sam == 0.05 and load_config("nfnet_f0").sam is None

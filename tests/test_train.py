@@ -289,12 +289,17 @@ def _tiny_flags(tmp_path: Path, name: str, **extra: object) -> list[str]:
 _ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-def test_sigkill_at_a_random_step_then_resume_gives_identical_weights(tmp_path):
+@pytest.mark.parametrize("method", ["plain", "teacher+sam"])
+def test_sigkill_at_a_random_step_then_resume_gives_identical_weights(tmp_path, method):
     """A run killed (SIGKILL, no chance to save) at a random step and resumed from its last checkpoint ends with
-    the same weights, bit for bit, as a run that was never interrupted (CPU, one thread, deterministic)."""
+    the same weights, bit for bit, as a run that was never interrupted (CPU, one thread, deterministic) — also
+    distilling from a teacher (function matching) with SAM."""
     # 9x the arithmetic per step of 32 px, and a kill from the first half: at least 6 steps (over a second) between
     # the poll that sees the step and the run's end, so that a poller starved by a busy machine still lands in time
-    slow = {"shapes_res": 96}
+    slow: dict[str, object] = {"shapes_res": 96}
+    if method == "teacher+sam":
+        teacher = fit(TrainConfig(**TINY, epochs=1, out=str(tmp_path), name="teacher"), log=lambda *_: None)
+        slow |= {"teacher": teacher.run_dir, "distill": "function-matching", "sam": 0.05}
     subprocess.run(_cli("train", *_tiny_flags(tmp_path, "straight", **slow)), check=True, env=_ENV, capture_output=True)
     ckpt = tmp_path / "killed" / "checkpoints" / "last.safetensors"
     proc = subprocess.Popen(

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..arch import write_arch
 from ..models.efficientnet import EfficientNetConfig
-from .latency import LatencyTable, Setting, measure_network
-from .proxy import DEFAULT_PROXY, Candidate, ProxyRun, Store, run_candidates
+from .latency import LatencyTable, Setting
+from .proxy import DEFAULT_PROXY, Candidate, ProxyRun, is_main_rank, measure_rows, run_candidates
 from .report import figures, finish_search
 from .space import ScalePoint, family, scale, scaling_grid
 
@@ -112,6 +112,9 @@ def search_scaling(
     candidates = [_candidate(out, s, cfg, ScalePoint(1.0, 1.0, 1.0), 1.0, table, "base")]
     candidates += [_candidate(out, s, cfg, p, cost, table) for p, cost in chosen]
     rows = run_candidates(candidates, proxy, out, jobs=jobs, log=log)
+    if not is_main_rank():
+        return {}  # rank 0 measures and reports
+    rows = measure_rows(rows, out, s.setting)
     best = max(rows[1:], key=lambda r: (r["top1"], -r["measured_ms"]))
     point = ScalePoint(best["alpha"], best["beta"], best["gamma"])
     members = []
@@ -131,7 +134,4 @@ def _candidate(
     arch = write_arch(out / "archs" / f"{label}.yaml", scaled, s.base, comment=f"{s.base} scaled by {p}")
     fig = figures(scaled, res, table, s.setting)
     fig |= {"alpha": p.alpha, "beta": p.beta, "gamma": p.gamma, "cost": round(cost, 4)}
-    done = Store(out).get(label)  # resuming: measured before, not again
-    measured = done["measured_ms"] if done else round(measure_network(scaled, res, s.setting, repeats=3) * 1e3, 3)
-    fig["measured_ms"] = measured
     return Candidate(label, str(arch), res, fig)

@@ -1,8 +1,9 @@
 """Proxy runs: each candidate architecture trained briefly on the user's data through ``convscale train``'s own
 trainer, its accuracy the search's estimate. Candidates are independent, so they run in parallel over local
 processes (``jobs``) and, under ``torchrun``, split across ranks (each rank takes every WORLD_SIZE-th candidate;
-rank 0 waits for the others' results in the shared output folder). Each finished candidate is one JSON file in
-``OUT/candidates/``, written atomically, so a search restarted with the same folder skips what is done.
+rank 0 waits for the others' results in the shared output folder, then measures each network's latency alone).
+Each finished candidate is one JSON file in ``OUT/candidates/``, written atomically, so a search restarted with the
+same folder skips what is done.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 
-__all__ = ["DEFAULT_PROXY", "Candidate", "ProxyRun", "Store", "run_candidates"]
+__all__ = ["DEFAULT_PROXY", "Candidate", "ProxyRun", "Store", "is_main_rank", "measure_rows", "run_candidates"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,30 @@ def proxy_train(arch: str, res: int, proxy: ProxyRun, runs: str, name: str, thre
 
 def _rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def is_main_rank() -> bool:
+    return _rank()[0] == 0
+
+
+def measure_rows(
+    rows: list[dict[str, Any]], out: str | Path, setting, known: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Each row's network measured whole (``measured_ms``, the median of three copies), one after another once
+    all training is done — never beside a proxy run or another rank — and kept in the store; a row measured before
+    (or in ``known``) is not measured again."""
+    from ..arch import read_arch
+    from .latency import measure_network
+
+    store = Store(out)
+    for row in rows:
+        if "measured_ms" not in row:
+            ms = (known or {}).get(row["label"])
+            if ms is None:
+                ms = measure_network(read_arch(row["arch"])[1], row["res"], setting, repeats=3) * 1e3
+            row["measured_ms"] = round(ms, 3)
+            store.put(row)
+    return rows
 
 
 def run_candidates(

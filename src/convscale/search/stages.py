@@ -31,7 +31,7 @@ from ..arch import write_arch
 from ..counting import count_macs
 from ..models.efficientnet import EfficientNet, EfficientNetConfig
 from .latency import LatencyTable, Setting, measure_network
-from .proxy import DEFAULT_PROXY, Candidate, ProxyRun, Store, run_candidates
+from .proxy import DEFAULT_PROXY, Candidate, ProxyRun, is_main_rank, measure_rows, run_candidates
 from .report import figures, finish_search
 from .space import StageChoice, apply_choices, base_choices, is_mbconv_family, stage_options
 
@@ -183,11 +183,14 @@ def search_stages(
     ranked = _ranked(space, budget, log)
     picks = [c for _, c in ranked[: s.proxies]]
     base = base_choices(cfg)
-    candidates = [_candidate(out, s, cfg, base, "base", table, base_ms)]
+    candidates = [_candidate(out, s, cfg, base, "base", table)]
     candidates += [
         _candidate(out, s, cfg, c, f"c{i}-" + "-".join(x.label() for x in c), table) for i, c in enumerate(picks)
     ]
     rows = run_candidates(candidates, proxy, out, jobs=jobs, log=log)
+    if not is_main_rank():
+        return {}  # rank 0 measures and reports
+    rows = measure_rows(rows, out, s.setting, known={"base": base_ms})
     p0 = rows[0]["params_m"]
     for r in rows:
         r["reward"] = round(reward(r["top1"], r["measured_ms"] / 1e3, budget, r["params_m"], p0), 4)
@@ -220,14 +223,8 @@ def _candidate(
     choices: tuple[StageChoice, ...],
     label: str,
     table: LatencyTable,
-    measured_ms: float | None = None,
 ) -> Candidate:
     net = apply_choices(cfg, choices)
     arch = write_arch(out / "archs" / f"{label}.yaml", net, s.base, comment=f"stage search from {s.base}: {label}")
     fig = figures(net, s.res, table, s.setting) | {"stages": " ".join(c.label() for c in choices)}
-    done = Store(out).get(label)
-    if done:
-        fig["measured_ms"] = done["measured_ms"]
-    else:
-        fig["measured_ms"] = round((measured_ms or measure_network(net, s.res, s.setting, repeats=3) * 1e3), 3)
     return Candidate(label, str(arch), s.res, fig)

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 AMP = ("none", "bf16", "fp16")
+DISTILL_MODES = ("kd", "hard", "function-matching")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_RES = 1024  # larger inputs are a typo more often than a plan; they also run out of memory at any batch
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
@@ -165,6 +166,24 @@ class TrainConfig:
     freeze_epochs: int = _f(0, integer(0, 100_000), "head-only warm-up: epochs in which only the classifier learns")
     freeze_bn: bool = _f(False, flag, "keep the pretrained batch-norm statistics frozen (small batches)")
     max_steps: int = _f(0, integer(0), "stop (and save) after this many steps, the schedule unchanged (0: off)")
+    teacher: str | None = _f(
+        None,
+        optional(text),
+        "distill from this teacher: a run folder or checkpoint, or MODEL[:TAG] with published weights (frozen, in "
+        "eval mode, shown the very batch the student sees)",
+    )
+    distill: str | None = _f(
+        None,
+        optional(choice(*DISTILL_MODES)),
+        "distillation loss: kd (alpha CE + (1-alpha) T^2 KL), hard (the teacher's top-1, DeiT), function-matching "
+        "(KL only) [kd]",
+    )
+    distill_alpha: float = _f(0.5, number(0, 1), "kd and hard: the weight of the labels' cross-entropy")
+    distill_temperature: float | None = _f(
+        None, optional(number(0.05, 100)), "kd and function-matching: softmax temperature [kd 4, function-matching 1]"
+    )
+    sam: float | None = _f(None, optional(number(0, 10)), "sharpness-aware minimization with this radius rho (0.05)")
+    sam_adaptive: bool = _f(False, flag, "ASAM: the perturbation scaled by |w| (use a larger rho, e.g. 0.5-2)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -185,6 +204,12 @@ class TrainConfig:
             from ..hub import resolve_pretrained
 
             resolve_pretrained(self.model, self.pretrained)  # an unknown tag: its message lists the model's tags
+        if self.teacher is not None and not Path(self.teacher).exists():  # MODEL[:TAG]: a model with weights
+            from ..hub import resolve_pretrained
+
+            name, _, tag = self.teacher.partition(":")
+            get_entry(name)
+            resolve_pretrained(name, tag or True)
 
     def _check_together(self) -> None:
         if self.stages > self.epochs:
@@ -196,6 +221,26 @@ class TrainConfig:
                     raise ValueError(f"config key {key!r} is for fine-tuning: it needs --pretrained")
         if self.freeze_epochs > self.epochs:
             raise ValueError(f"config key 'freeze_epochs': {self.freeze_epochs} is more than the run's {self.epochs}")
+        if self.teacher is None and (self.distill is not None or self.distill_temperature is not None):
+            raise ValueError("config key 'distill': distillation needs a teacher (--teacher MODEL[:TAG]|RUN)")
+        if self.sam is None and self.sam_adaptive:
+            raise ValueError("config key 'sam_adaptive': ASAM needs a radius (--sam RHO)")
+        if self.sam is not None and self.amp == "fp16":
+            raise ValueError(
+                "config key 'sam': SAM with --amp fp16 is not supported (the grad scaler may skip either of SAM's two "
+                "passes); use --amp bf16 or none"
+            )
+
+    @property
+    def distill_mode(self) -> str:
+        return self.distill or "kd"
+
+    @property
+    def temperature(self) -> float:
+        """The distillation temperature: the set one, else 4 for kd (Hinton) and 1 for function matching (Beyer)."""
+        if self.distill_temperature is not None:
+            return self.distill_temperature
+        return 1.0 if self.distill_mode == "function-matching" else 4.0
 
     @property
     def run_name(self) -> str:

@@ -24,6 +24,7 @@ from ..data.transforms import to_uint8
 from ..factory import create_model
 from ..optim.agc import agc_parameters
 from .config import TrainConfig, resume_config
+from .distill import Teacher, load_teacher, make_loss
 from .distributed import Dist, all_sum, broadcast_str, setup, teardown
 from .finetune import CLASSIFIER, FreezeHook, keeps_classifier, layer_decay_scales, model_overrides
 from .hooks import EMAHook, Hook, RegularizationHook
@@ -32,7 +33,7 @@ from .plan import Plan, make_plan, regularizer_ranges
 from .progressive import ProgressiveStage, format_schedule, regularization_setter
 from .run import EvalPolicy, RunFolder, eval_policy
 from .state import Checkpoint, TrainState, read_checkpoint
-from .steps import EvalResult, StepResult, evaluate, train_step
+from .steps import EvalResult, Loss, SAMSetting, StepResult, evaluate, train_step
 
 __all__ = ["FitResult", "Trainer", "TrainingStopped", "end_epoch", "fit", "prepare", "train_epoch"]
 
@@ -109,6 +110,9 @@ class Trainer:
     nonfinite_run: int = 0  # consecutive non-finite steps
     clock: float = field(default_factory=time.monotonic)  # start of the time not yet in state.elapsed_s
     board: Any = None
+    teacher: Teacher | None = None  # distillation's frozen teacher (its seconds go into each epoch's row)
+    loss_fn: Loss | None = None  # None: cross-entropy
+    sam: SAMSetting | None = None
 
 
 def fit(
@@ -259,14 +263,28 @@ def prepare(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Pa
     if hasattr(train_ds, "draft"):  # JPEG draft decoding: downscale while the smallest crop keeps its pixels
         train_ds.draft = round(policy.train_res / crop_scale**0.5)
         val_ds.draft = round(max(policy.train_res, policy.test_res) / policy.crop_pct)
-    folder = _folder(cfg, d, resume)
+    teacher = load_teacher(cfg.teacher, classes, (policy.mean, policy.std), d.device) if cfg.teacher else None
+    folder = _folder(cfg, d, resume)  # after every check that can refuse the run: no folder for a refused one
     t = Trainer(
         cfg, d, folder, train_ds, val_ds, classes, policy, plan, model, _runner(cfg, d, model), optimizer, scaler,
         hooks, state, log, crop_scale, crop_on_device=native is not None,
-        agc_params=agc_parameters(model) if cfg.agc else [],
+        agc_params=agc_parameters(model) if cfg.agc else [], teacher=teacher,
     )  # fmt: skip
+    _methods(t)
     _announce(t, resume)
     return t
+
+
+def _methods(t: Trainer) -> None:
+    """Distillation's loss around its teacher, and SAM, when the config asks for them."""
+    cfg = t.cfg
+    if t.teacher is not None:
+        t.loss_fn = make_loss(
+            cfg.distill_mode, t.teacher, alpha=cfg.distill_alpha, temperature=cfg.temperature,
+            smoothing=cfg.label_smoothing,
+        )  # fmt: skip
+    if cfg.sam is not None:
+        t.sam = SAMSetting(cfg.sam, cfg.sam_adaptive)
 
 
 def _restore(ckpt: Checkpoint, model: nn.Module, optimizer, scaler, hooks: list[Hook]) -> TrainState:
@@ -301,6 +319,13 @@ def _announce(t: Trainer, resume: str | Path | None) -> None:
             + (f"; head only for {cfg.freeze_epochs} epochs" if cfg.freeze_epochs else "")
             + ("; batch-norm statistics frozen" if cfg.freeze_bn else "")
         )
+    if t.teacher is not None:
+        how = f"alpha {cfg.distill_alpha:g}" if cfg.distill_mode != "function-matching" else "KL only"
+        how += f", T {cfg.temperature:g}" if cfg.distill_mode != "hard" else ""
+        precision = "bf16" if t.teacher.amp else "fp32"
+        t.log(f"distilling from {cfg.teacher} ({cfg.distill_mode}, {how}; teacher in {precision})")
+    if t.sam is not None:
+        t.log(f"{'ASAM' if t.sam.adaptive else 'SAM'} around {cfg.optimizer}: rho {t.sam.rho:g} (two passes per step)")
     if cfg.stages > 1 or cfg.size_start:
         t.log(f"progressive learning ({cfg.progressive_variant}):\n" + format_schedule(list(t.plan.stages)))
         if t.dist.main:
@@ -409,6 +434,8 @@ def _step(t: Trainer, stage: ProgressiveStage, batch, settings: AugmentSettings,
         accum_steps=min(cfg.accum_steps, len(y)),
         agc=cfg.agc,
         agc_params=t.agc_params,
+        loss_fn=t.loss_fn,
+        sam=t.sam,
     )
     _after_step(t, stage, r)
 
@@ -525,6 +552,9 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
         "epoch_s": round(seconds, 1),
         "loader_wait_s": round(wait, 2),
     }
+    if t.teacher is not None:  # the teacher's share of the epoch (this process's)
+        row["teacher_s"] = round(t.teacher.seconds, 1)
+        t.teacher.seconds = 0.0
     row |= {"elapsed_s": round(state.elapsed_s, 1), "nonfinite": state.nonfinite, "skipped": len(t.skipped)}
     state.history.append(row)
     state.end_epoch()

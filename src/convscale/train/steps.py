@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -13,8 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..optim.agc import adaptive_clip_grad_
+from ..optim.sam import perturb, restore
 
-__all__ = ["EvalResult", "StepResult", "evaluate", "train_step"]
+__all__ = ["EvalResult", "Loss", "SAMSetting", "StepResult", "cross_entropy", "evaluate", "train_step"]
+
+Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, images, labels) -> loss
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,44 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+@dataclass(frozen=True)
+class SAMSetting:
+    """Sharpness-aware minimization around the optimizer (``optim/sam.py``): radius ρ, ASAM when adaptive."""
+
+    rho: float
+    adaptive: bool = False
+
+
+def _passes(model, chunks, total: int, loss_fn, device, amp: str, scaler) -> tuple[float, int]:
+    """Forward and backward over the slices (under DDP only the last one synchronises); the summed loss and hits."""
+    total_loss, correct = 0.0, 0
+    for i, (x, y) in enumerate(chunks):
+        sync = i == len(chunks) - 1 or not hasattr(model, "no_sync")
+        with contextlib.nullcontext() if sync else model.no_sync(), _autocast(device, amp):
+            logits = model(x)
+            loss = loss_fn(_upcast(logits), x, y)
+        scaled = loss * (x.shape[0] / total)
+        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        total_loss += float(scaled.detach())
+        hard = y.argmax(1) if y.dim() == 2 else y  # soft targets (mixup/CutMix): their largest class
+        correct += int((logits.argmax(1) == hard).sum())
+    return total_loss, correct
+
+
+def _upcast(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (autocast) to fp32 for the loss; fp32 and fp64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def cross_entropy(label_smoothing: float = 0.0) -> Loss:
+    """The plain loss, in the ``(logits, images, labels)`` form a distillation loss also has."""
+
+    def loss(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+    return loss
+
+
 def train_step(
     model: nn.Module,
     images: torch.Tensor,
@@ -43,40 +84,40 @@ def train_step(
     accum_steps: int = 1,
     agc: float | None = None,
     agc_params: Sequence[torch.Tensor] = (),
+    loss_fn: Loss | None = None,
+    sam: SAMSetting | None = None,
 ) -> StepResult:
     """``labels``: class indices (N,), or soft targets (N, C) such as mixup's, which already hold any smoothing.
+    ``loss_fn(logits, images, labels)``: the loss (default cross-entropy with ``label_smoothing``; distillation's
+    asks its teacher about ``images``).
 
     Forward and backward over ``accum_steps`` slices of the batch (gradient accumulation: the same step with less
-    memory; under DDP only the last slice synchronises), then clip (AGC) and step — unless the loss or a gradient is
-    not finite, in which case the gradients are dropped, the buffers (BN statistics) restored, and the step skipped."""
+    memory), then — with ``sam`` — move the weights up the synchronised gradient and take the gradient again there,
+    then clip (AGC, on the gradient the step uses) and step from the original weights — unless the loss or a
+    gradient is not finite, in which case the gradients are dropped, the buffers (BN statistics) restored, and the
+    step skipped."""
     device = images.device
+    loss_fn = loss_fn or cross_entropy(label_smoothing)
     # BN running statistics move in the forward pass; a skipped step must not keep what a non-finite batch did
     buffers = [b for b in model.buffers() if b.dtype.is_floating_point]
     saved = [b.clone() for b in buffers]
     chunks = list(zip(images.chunk(accum_steps), labels.chunk(accum_steps), strict=True))
-    total_loss, correct = 0.0, 0
-    for i, (x, y) in enumerate(chunks):
-        sync = i == len(chunks) - 1 or not hasattr(model, "no_sync")
-        with contextlib.nullcontext() if sync else model.no_sync(), _autocast(device, amp):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-        scaled = loss * (x.shape[0] / images.shape[0])
-        (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        total_loss += float(scaled.detach())
-        hard = y.argmax(1) if y.dim() == 2 else y  # soft targets (mixup/CutMix): their largest class
-        correct += int((logits.argmax(1) == hard).sum())
+    total_loss, correct = _passes(model, chunks, images.shape[0], loss_fn, device, amp, scaler)
     if scaler is not None:
         scaler.unscale_(optimizer)
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    # one device-to-host sync for all the gradients, not one per tensor
-    finite = math.isfinite(total_loss) and (
-        not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
-    )
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    finite = _finite(total_loss, params)
+    if sam is not None and finite:
+        after_first = [b.clone() for b in buffers]  # the second pass must not move BN statistics a second time
+        originals = perturb(params, sam.rho, sam.adaptive)
+        optimizer.zero_grad(set_to_none=True)
+        _passes(model, chunks, images.shape[0], loss_fn, device, amp, scaler)
+        restore(params, originals)
+        _copy(buffers, after_first)
+        finite = _finite(total_loss, params)
     if scaler is None and not finite:
         optimizer.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            for b, s in zip(buffers, saved, strict=True):
-                b.copy_(s)
+        _copy(buffers, saved)
         return StepResult(float("nan"), correct, images.shape[0], False)
     if agc is not None:
         adaptive_clip_grad_(agc_params, agc)
@@ -88,6 +129,20 @@ def train_step(
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(total_loss, correct, images.shape[0], finite)
+
+
+def _finite(total_loss: float, params: Sequence[torch.Tensor]) -> bool:
+    grads = [p.grad for p in params if p.grad is not None]
+    # one device-to-host sync for all the gradients, not one per tensor
+    return math.isfinite(total_loss) and (
+        not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+    )
+
+
+@torch.no_grad()
+def _copy(buffers: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> None:
+    for b, v in zip(buffers, values, strict=True):
+        b.copy_(v)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,164 @@
+"""Knowledge distillation: the three losses as pure functions, and the frozen teacher that feeds them.
+
+- ``kd`` (Hinton et al. 2015): α·CE(student, labels) + (1 − α)·T²·KL(teacher_T ‖ student_T), both softened by T.
+- ``hard`` (DeiT, Touvron et al. 2021): α·CE(student, labels) + (1 − α)·CE(student, argmax teacher).
+- ``function-matching`` (Beyer et al. 2022, "patient and consistent"): KL(teacher_T ‖ student_T) alone.
+
+In every mode the teacher sees exactly the batch the student sees — augmented, mixed, cut, at the progressive
+stage's size — which function matching requires and the other two do no harm by. The teacher is frozen in eval
+mode, never in the optimizer, runs without autograd (in bf16 where the device has it) and, when its normalization
+differs from the student's, gets the batch renormalized to its own. Its seconds are counted for the epoch's row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import DISTILL_MODES
+from .steps import Loss
+
+__all__ = ["MODES", "Teacher", "distill_loss", "hard_loss", "kd_loss", "kl_loss", "load_teacher", "make_loss"]
+
+MODES = DISTILL_MODES
+
+
+def _ce(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy against class indices or soft targets (mixup's, which carry their own smoothing)."""
+    return F.cross_entropy(logits, labels, label_smoothing=smoothing if labels.dim() == 1 else 0.0)
+
+
+def kl_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """KL(teacher_T ‖ student_T) per image (batch mean), times T² so that its gradient keeps its scale."""
+    t = temperature
+    log_s = F.log_softmax(student.float() / t, dim=1)
+    log_t = F.log_softmax(teacher.float() / t, dim=1)
+    return F.kl_div(log_s, log_t, reduction="batchmean", log_target=True) * t * t
+
+
+def kd_loss(student, teacher, labels, *, alpha: float = 0.5, temperature: float = 4.0, smoothing: float = 0.0):
+    """Hinton's KD: α·CE(student, labels) + (1 − α)·T²·KL(teacher_T ‖ student_T)."""
+    return alpha * _ce(student.float(), labels, smoothing) + (1 - alpha) * kl_loss(student, teacher, temperature)
+
+
+def hard_loss(student, teacher, labels, *, alpha: float = 0.5, smoothing: float = 0.0):
+    """DeiT's hard distillation: α·CE(student, labels) + (1 − α)·CE(student, the teacher's top-1)."""
+    s = student.float()
+    return alpha * _ce(s, labels, smoothing) + (1 - alpha) * F.cross_entropy(s, teacher.argmax(1))
+
+
+def distill_loss(mode: str, student, teacher, labels, *, alpha: float, temperature: float, smoothing: float = 0.0):
+    if mode == "kd":
+        return kd_loss(student, teacher, labels, alpha=alpha, temperature=temperature, smoothing=smoothing)
+    if mode == "hard":
+        return hard_loss(student, teacher, labels, alpha=alpha, smoothing=smoothing)
+    if mode == "function-matching":
+        return kl_loss(student, teacher, temperature)
+    raise ValueError(f"distillation mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+
+class Teacher:
+    """A frozen model that answers for a batch in the student's normalization; ``seconds`` accumulates its time."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        student_norm: tuple[tuple[float, ...], tuple[float, ...]],
+        teacher_norm: tuple[tuple[float, ...], tuple[float, ...]],
+        amp: bool = True,
+    ) -> None:
+        self.model = model.eval().requires_grad_(False)
+        device = next(model.parameters()).device
+        self.device = device
+        (sm, ss), (tm, ts) = student_norm, teacher_norm
+        self.renormalize = None
+        if (tuple(sm), tuple(ss)) != (tuple(tm), tuple(ts)):  # x·std_s + mean_s is the image; then the teacher's
+            view = dict(device=device, dtype=torch.float32)
+            scale = torch.tensor(ss, **view) / torch.tensor(ts, **view)
+            shift = (torch.tensor(sm, **view) - torch.tensor(tm, **view)) / torch.tensor(ts, **view)
+            self.renormalize = (scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1))
+        self.amp = amp and _has_bf16(device)
+        self.seconds = 0.0
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        x = images if self.renormalize is None else images * self.renormalize[0] + self.renormalize[1]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.model(x).float()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        return logits
+
+
+def _has_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(getattr(torch.backends, "mkldnn", None)) and torch.backends.mkldnn.is_available() and _cpu_bf16()
+    return False
+
+
+def _cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX): else bf16 would be slower than fp32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def make_loss(mode: str, teacher: Teacher, *, alpha: float, temperature: float, smoothing: float = 0.0) -> Loss:
+    """The step's loss: the teacher asked about the very images the student sees."""
+
+    def loss(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return distill_loss(
+            mode, logits, teacher(images), labels, alpha=alpha, temperature=temperature, smoothing=smoothing
+        )
+
+    return loss
+
+
+def load_teacher(
+    source: str, classes: Sequence[str], student_norm: tuple[Sequence[float], Sequence[float]], device: torch.device
+) -> Teacher:
+    """The teacher named by ``source`` — a run folder or checkpoint (its EMA when it kept one), or ``MODEL[:TAG]``
+    with published weights — on ``device``; ValueError when it does not predict the data's classes."""
+    with torch.random.fork_rng(devices=[]):  # building it must not move the run's random stream (dropout, resume)
+        model, norm = _teacher_model(source, classes)
+    return Teacher(model.to(device), student_norm=(tuple(student_norm[0]), tuple(student_norm[1])), teacher_norm=norm)
+
+
+def _teacher_model(source: str, classes: Sequence[str]):
+    path = Path(source)
+    if path.exists():
+        from .run import load_run
+
+        run = load_run(path)
+        if list(run.classes) != list(classes):
+            raise ValueError(
+                f"the teacher {source} predicts {len(run.classes)} classes ({', '.join(run.classes[:3])}, ...), "
+                f"not the data's {len(classes)} ({', '.join(classes[:3])}, ...): distill from a teacher trained on "
+                "the same classes"
+            )
+        model, norm = run.model, (run.policy.mean, run.policy.std)
+    else:
+        from ..factory import create_model
+
+        name, _, tag = source.partition(":")
+        model = create_model(name, pretrained=tag or True)
+        w = model.pretrained_cfg
+        if model.num_classes != len(classes):
+            raise ValueError(
+                f"the teacher {source} predicts {model.num_classes} classes, the data has {len(classes)}: a "
+                "published teacher needs the same label set (fine-tune one on your data first, then pass its run)"
+            )
+        norm = (w.mean, w.std)
+    return model, norm
