@@ -34,6 +34,9 @@ class ProxyRun:
     shapes_train: int = 2000
     shapes_val: int = 500
     shapes_res: int = 64
+    crop_scale: float | None = None  # None: the trainer's default (0.08 for image files)
+    drop_rate: float | None = None  # None: the model's own; short runs often do better without
+    drop_path_rate: float | None = None
 
 
 DEFAULT_PROXY = ProxyRun()
