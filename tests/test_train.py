@@ -415,11 +415,14 @@ def test_eval_and_predict_from_a_run(tmp_path, capsys):
     assert "config key 'epochs'" in capsys.readouterr().err
 
 
-def test_ddp_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("sam", [False, True])
+def test_ddp_two_processes_match_one(tmp_path, sam):
     """torchrun, 2 processes on gloo, a LayerNorm model (no batch statistics), no dropout, SGD: the same global
-    batches and gradients as one process, so the same weights up to float rounding (summation order)."""
+    batches and gradients as one process, so the same weights up to float rounding (summation order) — with SAM
+    too, whose ascent is taken along the synchronised gradient."""
     flags = "--model test_convnext --epochs 1 --batch-size 16 --shapes-train 64 --shapes-val 16 --shapes-res 32"
     flags += " --workers 0 --no-ema --drop-rate 0 --drop-path-rate 0 --optimizer sgd --lr 0.05"
+    flags += " --sam 0.1" if sam else ""
     flags = [*flags.split(), "--out", str(tmp_path)]
     subprocess.run(_cli("train", *flags, "--name", "one"), check=True, env=_ENV, capture_output=True)
     torchrun = [
@@ -439,9 +442,12 @@ def test_ddp_two_processes_match_one(tmp_path):
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
 
 
-def test_gradient_accumulation_is_the_same_step():
-    """Two slices of 8 accumulate to the gradient of one batch of 16 (LayerNorm model: no batch statistics)."""
+@pytest.mark.parametrize("sam", [None, 0.1])
+def test_gradient_accumulation_is_the_same_step(sam):
+    """Two slices of 8 accumulate to the gradient of one batch of 16 (LayerNorm model: no batch statistics), with
+    SAM's two passes too."""
     from convscale.train import create_optimizer, train_step
+    from convscale.train.steps import SAMSetting
 
     torch.manual_seed(0)
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
@@ -449,7 +455,7 @@ def test_gradient_accumulation_is_the_same_step():
     models[1].load_state_dict(models[0].state_dict())
     for model, accum in zip(models, (1, 2), strict=True):
         opt = create_optimizer(model, "sgd", 0.1, 0.0)
-        r = train_step(model, x, y, opt, accum_steps=accum)
+        r = train_step(model, x, y, opt, accum_steps=accum, sam=SAMSetting(sam) if sam else None)
         assert r.finite and r.count == 16
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
