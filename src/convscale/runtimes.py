@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .timing import bf16_ok
+
 __all__ = [
     "RUNTIMES",
     "Runner",
@@ -41,14 +43,6 @@ class Runner:
     keep: list = field(default_factory=list)  # files and sessions that must outlive fn
 
 
-def _bf16_ok(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return (
-        device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
-
-
 def build_runner(name: str, fused: nn.Module, example: torch.Tensor, device: torch.device) -> Runner | None:
     """The runner ``name`` (one of :data:`RUNTIMES`) for ``fused`` (an eval-mode model, already in its inference
     form, on ``device``); None where this machine cannot run it (bf16 without hardware support, ONNX Runtime on a
@@ -56,7 +50,7 @@ def build_runner(name: str, fused: nn.Module, example: torch.Tensor, device: tor
     of ``fused`` (``Module.to`` converts in place: one runner's memory format must not become another's)."""
     check_runtimes([name])
     bf16 = name.endswith("-bf16")
-    if bf16 and not _bf16_ok(device):
+    if bf16 and not bf16_ok(device):
         return None
     if name == "onnxruntime":
         return None if device.type != "cpu" else _onnxruntime(fused, example)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Timing", "measure", "synchronize"]
+__all__ = ["Timing", "bf16_ok", "measure", "synchronize"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,15 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def bf16_ok(device: torch.device) -> bool:
+    """Whether PyTorch runs bf16 on ``device`` (CUDA with bf16, or a CPU whose oneDNN takes bf16)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return (
+        device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
 def _time_call(fn: Callable[[], object], device: torch.device) -> float:

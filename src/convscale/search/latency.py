@@ -14,6 +14,7 @@ the whole-network measurement that checks them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -135,11 +136,8 @@ def table_path(root: str | Path | None = None) -> Path:
     """This machine's table: ``$CONVSCALE_CACHE`` (default ``~/.cache/convscale``)``/latency/<machine>.json``, the
     machine being the CPU model, the thread count and the torch version."""
     cpu = platform.processor() or platform.machine()
-    try:
-        names = re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # Linux names the model; elsewhere platform's answer stays
+        cpu = next(iter(re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())), cpu)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{cpu}-{torch.get_num_threads()}t-torch{torch.__version__}").strip("-")
     base = Path(root or os.environ.get("CONVSCALE_CACHE") or Path.home() / ".cache" / "convscale")
     return base / "latency" / f"{slug[:150]}.json"

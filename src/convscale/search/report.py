@@ -19,16 +19,22 @@ from ..counting import count_macs, count_params
 from ..models.efficientnet import EfficientNet, EfficientNetConfig
 from .latency import LatencyTable, Setting
 
-__all__ = ["figures", "finish_search", "pareto_front", "plot_pareto"]
+__all__ = ["counts", "figures", "finish_search", "pareto_front", "plot_pareto"]
+
+
+def counts(cfg: EfficientNetConfig, res: int) -> tuple[int, int]:
+    """Multiply-adds per image at ``res`` and parameters of the network ``cfg`` builds (on the meta device)."""
+    with torch.device("meta"):
+        model = EfficientNet(cfg)
+    return count_macs(model, res), count_params(model)
 
 
 def figures(cfg: EfficientNetConfig, res: int, table: LatencyTable, setting: Setting) -> dict[str, float]:
-    """GMACs and params (counted on the meta device) and the latency predicted from ``table``, in ms."""
-    with torch.device("meta"):
-        model = EfficientNet(cfg)
+    """GMACs and params (:func:`counts`) and the latency predicted from ``table``, in ms."""
+    macs, params = counts(cfg, res)
     return {
-        "gmacs": round(count_macs(model, res) / 1e9, 4),
-        "params_m": round(count_params(model) / 1e6, 3),
+        "gmacs": round(macs / 1e9, 4),
+        "params_m": round(params / 1e6, 3),
         "predicted_ms": round(table.predict(cfg, res, setting) * 1e3, 3),
     }
 

@@ -25,14 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..arch import write_arch
-from ..counting import count_macs
-from ..models.efficientnet import EfficientNet, EfficientNetConfig
+from ..models.efficientnet import EfficientNetConfig
 from .latency import LatencyTable, Setting, measure_network
 from .proxy import DEFAULT_PROXY, Candidate, ProxyRun, is_main_rank, measure_rows, run_candidates
-from .report import figures, finish_search
+from .report import counts, figures, finish_search
 from .space import StageChoice, apply_choices, base_choices, is_mbconv_family, stage_options
 
 __all__ = ["StageSearch", "search_stages"]
@@ -98,11 +95,6 @@ class _Space:
         return self.latency(tuple(best))
 
 
-def _macs(cfg: EfficientNetConfig, res: int) -> float:
-    with torch.device("meta"):
-        return float(count_macs(EfficientNet(cfg), res))
-
-
 def _ranked(space: _Space, budget: float, log: Callable[[str], None]) -> list[tuple[float, tuple[StageChoice, ...]]]:
     """Candidates within the budget by the pre-training score (GMACs in the accuracy's place), best first."""
     s, macs = space.s, {}
@@ -112,7 +104,7 @@ def _ranked(space: _Space, budget: float, log: Callable[[str], None]) -> list[tu
         if t > budget:
             return float("-inf")
         if c not in macs:
-            macs[c] = _macs(apply_choices(space.cfg, c), s.res)
+            macs[c] = float(counts(apply_choices(space.cfg, c), s.res)[0])
         return macs[c] * (t / budget) ** W
 
     if space.size <= s.max_enumerate:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..timing import bf16_ok
 from .config import DISTILL_MODES
 from .steps import Loss
 
@@ -99,17 +100,14 @@ class Teacher:
 
 
 def _has_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(getattr(torch.backends, "mkldnn", None)) and torch.backends.mkldnn.is_available() and _cpu_bf16()
-    return False
+    """bf16 where PyTorch runs it (``timing.bf16_ok``) and, on a CPU, natively: emulated bf16 is slower than fp32."""
+    return bf16_ok(device) and (device.type != "cpu" or _cpu_bf16())
 
 
 def _cpu_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX): else bf16 would be slower than fp32."""
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX)."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
