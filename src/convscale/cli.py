@@ -126,6 +126,19 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
         print(f"  {'':16s} {d.about}")
 
 
+def _cmd_cache(args: argparse.Namespace) -> None:
+    from .data import ImageFolder, resolve_data
+    from .data.cache import build_cache, cache_folder
+
+    root = resolve_data(args.data)
+    if not root.is_dir():
+        raise ValueError(f"{args.data}: no such folder (expected DATA/train/<class>/<images>, or DATA/<class>/...)")
+    splits = [root / s for s in ("train", "val") if (root / s).is_dir()] or [root]
+    for split in splits:
+        ds = ImageFolder(split)
+        print(build_cache(ds, args.res, cache_folder(split, args.res, args.cache_dir), workers=args.workers).describe())
+
+
 def _cmd_roadmap(args: argparse.Namespace) -> None:
     from .factory import count_model
     from .models.roadmap import ROADMAP
@@ -426,6 +439,14 @@ def _add_models(sub) -> None:
     p = sub.add_parser("datasets", help="the datasets known by name, and which are in the cache; NAME downloads one")
     p.add_argument("fetch", nargs="*", metavar="NAME", help="download (and extract) these into the cache")
     p.set_defaults(func=_cmd_datasets)
+    p = sub.add_parser(
+        "cache", help="decode an ImageFolder's images once into the memory-mapped cache training reads (--cache-res)"
+    )
+    p.add_argument("data", metavar="DATA", help="a folder with train/ and val/ (each cached), a split, or a name")
+    p.add_argument("--res", type=_bounded(int, 16, 4096), required=True, help="shorter side at most this many px")
+    p.add_argument("--cache-dir", help="where caches live (default ~/.cache/convscale/images)")
+    p.add_argument("--workers", type=_bounded(int, 0, 256), default=2, help="decoding processes [2]")
+    p.set_defaults(func=_cmd_cache)
     p = sub.add_parser("info", help="one model: params, GMACs, resolutions, published numbers, stage table")
     p.add_argument("name")
     p.set_defaults(func=_cmd_info)

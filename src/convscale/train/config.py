@@ -122,6 +122,15 @@ class TrainConfig:
         "0.08 on photos, Inception's)",
     )
     workers: int = _f(2, integer(0, 256), "data loader worker processes")
+    cache_res: int | None = _f(
+        None,
+        optional(integer(16, MAX_RES)),
+        "decode an ImageFolder once into a memory-mapped uint8 cache, shorter side at most this many px (at least the "
+        "training size; rebuilt for files that change)",
+    )
+    cache_dir: str | None = _f(
+        None, optional(text), "where image caches live (default ~/.cache/convscale/images; use a node-local disk)"
+    )
     seed: int = _f(0, integer(0, 2**63 - 1), "seed of the data order, augmentation and initialization")
     device: str = _f("auto", choice(*DEVICES), "auto (CUDA when available), cpu, cuda or mps")
     deterministic: bool = _f(False, flag, "deterministic algorithms (slower)")
@@ -223,6 +232,8 @@ class TrainConfig:
             raise ValueError(f"config key 'freeze_epochs': {self.freeze_epochs} is more than the run's {self.epochs}")
         if self.teacher is None and (self.distill is not None or self.distill_temperature is not None):
             raise ValueError("config key 'distill': distillation needs a teacher (--teacher MODEL[:TAG]|RUN)")
+        if self.cache_res is not None and self.data == "synthetic-shapes":
+            raise ValueError("config key 'cache_res': synthetic-shapes is rendered in memory; the cache is for folders")
         if self.sam is None and self.sam_adaptive:
             raise ValueError("config key 'sam_adaptive': ASAM needs a radius (--sam RHO)")
         if self.sam is not None and self.amp == "fp16":
@@ -279,7 +290,7 @@ def field_help() -> dict[str, str]:
 #: what may differ from the stored config when a run resumes: how long it runs, where and how fast, never what it
 #: learns at a step. ``out`` and ``name`` are ignored there (the run keeps its folder).
 RESUMABLE = frozenset(
-    {"epochs", "workers", "device", "compile", "deterministic", "checkpoint_minutes", "checkpoint_steps"}
+    {"epochs", "workers", "device", "compile", "deterministic", "checkpoint_minutes", "checkpoint_steps", "cache_dir"}
     | {"max_steps", "max_nonfinite", "data", "out", "name"}
 )
 

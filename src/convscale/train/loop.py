@@ -189,6 +189,26 @@ def _data(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None):
     return train_ds, val_ds, classes, native
 
 
+def _cached(cfg: TrainConfig, d: Dist, train_res: int, splits: tuple, log: Log) -> list:
+    """The splits read from their decoded-image caches, built (or brought up to date) first by each machine's local
+    rank 0 while the other processes wait; every rank then checks the cache against the files it lists."""
+    from ..data.cache import CachedImages, build_cache, cache_folder
+
+    if cfg.cache_res < train_res:
+        raise ValueError(
+            f"config key 'cache_res': {cfg.cache_res} px is below the training size {train_res}; every crop would be "
+            f"upscaled (use at least {train_res})"
+        )
+    folders = [cache_folder(ds.root, cfg.cache_res, cfg.cache_dir) for ds in splits]
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        for ds, folder in zip(splits, folders, strict=True):
+            built = build_cache(ds, cfg.cache_res, folder, workers=cfg.workers)
+            if d.main:
+                log(built.describe())
+    all_sum([0.0], d)  # a barrier: no rank reads a cache before its node's build is complete
+    return [CachedImages(ds, folder, cfg.cache_res) for ds, folder in zip(splits, folders, strict=True)]
+
+
 def _model(cfg: TrainConfig, d: Dist, classes: list[str], fresh: bool) -> nn.Module:
     """The model, built with the run's largest dropout and drop-path rates so that every module exists (each stage
     sets its own), in its published weights' form; a ``fresh`` run loads them (a resumed one has its checkpoint)."""
@@ -253,6 +273,8 @@ def prepare(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Pa
         torch.use_deterministic_algorithms(True, warn_only=True)
     train_ds, val_ds, classes, native = _data(cfg, d, ckpt)
     policy = eval_policy(cfg)
+    if cfg.cache_res is not None:
+        train_ds, val_ds = _cached(cfg, d, policy.train_res, (train_ds, val_ds), log)
     plan = make_plan(cfg, policy.train_res, len(train_ds), d.world)
     model = _model(cfg, d, classes, fresh=ckpt is None)
     optimizer = _optimizer(cfg, model)
