@@ -113,6 +113,7 @@ class Trainer:
     teacher: Teacher | None = None  # distillation's frozen teacher (its seconds go into each epoch's row)
     loss_fn: Loss | None = None  # None: cross-entropy
     sam: SAMSetting | None = None
+    compiled: set[tuple[int, int]] = field(default_factory=set)  # (size, batch) shapes whose first step was logged
 
 
 def fit(
@@ -404,8 +405,11 @@ def train_epoch(t: Trainer, stage: ProgressiveStage, stop: _StopFlag) -> bool:
     bar, last_save = _progress(t, steps), time.monotonic()
     started = fetched = time.monotonic()
     for batch in loader:
-        state.epoch_wait_s += time.monotonic() - fetched
+        stepped = time.monotonic()
+        state.epoch_wait_s += stepped - fetched
         _step(t, stage, batch, settings, share)
+        if cfg.compile and (stage.image_size, len(batch.labels)) not in t.compiled:
+            _log_compile(t, stage.image_size, len(batch.labels), time.monotonic() - stepped)
         state.batch += 1
         _show(bar, t, started)
         done = t.plan.stops_early_at(state.epoch, state.batch - 1)
@@ -429,6 +433,13 @@ def train_epoch(t: Trainer, stage: ProgressiveStage, stop: _StopFlag) -> bool:
     if bar is not None:
         bar.close()
     return True
+
+
+def _log_compile(t: Trainer, size: int, batch: int, seconds: float) -> None:
+    """The first step at a new input shape is where torch.compile compiles (a graph per shape: the progressive stages'
+    sizes, and a smaller last batch): each is logged with its time, so recompiles are counted, never silent."""
+    t.compiled.add((size, batch))
+    t.log(f"compiled for {batch} x {size} px: first step {seconds:.1f} s (graph {len(t.compiled)})")
 
 
 def _step(t: Trainer, stage: ProgressiveStage, batch, settings: AugmentSettings, share: BatchShare) -> None:
