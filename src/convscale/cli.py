@@ -136,7 +136,8 @@ def _cmd_cache(args: argparse.Namespace) -> None:
     splits = [root / s for s in ("train", "val") if (root / s).is_dir()] or [root]
     for split in splits:
         ds = ImageFolder(split)
-        print(build_cache(ds, args.res, cache_folder(split, args.res, args.cache_dir), workers=args.workers).describe())
+        folder = cache_folder(split, args.res, args.cache_dir)
+        print(build_cache(ds, args.res, folder, workers=args.workers, progress=True).describe())
 
 
 def _cmd_roadmap(args: argparse.Namespace) -> None:

@@ -167,6 +167,30 @@ class _Decode:
             return i, None
 
 
+@contextlib.contextmanager
+def _bar(total: int, label: str, show: bool, on_image: Callable[[int], None] | None) -> Iterator[Callable[[int], None]]:
+    """A per-file callback: ``on_image``, and a tqdm bar when ``show`` and stderr is a terminal."""
+    import sys
+
+    bar = None
+    if show and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=label, unit="img", leave=False, dynamic_ncols=True)
+
+    def tick(n: int) -> None:
+        if bar is not None:
+            bar.update(1)
+        if on_image is not None:
+            on_image(n)
+
+    try:
+        yield tick
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 class _Spans:
     """Where each image lands in the pixels file being written: offset, height, width, and whether it decoded."""
 
@@ -229,10 +253,12 @@ def build_cache(
     *,
     workers: int = 0,
     on_image: Callable[[int], None] | None = None,
+    progress: bool = False,
 ) -> CacheBuild:
     """Bring the cache of ``ds`` at ``res`` in ``folder`` up to date: decode the files that are new or changed (in
     ``workers`` loader processes), copy the rest from the previous pixels, then write the index atomically. Nothing
-    is written when every file matches. ``on_image(n)``: called after each decoded file (progress)."""
+    is written when every file matches. ``on_image(n)``: called after each decoded file; ``progress``: a progress
+    bar on the terminal while decoding."""
     if not isinstance(res, int) or res < MIN_RES:
         raise ValueError(f"cache resolution: expected an integer of at least {MIN_RES} px, got {res!r}")
     folder = Path(folder)
@@ -250,9 +276,10 @@ def build_cache(
             stale.unlink(missing_ok=True)
         spans = _Spans(len(names))
         sources = [(i, _copied(old, folder, row)) for i, row in enumerate(kept) if row is not None]
-        fresh = ((todo[j], arr) for j, arr in _decoded([ds.samples[i][0] for i in todo], res, workers, on_image))
-        pixels = f"pixels-{secrets.token_hex(6)}.u8"
-        atomic_write(folder / pixels, lambda f: spans.write(f, itertools.chain(sources, fresh)))
+        with _bar(len(todo), f"caching {ds.root.name} at {res} px", progress, on_image) as tick:
+            fresh = ((todo[j], arr) for j, arr in _decoded([ds.samples[i][0] for i in todo], res, workers, tick))
+            pixels = f"pixels-{secrets.token_hex(6)}.u8"
+            atomic_write(folder / pixels, lambda f: spans.write(f, itertools.chain(sources, fresh)))
         sizes, mtimes = (np.array([f[k] for f in prints], np.int64) for k in (0, 1))
         meta = json.dumps({"format": FORMAT, "res": res, "pixels": pixels, "split": str(ds.root.resolve())})
         arrays = dict(paths=np.array(names, dtype=str), sizes=sizes, mtimes=mtimes, **spans.arrays())

@@ -203,7 +203,7 @@ def _cached(cfg: TrainConfig, d: Dist, train_res: int, splits: tuple, log: Log) 
     folders = [cache_folder(ds.root, cfg.cache_res, cfg.cache_dir) for ds in splits]
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         for ds, folder in zip(splits, folders, strict=True):
-            built = build_cache(ds, cfg.cache_res, folder, workers=cfg.workers)
+            built = build_cache(ds, cfg.cache_res, folder, workers=cfg.workers, progress=d.main)
             if d.main:
                 log(built.describe())
     all_sum([0.0], d)  # a barrier: no rank reads a cache before its node's build is complete
