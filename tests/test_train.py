@@ -442,6 +442,40 @@ def test_ddp_two_processes_match_one(tmp_path, sam):
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_on_localhost_match_one_process(tmp_path):
+    """Two torchrun "machines" of one process each (``--nnodes 2``, a c10d rendezvous on 127.0.0.1), each with the
+    image cache on its own disk (``--cache-dir``), train as one process does: the same weights."""
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=8, val_per_class=2, res=40)
+    flags = f"--model test_convnext --data {data} --epochs 1 --batch-size 8 --train-res 32 --cache-res 40"
+    flags += " --workers 0 --no-ema --drop-rate 0 --drop-path-rate 0 --optimizer sgd --lr 0.05"
+    flags = [*flags.split(), "--out", str(tmp_path / "runs")]
+    one = _cli("train", *flags, "--name", "one", "--cache-dir", str(tmp_path / "cache-one"))
+    subprocess.run(one, check=True, env=_ENV, capture_output=True)
+    port = _free_port()
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes"]  # fmt: skip
+    nodes = []
+    for node in ("a", "b"):  # each "machine" keeps its cache on its own disk
+        cmd = [*torchrun, "-m", "convscale.cli", "train", *flags, "--name", "two", "--cache-dir", str(tmp_path / node)]
+        nodes.append(subprocess.Popen(cmd, env=_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    errors = [proc.communicate(timeout=300)[1] for proc in nodes]
+    assert [proc.returncode for proc in nodes] == [0, 0], errors[0][-1500:] + errors[1][-1500:]
+    assert all(list((tmp_path / node).glob("*/index.npz")) for node in ("a", "b"))  # a cache per node
+    a, b = _weights(tmp_path / "runs" / "one"), _weights(tmp_path / "runs" / "two")
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
+
+
 @pytest.mark.parametrize("sam", [None, 0.1])
 def test_gradient_accumulation_is_the_same_step(sam):
     """Two slices of 8 accumulate to the gradient of one batch of 16 (LayerNorm model: no batch statistics), with
