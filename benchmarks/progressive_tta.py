@@ -3,6 +3,8 @@
 
     PY benchmarks/progressive_tta.py --out docs/progressive            # synthetic-shapes, 32 -> 96 px
     PY benchmarks/progressive_tta.py --data ~/data/imagenette2-320 --res 160 --start 96 --out DIR
+    PY benchmarks/progressive_tta.py --as-folder --cache-res 96 --workers 0 --runs fixed adaptive \
+        --out docs/progressive/cache
 
 - fixed: every epoch at the final size, regularization at its final values;
 - size: the image size grows from --start to --res over --stages stages, regularization at its final values;
@@ -49,6 +51,9 @@ def main() -> None:
     p.add_argument("--mixup", type=float, default=0.2)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    p.add_argument("--as-folder", action="store_true", help="write synthetic-shapes as JPEG files and train from them")
+    p.add_argument("--cache-res", type=int, help="read the files through the decoded-image cache at this size")
+    p.add_argument("--workers", type=int, default=2, help="loader processes (0 is fastest with the cache on a CPU)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     common = {
@@ -64,8 +69,16 @@ def main() -> None:
         "drop_rate": args.dropout,
         "size_multiple": args.size_multiple,
         "ema": args.ema,
+        "workers": args.workers,
         "out": str(args.out / "runs"),
     }
+    if args.as_folder:  # the same images as files: JPEG decoding in the loader, or the cache
+        folder = write_shapes(args.out / "runs" / f"shapes-{args.res}px", args.res, args.shapes_train)
+        common = {k: v for k, v in common.items() if not k.startswith("shapes_")}
+        common |= {"data": str(folder), "crop_scale": 0.6}  # synthetic-shapes' own crop, not a photo's
+    if args.cache_res:
+        common |= {"cache_res": args.cache_res, "cache_dir": str(args.out / "runs" / "cache")}
+        prebuild(TrainConfig(**common), args.out / "cache_build.txt")
     summary, epochs = [], []
     for name in args.runs:
         extra = {k: (args.start if v == "START" else v) for k, v in RUNS[name].items()}
@@ -125,6 +138,38 @@ def main() -> None:
     write_csv(args.out / "tta.csv", [{k: r.get(k, "") for k in keys} for r in summary])
     write_csv(args.out / "tta_epochs.csv", epochs)
     plot(args.out / "tta.png", epochs)
+
+
+def write_shapes(root: Path, res: int, train: int, val: int = 2000) -> Path:
+    """synthetic-shapes (seed 0) as an ImageFolder of JPEGs (quality 95): ``root/{train,val}/<shape>/<i>.jpg``."""
+    from convscale.data import SHAPE_CLASSES, SyntheticShapes
+
+    if (root / "done").exists():
+        return root
+    for split, size in (("train", train), ("val", val)):
+        shapes = SyntheticShapes(split, size=size, res=res, seed=0)
+        for i in range(size):
+            img, label = shapes[i]
+            folder = root / split / SHAPE_CLASSES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            img.save(folder / f"{i}.jpg", quality=95)
+    (root / "done").touch()
+    return root
+
+
+def prebuild(cfg: TrainConfig, report: Path) -> None:
+    """Build the runs' caches once, before the first run (the build is a one-off; its time is written to ``report``)."""
+    from convscale.data import ImageFolder
+    from convscale.data.cache import build_cache, cache_folder
+
+    lines = []
+    for split in ("train", "val"):
+        ds = ImageFolder(Path(cfg.data) / split)
+        built = build_cache(ds, cfg.cache_res, cache_folder(ds.root, cfg.cache_res, cfg.cache_dir), workers=cfg.workers)
+        lines.append(built.describe())
+        print(lines[-1], flush=True)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines) + "\n")
 
 
 def plot(path: Path, epochs: list[dict]) -> None:
