@@ -442,6 +442,17 @@ def test_ddp_two_processes_match_one(tmp_path, sam):
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k
 
 
+def test_compiled_progressive_run_compiles_once_per_stage_size(tmp_path):
+    """``--compile`` with two progressive stages (32 then 64 px): one graph per size, each first step logged with its
+    seconds, and no other recompilation (the last, incomplete batch is dropped while training)."""
+    logs: list[str] = []
+    cfg = TrainConfig(**{**TINY, "shapes_res": 64}, epochs=2, stages=2, size_start=32, compile=True, out=str(tmp_path))
+    fit(cfg, log=logs.append)
+    compiled = [line for line in logs if line.startswith("compiled for")]
+    assert [line.split(":")[0] for line in compiled] == ["compiled for 16 x 32 px", "compiled for 16 x 64 px"]
+    assert compiled[-1].endswith("(graph 2)") and " s (graph" in compiled[0]
+
+
 def _free_port() -> int:
     import socket
 
