@@ -31,23 +31,27 @@ from convscale.train import fit, load_config
 MODEL = "resnet18"
 
 
-def write_digits(root: Path, train_per_class: int, seed: int) -> Path:
-    """sklearn's digits as ``root/{train,val}/<digit>/<n>.png``, 32 px RGB (0–16 grey levels scaled to 0–255)."""
+def digit_images(train_per_class: int, rng: np.random.Generator):
+    """sklearn's digits split per class (the first ``train_per_class`` of a permutation drawn from ``rng`` to train,
+    the rest to validate): (split, label, index, 8 × 8 grey PIL image with 0–16 scaled to 0–255), class by class."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         raise SystemExit("this benchmark needs scikit-learn: .venv/bin/pip install scikit-learn") from None
     digits = load_digits()
-    rng = np.random.default_rng(seed)
     for label in range(10):
         idx = rng.permutation(np.flatnonzero(digits.target == label))
         for split, part in (("train", idx[:train_per_class]), ("val", idx[train_per_class:])):
-            folder = root / split / str(label)
-            folder.mkdir(parents=True, exist_ok=True)
             for i in part:
-                grey = (digits.images[i] * (255 / 16)).astype(np.uint8)
-                img = Image.fromarray(grey).resize((32, 32), Image.Resampling.BICUBIC).convert("RGB")
-                img.save(folder / f"{i}.png")
+                yield split, label, i, Image.fromarray((digits.images[i] * (255 / 16)).astype(np.uint8))
+
+
+def write_digits(root: Path, train_per_class: int, seed: int) -> Path:
+    """sklearn's digits as ``root/{train,val}/<digit>/<n>.png``, 32 px RGB (0–16 grey levels scaled to 0–255)."""
+    for split, label, i, grey in digit_images(train_per_class, np.random.default_rng(seed)):
+        folder = root / split / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        grey.resize((32, 32), Image.Resampling.BICUBIC).convert("RGB").save(folder / f"{i}.png")
     return root
 
 

@@ -51,25 +51,20 @@ def write_photos(root: Path, train_per_class: int = 100, size: tuple[int, int] =
     """The digits as JPEG photos: ``root/{train,val}/<digit>/<n>.jpg`` (see the module's text)."""
     if (root / "done").exists():
         return root
-    from sklearn.datasets import load_digits
+    from finetune_digits import digit_images
 
-    digits = load_digits()
     rng = np.random.default_rng(seed)
     w, h = size
-    for label in range(10):
-        idx = rng.permutation(np.flatnonzero(digits.target == label))
-        for split, part in (("train", idx[:train_per_class]), ("val", idx[train_per_class:])):
-            folder = root / split / str(label)
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in part:
-                grey = Image.fromarray((digits.images[i] * (255 / 16)).astype(np.uint8))
-                glyph = np.asarray(grey.resize((h, h), Image.Resampling.BICUBIC), dtype=np.float32)[..., None]
-                tint = rng.uniform(0.5, 1.0, 3) * 255
-                canvas = np.zeros((h, w, 3), np.float32) + rng.uniform(0, 60, 3)
-                left = (w - h) // 2
-                canvas[:, left : left + h] += glyph / 255 * (tint - canvas[:, left : left + h])
-                canvas += rng.normal(0, 12, canvas.shape)
-                Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).save(folder / f"{i}.jpg", quality=90)
+    for split, label, i, grey in digit_images(train_per_class, rng):
+        folder = root / split / str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        glyph = np.asarray(grey.resize((h, h), Image.Resampling.BICUBIC), dtype=np.float32)[..., None]
+        tint = rng.uniform(0.5, 1.0, 3) * 255
+        canvas = np.zeros((h, w, 3), np.float32) + rng.uniform(0, 60, 3)
+        left = (w - h) // 2
+        canvas[:, left : left + h] += glyph / 255 * (tint - canvas[:, left : left + h])
+        canvas += rng.normal(0, 12, canvas.shape)
+        Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8)).save(folder / f"{i}.jpg", quality=90)
     (root / "done").touch()
     return root
 
