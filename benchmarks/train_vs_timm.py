@@ -76,7 +76,7 @@ def convscale_run(args, data: Path, work: Path, compile: bool) -> dict:
              "drop-path-rate": 0, "randaug-n": 2, "randaug-m": 9, "mixup": 0.2, "label-smoothing": 0.1,
              "ema-decay": 0.998, "train-res": args.res, "test-res": args.res, "workers": args.workers,
              "cache-res": round(args.res / 0.875), "cache-dir": work / "cache", "out": work / "runs", "name": name,
-             "seed": 0}  # fmt: skip
+             "seed": args.seed}  # fmt: skip
     cmd = [sys.executable, "-m", "convscale", "train", "--ema", *_flags(flags)]
     if compile:
         cmd.append("--compile")
@@ -96,7 +96,7 @@ def convscale_run(args, data: Path, work: Path, compile: bool) -> dict:
 def timm_run(args, data: Path, work: Path, compile: bool) -> dict:
     out = work / f"timm-{'compile' if compile else 'eager'}.json"
     flags = {"data": data, "model": args.model, "epochs": args.epochs, "res": args.res, "workers": args.timm_workers,
-             "lr": args.lr, "crop-scale": args.crop_scale, "out": out}  # fmt: skip
+             "lr": args.lr, "crop-scale": args.crop_scale, "seed": args.seed, "out": out}  # fmt: skip
     cmd = [str(args.timm_python), str(HERE / "timm_pipeline.py"), *_flags(flags)]
     if compile:
         cmd.append("--compile")
@@ -178,6 +178,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--modes", default="eager,compile")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0, help="both sides' seed")
     parser.add_argument("--crop-scale", type=float, default=0.35, help="smallest area of the random-resized crop")
     parser.add_argument("--photo-size", default="426x320", help="the photos' size (Imagenette-320's typical 426x320)")
     parser.add_argument("--timm-python", type=Path, default=REF_PY)
