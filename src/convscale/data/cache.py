@@ -27,7 +27,8 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_write
-from .folder import DECODE_ERRORS, ImageFolder, load_rgb
+from ..paths import cache_root
+from .folder import DECODE_ERRORS, ImageFolder, first_few, load_rgb
 
 __all__ = ["FORMAT", "CacheBuild", "CachedImages", "build_cache", "cache_folder", "shrink"]
 
@@ -56,10 +57,8 @@ def cache_folder(split: str | Path, res: int, cache_dir: str | Path | None = Non
     """Where the cache of split folder ``split`` at ``res`` lives: inside ``cache_dir`` (default
     ``$CONVSCALE_CACHE/images``, i.e. ``~/.cache/convscale/images``), named after the split and a hash of its
     absolute path, so two datasets never share one."""
-    import os
-
     split = Path(split).expanduser().resolve()
-    base = cache_dir or Path(os.environ.get("CONVSCALE_CACHE") or Path.home() / ".cache" / "convscale") / "images"
+    base = cache_dir or cache_root() / "images"
     slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", f"{split.parent.name}-{split.name}").strip("._")[:80] or "data"
     digest = hashlib.sha1(str(split).encode()).hexdigest()[:10]
     return Path(base).expanduser() / f"{slug}-{digest}-{res}px"
@@ -83,8 +82,7 @@ class CacheBuild:
         text = f"image cache {self.folder}: {self.images} images, {self.bytes / 2**20:.0f} MiB ({done}"
         text += f", {self.seconds:.1f} s)" if self.decoded else ")"
         if self.skipped:
-            shown = ", ".join(self.skipped[:3]) + (", ..." if len(self.skipped) > 3 else "")
-            text += f"; {len(self.skipped)} files do not decode and are left out: {shown}"
+            text += f"; {len(self.skipped)} files do not decode and are left out: {first_few(self.skipped)}"
         return text
 
 
@@ -213,15 +211,15 @@ class _Spans:
         return {"offsets": self.offsets, "heights": self.heights, "widths": self.widths, "ok": self.ok}
 
 
-def _copied(old: _Index, folder: Path, row: int) -> Callable[[], np.ndarray | None]:
-    """Row ``row`` of the previous cache's pixels, read when called (None for a file that did not decode)."""
+def _copied(old: _Index, pixels: np.ndarray, row: int) -> Callable[[], np.ndarray | None]:
+    """Row ``row`` of the previous cache's ``pixels``, read when called (None for a file that did not decode)."""
 
     def read() -> np.ndarray | None:
         a = old.arrays
         if not a["ok"][row]:
             return None
         o, h, w = int(a["offsets"][row]), int(a["heights"][row]), int(a["widths"][row])
-        return np.asarray(old.pixels(folder)[o : o + h * w * 3]).reshape(h, w, 3)
+        return np.asarray(pixels[o : o + h * w * 3]).reshape(h, w, 3)
 
     return read
 
@@ -275,7 +273,8 @@ def build_cache(
         for stale in folder.glob(".*.tmp"):  # what a killed build left before its rename
             stale.unlink(missing_ok=True)
         spans = _Spans(len(names))
-        sources = [(i, _copied(old, folder, row)) for i, row in enumerate(kept) if row is not None]
+        previous = old.pixels(folder) if old is not None else None  # mapped once, read row by row
+        sources = [(i, _copied(old, previous, row)) for i, row in enumerate(kept) if row is not None]
         with _bar(len(todo), f"caching {ds.root.name} at {res} px", progress, on_image) as tick:
             fresh = ((todo[j], arr) for j, arr in _decoded([ds.samples[i][0] for i in todo], res, workers, tick))
             pixels = f"pixels-{secrets.token_hex(6)}.u8"

@@ -110,9 +110,14 @@ class ImageFolder:
         return readable
 
 
+def first_few(paths: list[str], n: int = 3) -> str:
+    """The first ``n`` of ``paths``, comma-separated, with ``...`` when there are more."""
+    return ", ".join(paths[:n]) + (", ..." if len(paths) > n else "")
+
+
 def warn_skipped(paths: list[str], total: int | None = None) -> None:
     """One warning: how many files were skipped, and the first few."""
     if paths:
-        shown = ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+        shown = first_few(paths)
         of = f" of {total}" if total else ""
         warnings.warn(f"skipped {len(paths)}{of} files that do not decode as images: {shown}", stacklevel=2)

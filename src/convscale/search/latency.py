@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
 import re
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from torch import nn
 
 from ..atomic import atomic_write_text
 from ..models.efficientnet import EfficientNetConfig, MBStage, make_block, make_head, make_stem
+from ..paths import cache_root
 from ..timing import measure
 
 __all__ = ["LatencyTable", "Part", "Setting", "measure_network", "network_parts", "table_path"]
@@ -139,7 +139,7 @@ def table_path(root: str | Path | None = None) -> Path:
     with contextlib.suppress(OSError):  # Linux names the model; elsewhere platform's answer stays
         cpu = next(iter(re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())), cpu)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{cpu}-{torch.get_num_threads()}t-torch{torch.__version__}").strip("-")
-    base = Path(root or os.environ.get("CONVSCALE_CACHE") or Path.home() / ".cache" / "convscale")
+    base = Path(root) if root else cache_root()
     return base / "latency" / f"{slug[:150]}.json"
 
 

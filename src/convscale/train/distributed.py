@@ -17,10 +17,16 @@ class Dist:
     rank: int
     world: int
     device: torch.device
+    local_rank: int = 0  # the rank on this machine (torchrun's LOCAL_RANK)
 
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def local_main(self) -> bool:
+        """The first process on this machine: it fetches and builds what every process of the machine reads."""
+        return self.local_rank == 0
 
 
 def device_named(name: str, local_rank: int = 0) -> torch.device:
@@ -46,7 +52,7 @@ def setup(device: str = "auto") -> Dist:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
-    return Dist(rank, world, dev)
+    return Dist(rank, world, dev, local_rank)
 
 
 def teardown(finished: bool = False) -> None:

@@ -6,7 +6,6 @@ regularization) join at the named places of ``hooks.py``."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -167,7 +166,7 @@ def _fetch_named(data: str, d: Dist) -> None:
 
     if not is_named(data) or d.world == 1:
         return
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+    if d.local_main:
         fetch(data)
     all_sum([0.0], d)  # a barrier: every rank sees the extracted folder before it lists it
 
@@ -201,7 +200,7 @@ def _cached(cfg: TrainConfig, d: Dist, train_res: int, splits: tuple, log: Log) 
             f"upscaled (use at least {train_res})"
         )
     folders = [cache_folder(ds.root, cfg.cache_res, cfg.cache_dir) for ds in splits]
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+    if d.local_main:
         for ds, folder in zip(splits, folders, strict=True):
             built = build_cache(ds, cfg.cache_res, folder, workers=cfg.workers, progress=d.main)
             if d.main:
