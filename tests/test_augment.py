@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from convscale.augment import (
+    OP_SETS,
     OPS,
     apply_op,
     flip_mask,
@@ -31,13 +32,56 @@ def images() -> torch.Tensor:
     return torch.stack([to_tensor(shapes[i][0]) * std + mean for i in range(8)]).clamp(0, 1)  # [0, 1]
 
 
-@pytest.mark.parametrize("name", [op for op in OPS if op not in ("identity", "auto_contrast")])
+_NO_MAGNITUDE = ("identity", "auto_contrast", "equalize", "invert")
+
+
+@pytest.mark.parametrize("name", sorted({op for ops in OP_SETS.values() for op in ops} - set(_NO_MAGNITUDE)))
 def test_randaugment_magnitude_changes_each_ops_strength(images, name):
     sign = torch.ones(images.shape[0])
     change = [float((apply_op(name, images, m, sign) - images).abs().mean()) for m in (0.0, 3.0, 9.0)]
-    if name not in ("solarize", "posterize"):
+    if name not in ("solarize", "posterize", "posterize_increasing"):
         assert change[0] == pytest.approx(0, abs=1e-6)  # magnitude 0 is the identity
     assert change[0] <= change[1] < change[2], change
+
+
+def _pil_batch(seed: int = 0) -> tuple[list[Image.Image], torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    arrays = [rng.integers(0, 256, (24, 20, 3), dtype=np.uint8) for _ in range(3)]
+    arrays[1] = (arrays[1] // 4 + 100).astype(np.uint8)  # a narrow histogram
+    arrays[2][:] = 7  # one level only: equalize leaves it
+    arrays[2][0, 0] = 200
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+    return [Image.fromarray(a) for a in arrays], x
+
+
+def _pil_to_float(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
+
+
+@pytest.mark.parametrize(
+    "name, pil",
+    [
+        ("equalize", ImageOps.equalize),
+        ("invert", ImageOps.invert),
+        ("solarize_add", lambda im: im.point([min(255, i + 99) if i < 128 else i for i in range(256)] * 3)),
+        ("posterize_increasing", lambda im: ImageOps.posterize(im, 1)),  # timm's inc1 at m 9: 4 - int(3.6) bits
+    ],
+)
+def test_the_pixel_ops_match_pil_level_for_level(name, pil):
+    """equalize as PIL's (per channel, the cumulative histogram over the levels below the top one), and timm's
+    inc1 ops at magnitude 9 as timm computes them on PIL images."""
+    pils, x = _pil_batch()
+    got = apply_op(name, x, 9.0, torch.ones(len(pils)))
+    want = torch.stack([_pil_to_float(pil(im)) for im in pils])
+    assert torch.equal((got * 255).round(), (want * 255).round())
+
+
+def test_the_op_lists_are_the_papers_and_timms():
+    assert len(OPS) == 14 and "equalize" in OPS and "invert" not in OPS  # Cubuk et al., 2020, Section 3
+    timm = OP_SETS["timm"]
+    assert len(timm) == 15 and "identity" not in timm and {"invert", "solarize_add"} <= set(timm)
+    with pytest.raises(ValueError, match="paper, timm"):
+        rand_augment(torch.rand(2, 3, 8, 8), 2, 9, ops="autoaugment")
 
 
 def test_rand_augment_is_reproducible_and_per_image(images):
@@ -46,6 +90,8 @@ def test_rand_augment_is_reproducible_and_per_image(images):
     assert torch.equal(a, b) and a.shape == images.shape and 0 <= a.min() and a.max() <= 1
     assert not torch.equal(a, rand_augment(images, 2, 9, generator=torch.Generator().manual_seed(2)))
     assert torch.equal(rand_augment(images, 0, 9), images)
+    t = rand_augment(images, 2, 9, ops="timm", generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(a, t) and 0 <= t.min() and t.max() <= 1
 
 
 def test_mixup_targets_sum_to_one_with_smoothing(images):

@@ -41,6 +41,7 @@ def test_recipes_use_the_trainers_vocabulary():
         Recipe(optimizer="sgd_nesterov", lr=0.1, batch_size=256, weight_decay=0, epochs=1, warmup_epochs=0,
                schedule="cosine")  # fmt: skip
     assert published_values("convnext_tiny")["randaug_n"] == 2 and published_values("convnext_tiny")["randaug_m"] == 9
+    assert published_values("convnext_tiny")["randaug_ops"] == "timm"  # timm's rand-m9-mstd0.5-inc1
     assert (published_values("nfnet_f3")["randaug_n"], published_values("nfnet_f3")["randaug_m"]) == (4, 15)
 
 

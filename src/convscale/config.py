@@ -54,12 +54,13 @@ class Recipe:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"recipe optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
-    def randaug(self) -> tuple[int, float] | None:
-        """RandAugment's (ops per image, magnitude) from the spec, or None."""
+    def randaug(self) -> tuple[int, float, str] | None:
+        """RandAugment's (ops per image, magnitude, op list) from the spec, or None: timm's ``inc1`` strings name
+        timm's op list ("timm"), others the paper's. (timm's ``mstd``, a magnitude drawn per op, is not followed.)"""
         if not self.randaugment:
             return None
         parts = dict(re.fullmatch(r"([a-z]+)([\d.]*)", p).groups() for p in self.randaugment.split("-")[1:])
-        return int(parts.get("n", 2)), float(parts["m"])
+        return int(parts.get("n", 2)), float(parts["m"]), "timm" if parts.get("inc") == "1" else "paper"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,12 +7,13 @@ from .erasing import random_erasing
 from .mix import MixResult, mix_batch, one_hot_smooth
 from .normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 from .pipeline import AugmentSettings, BatchShare, augment_batch
-from .randaugment import OPS, apply_op, rand_augment
+from .randaugment import OP_SETS, OPS, apply_op, rand_augment
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "OPS",
+    "OP_SETS",
     "AugmentSettings",
     "BatchShare",
     "MixResult",

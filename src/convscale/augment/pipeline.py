@@ -32,6 +32,7 @@ class AugmentSettings:
     crop_scale: float | None  # smallest crop area when the loader sent whole images; None: it sent crops
     randaug_n: int = 0
     randaug_m: float = 0.0
+    randaug_ops: str = "paper"  # RandAugment's op list: "paper" or "timm" (randaugment.OP_SETS)
     mixup: float = 0.0
     cutmix: float = 0.0
     mixup_switch_prob: float = 0.5
@@ -44,7 +45,8 @@ class AugmentSettings:
     def from_config(
         cls, cfg: Any, size: int, crop_scale: float | None, mean=IMAGENET_MEAN, std=IMAGENET_STD
     ) -> AugmentSettings:
-        keys = ("randaug_n", "randaug_m", "mixup", "cutmix", "mixup_switch_prob", "label_smoothing", "random_erasing")
+        keys = ("randaug_n", "randaug_m", "randaug_ops", "mixup", "cutmix", "mixup_switch_prob", "label_smoothing")
+        keys += ("random_erasing",)
         return cls(size, crop_scale, **{k: getattr(cfg, k) for k in keys}, mean=tuple(mean), std=tuple(std))
 
 
@@ -76,7 +78,7 @@ def augment_batch(
     flips = flip_mask(everyone, 0.5, generator=gen)[mine]
     x = resized_crop(x, boxes, s.size, flips).div_(255).clamp_(0, 1)
     if s.randaug_n and s.randaug_m > 0:
-        x = rand_augment(x, s.randaug_n, s.randaug_m, generator=gen)
+        x = rand_augment(x, s.randaug_n, s.randaug_m, ops=s.randaug_ops, generator=gen)
     x = normalize(x, s.mean, s.std)
     if s.mixup > 0 or s.cutmix > 0:
         mixed = mix_batch(

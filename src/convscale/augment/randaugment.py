@@ -2,8 +2,10 @@
 follows one magnitude ``m`` (10 is each op's usual maximum; larger values, as EfficientNetV2's 15-25, extrapolate
 and are clamped to the op's valid range). Images are floats in [0, 1], (N, 3, H, W).
 
-Ops: identity, auto-contrast, brightness, contrast, colour (saturation), sharpness, solarize, posterize, rotate,
-shear x/y, translate x/y. Geometric ops fill with mid-grey. Equalize is left out: it needs a per-image histogram.
+Two op lists (``OP_SETS``): "paper", the paper's 14 (identity, auto-contrast, equalize, brightness, contrast, colour,
+sharpness, solarize, posterize, rotate, shear x/y, translate x/y), and "timm", the 15 of timm's ``rand-…-inc1``
+strings, for a recipe that must match a timm run: no identity, invert and solarize-add added, and posterize keeping
+4 − ⌊0.4·m⌋ bits (1 at m 9) instead of the paper's 8 − 0.4·m (4 at m 9). Geometric ops fill with mid-grey.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import torch.nn.functional as F
 
 from .rng import generator_or_new
 
-__all__ = ["OPS", "apply_op", "rand_augment"]
+__all__ = ["OPS", "OP_SETS", "apply_op", "rand_augment"]
 
 OPS = (
     "identity",
     "auto_contrast",
+    "equalize",
     "brightness",
     "contrast",
     "color",
@@ -32,6 +35,24 @@ OPS = (
     "translate_x",
     "translate_y",
 )
+TIMM_OPS = (
+    "auto_contrast",
+    "equalize",
+    "invert",
+    "rotate",
+    "posterize_increasing",
+    "solarize",
+    "solarize_add",
+    "color",
+    "contrast",
+    "brightness",
+    "sharpness",
+    "shear_x",
+    "shear_y",
+    "translate_x",
+    "translate_y",
+)
+OP_SETS = {"paper": OPS, "timm": TIMM_OPS}
 _GREY = 0.5
 
 
@@ -52,8 +73,35 @@ def _affine(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _equalize(x: torch.Tensor) -> torch.Tensor:
+    """Histogram equalization of each image's channels, as PIL's ``ImageOps.equalize``: the 256 levels mapped through
+    the channel's cumulative histogram, spread evenly over the levels below its top one."""
+    n, c, h, w = x.shape
+    levels = (x * 255).round_().long().reshape(n * c, h * w)
+    offsets = torch.arange(n * c, device=x.device).view(-1, 1) * 256
+    hist = torch.bincount((levels + offsets).flatten(), minlength=n * c * 256).view(n * c, 256)
+    top = 255 - (hist > 0).flip(1).int().argmax(dim=1, keepdim=True)  # the highest level present
+    step = (h * w - hist.gather(1, top)) // 255
+    below = hist.cumsum(1) - hist  # pixels under each level
+    lut = ((step // 2 + below) // step.clamp_min(1)).clamp_(max=255)
+    keep = (step == 0).expand_as(lut)  # one level only, or too few pixels below the top: unchanged
+    lut = torch.where(keep, torch.arange(256, device=x.device).expand_as(lut), lut)
+    return (lut.gather(1, levels).view(n, c, h, w).to(x.dtype) / 255).clamp_(0, 1)
+
+
 def _pixel_op(name: str, x: torch.Tensor, level: float, sign: torch.Tensor) -> torch.Tensor:
     """The ops that change pixel values in place: contrast and colour, solarize, posterize."""
+    if name == "equalize":
+        return _equalize(x)
+    if name == "invert":
+        return 1 - x
+    if name == "solarize_add":  # timm's: levels under 128 raised by up to 110
+        add = min(128, int(110 * level)) / 255
+        return torch.where(x < 127.5 / 255, (x + add).clamp_(max=1), x)
+    if name == "posterize_increasing":  # timm's inc1: 4 bits at magnitude 0, 0 at 10
+        bits = 4 - int(4 * min(level, 1.0))
+        step = 2 ** (8 - bits)
+        return torch.floor(x * 255 / step) * step / 255
     if name == "auto_contrast":
         lo = x.amin(dim=(2, 3), keepdim=True)
         hi = x.amax(dim=(2, 3), keepdim=True)
@@ -96,13 +144,17 @@ def _theta(name: str, x: torch.Tensor, level: float, sign: torch.Tensor) -> torc
     return theta
 
 
-_PIXEL_OPS = ("auto_contrast", "brightness", "contrast", "color", "sharpness", "solarize", "posterize")
+_PIXEL_OPS = (
+    "auto_contrast", "equalize", "invert", "brightness", "contrast", "color", "sharpness", "solarize", "solarize_add",
+    "posterize", "posterize_increasing",
+)  # fmt: skip
+_ALL_OPS = frozenset(OPS) | frozenset(TIMM_OPS)
 
 
 def apply_op(name: str, x: torch.Tensor, magnitude: float, sign: torch.Tensor) -> torch.Tensor:
     """Op ``name`` at ``magnitude`` on every image of ``x``; ``sign`` (N,) of ±1 picks each image's direction."""
-    if name not in OPS:
-        raise ValueError(f"unknown RandAugment op {name!r}; the ops are {', '.join(OPS)}")
+    if name not in _ALL_OPS:
+        raise ValueError(f"unknown RandAugment op {name!r}; the ops are {', '.join(sorted(_ALL_OPS))}")
     level = magnitude / 10.0
     if name == "identity":
         return x
@@ -112,18 +164,27 @@ def apply_op(name: str, x: torch.Tensor, magnitude: float, sign: torch.Tensor) -
 
 
 def rand_augment(
-    x: torch.Tensor, n: int = 2, magnitude: float = 9.0, *, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    n: int = 2,
+    magnitude: float = 9.0,
+    *,
+    ops: str = "paper",
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """RandAugment(n, m): for each of ``n`` rounds every image draws one op (uniformly) and a direction."""
+    """RandAugment(n, m): for each of ``n`` rounds every image draws one op of ``OP_SETS[ops]`` (uniformly) and a
+    direction."""
     if n < 0 or magnitude < 0:
         raise ValueError(f"RandAugment needs n >= 0 and magnitude >= 0, got n={n}, magnitude={magnitude}")
+    if ops not in OP_SETS:
+        raise ValueError(f"RandAugment ops must be one of {', '.join(OP_SETS)}, got {ops!r}")
+    names = OP_SETS[ops]
     gen = generator_or_new(generator)
     out = x
     for _ in range(n):
-        choice = torch.randint(len(OPS), (x.shape[0],), generator=gen).to(x.device)
+        choice = torch.randint(len(names), (x.shape[0],), generator=gen).to(x.device)
         sign = (torch.randint(2, (x.shape[0],), generator=gen) * 2 - 1).to(x.device, x.dtype)
         result = out.clone()
-        for k, name in enumerate(OPS):
+        for k, name in enumerate(names):
             idx = (choice == k).nonzero().flatten()
             if idx.numel() and name != "identity":
                 result[idx] = apply_op(name, out[idx], magnitude, sign[idx])

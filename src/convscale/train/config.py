@@ -154,8 +154,11 @@ class TrainConfig:
     drop_rate_start: float | None = _f(None, None, "progressive: the first stage's dropout (default: the last)")
     drop_path_rate_start: float | None = _f(None, None, "progressive: the first stage's drop path")
     randaug_n: int = _f(0, integer(0, 16), "RandAugment ops per image (0: off)")
-    randaug_m: float = _f(9.0, None, "RandAugment magnitude (0-30 as in the paper)")
+    randaug_m: float = _f(9.0, None, "RandAugment magnitude (10: each op's usual maximum; above it extrapolates)")
     randaug_m_start: float | None = _f(None, None, "progressive: the first stage's RandAugment magnitude")
+    randaug_ops: str = _f(
+        "paper", choice("paper", "timm"), "RandAugment's ops: the paper's 14, or timm's rand-…-inc1 15 (with invert)"
+    )
     mixup: float = _f(0.0, None, "mixup alpha (0: off)")
     mixup_start: float | None = _f(None, None, "progressive: the first stage's mixup alpha")
     cutmix: float = _f(0.0, None, "CutMix alpha (0: off); with mixup, one of the two per batch")

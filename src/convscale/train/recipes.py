@@ -100,7 +100,7 @@ def published_values(model: str) -> dict[str, Any]:
     if recipe.ema_decay is not None:
         values["ema_decay"] = recipe.ema_decay
     if recipe.randaug() is not None:
-        values["randaug_n"], values["randaug_m"] = recipe.randaug()
+        values["randaug_n"], values["randaug_m"], values["randaug_ops"] = recipe.randaug()
     if hasattr(cfg, "randaugment_magnitude"):  # NFNets: per variant, in the model's table (DeepMind's RA_level)
         values["randaug_n"], values["randaug_m"] = cfg.randaugment_layers, cfg.randaugment_magnitude
     return values
