@@ -6,8 +6,9 @@ reference environment (``shared/tools/ref_env.sh``: timm and torchvision; convsc
 ``timm.data.create_dataset`` and ``create_loader`` (random-resized crop, flip, RandAugment from its string, timm's
 prefetcher normalizing on the device), ``timm.data.Mixup`` with label smoothing and ``SoftTargetCrossEntropy``,
 ``timm.optim.create_optimizer_v2`` (AdamW), ``timm.scheduler.create_scheduler_v2`` (cosine, per-step warm-up), and
-``timm.utils.ModelEmaV3``; optionally ``torch.compile``. Per epoch it records images/s over the epoch, seconds spent
-waiting for the loader, and (as train.py, every epoch) the top-1 of the model and of its EMA. Writes one JSON file.
+``timm.utils.ModelEmaV3`` with its warm-up; optionally ``torch.compile``. Per epoch it records images/s over the
+epoch, seconds spent waiting for the loader, and (as train.py, every epoch) the top-1 of the model and of its EMA.
+Writes one JSON file.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main() -> None:
         optimizer, "cosine", num_epochs=args.epochs, warmup_epochs=args.warmup_epochs, warmup_lr=args.lr * 1e-3,
         step_on_epochs=False, updates_per_epoch=len(train_loader),
     )  # fmt: skip
-    ema = ModelEmaV3(model, decay=args.ema_decay)
+    ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)  # train.py's --model-ema-warmup
     runner = torch.compile(model) if args.compile else model
     epochs, updates = [], 0
     for epoch in range(args.epochs):
