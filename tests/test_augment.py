@@ -76,6 +76,26 @@ def test_the_pixel_ops_match_pil_level_for_level(name, pil):
     assert torch.equal((got * 255).round(), (want * 255).round())
 
 
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("shear_x", (1, 0.27, 0, 0, 1, 0)),
+        ("shear_y", (1, 0, 0, 0.27, 1, 0)),
+        ("translate_x", (1, 0, 0.405 * 20, 0, 1, 0)),  # 0.45 x 0.9 of the width
+        ("translate_y", (1, 0, 0, 0, 1, 0.405 * 24)),
+    ],
+)
+def test_shear_and_translate_are_pils_affine_transforms(name, data):
+    """At magnitude 9, a shear of 0.27 about the image's top-left corner and a shift of 40.5% of the side: PIL's
+    affine transform with those coefficients (what timm and the paper's code apply), to interpolation rounding."""
+    pils, x = _pil_batch()
+    got = apply_op(name, x, 9.0, torch.ones(len(pils)))
+    want = torch.stack([_pil_to_float(im.transform(im.size, Image.AFFINE, data, Image.BILINEAR, fillcolor=(128,) * 3))
+                        for im in pils])  # fmt: skip
+    inside = (want - 128 / 255).abs().amax(1, keepdim=True) > 2 / 255  # away from the grey fill's edge
+    assert (got - want).abs()[inside.expand_as(got)].mean() < 0.03
+
+
 def test_the_op_lists_are_the_papers_and_timms():
     assert len(OPS) == 14 and "equalize" in OPS and "invert" not in OPS  # Cubuk et al., 2020, Section 3
     timm = OP_SETS["timm"]

@@ -127,16 +127,17 @@ def _pixel_op(name: str, x: torch.Tensor, level: float, sign: torch.Tensor) -> t
 
 def _theta(name: str, x: torch.Tensor, level: float, sign: torch.Tensor) -> torch.Tensor:
     """The (N, 2, 3) affine matrix of a geometric op: rotate, shear or translate."""
+    h, w = x.shape[-2:]
     theta = torch.zeros(x.shape[0], 2, 3, dtype=x.dtype, device=x.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1
     if name == "rotate":
         angle = sign * math.radians(30) * level
         theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle), -torch.sin(angle)
         theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle), torch.cos(angle)
-    elif name == "shear_x":
-        theta[:, 0, 1] = sign * min(0.3 * level, 1.0)
+    elif name == "shear_x":  # about the top-left corner, as the paper's code, timm and torchvision shear
+        theta[:, 0, 1] = theta[:, 0, 2] = sign * min(0.3 * level, 1.0) * h / w
     elif name == "shear_y":
-        theta[:, 1, 0] = sign * min(0.3 * level, 1.0)
+        theta[:, 1, 0] = theta[:, 1, 2] = sign * min(0.3 * level, 1.0) * w / h
     elif name == "translate_x":
         theta[:, 0, 2] = sign * min(0.45 * level, 1.0) * 2  # affine_grid spans [-1, 1]: 2 is the image width
     else:  # translate_y
