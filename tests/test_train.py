@@ -638,3 +638,25 @@ def test_every_shipped_recipe_loads_and_validates_through_the_cli(name, capsys):
     assert cfg["warmup_epochs"] == pytest.approx(raw["warmup_epochs"] * 30 / ref["epochs"])  # warm-up to the budget
     assert main(["train", "--recipe", name, "--lr", "0.5", "--check"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["lr"] == 0.5  # an explicit flag wins over the adaptation
+
+
+def test_loader_workers_start_once_per_run_and_read_what_fresh_ones_would(tmp_path, monkeypatch):
+    """The training loader and each validation size's loader are built once and kept (their worker processes
+    persist across epochs); with a worker the run has the weights of the run without one, to the bit."""
+    from conftest import make_image_folder
+    from convscale.train import loop
+
+    data = make_image_folder(tmp_path / "data", per_class=8, val_per_class=2, res=40)
+    common = dict(model="test_resnet", data=str(data), epochs=2, batch_size=8, ema=False, out=str(tmp_path / "runs"),
+                  train_res=32, randaug_n=1, mixup=0.2)  # fmt: skip
+    built = []
+    real = loop.build_loader
+    monkeypatch.setattr(loop, "build_loader", lambda *a, **kw: built.append(kw["workers"]) or real(*a, **kw))
+    inline = fit(TrainConfig(**common, workers=0, name="inline"), log=lambda *_: None)
+    sizes = len(built) - 1  # the validation sizes (train and test size)
+    assert sizes in (1, 2) and built == [0] * (1 + sizes)  # two epochs, two validations each: built once
+    worker = fit(TrainConfig(**common, workers=1, name="worker"), log=lambda *_: None)
+    assert built[1 + sizes :] == [1] * (1 + sizes)
+    a = read_checkpoint(inline.run_dir / "checkpoints" / "last.safetensors").weights()
+    b = read_checkpoint(worker.run_dir / "checkpoints" / "last.safetensors").weights()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

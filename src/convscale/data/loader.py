@@ -101,7 +101,10 @@ def _collate(samples: list) -> Batch:
 def build_loader(
     dataset, transform: Callable, order: EpochOrder, *, workers: int = 0, pin_memory: bool = False
 ) -> DataLoader:
-    """A DataLoader over ``dataset`` in ``order``; each batch is a :class:`Batch`."""
+    """A DataLoader over ``dataset`` in ``order``; each batch is a :class:`Batch`. Its worker processes persist
+    from one pass to the next (start them once, then ``order.set_epoch`` before each pass): every sample's
+    randomness comes from the order's seeds, not from the workers' state, so a kept loader reads what a new one
+    would."""
     return DataLoader(
         _Transformed(dataset, transform),
         batch_size=order.per_rank,
@@ -109,7 +112,7 @@ def build_loader(
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(0),  # workers' base seed: never drawn from the global RNG, whose
         # state (dropout, drop path) a resumed run must continue exactly
         prefetch_factor=4 if workers else None,
