@@ -90,7 +90,7 @@ def _equalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def _pixel_op(name: str, x: torch.Tensor, level: float, sign: torch.Tensor) -> torch.Tensor:
-    """The ops that change pixel values in place: contrast and colour, solarize, posterize."""
+    """The ops that change pixel values, not their places: tone, colour, sharpness, solarize, posterize, equalize."""
     if name == "equalize":
         return _equalize(x)
     if name == "invert":
