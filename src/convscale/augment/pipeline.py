@@ -45,8 +45,10 @@ class AugmentSettings:
     def from_config(
         cls, cfg: Any, size: int, crop_scale: float | None, mean=IMAGENET_MEAN, std=IMAGENET_STD
     ) -> AugmentSettings:
-        keys = ("randaug_n", "randaug_m", "randaug_ops", "mixup", "cutmix", "mixup_switch_prob", "label_smoothing")
-        keys += ("random_erasing",)
+        keys = (
+            "randaug_n", "randaug_m", "randaug_ops", "mixup", "cutmix", "mixup_switch_prob", "label_smoothing",
+            "random_erasing",
+        )  # fmt: skip
         return cls(size, crop_scale, **{k: getattr(cfg, k) for k in keys}, mean=tuple(mean), std=tuple(std))
 
 

@@ -114,7 +114,7 @@ class Trainer:
     loss_fn: Loss | None = None  # None: cross-entropy
     sam: SAMSetting | None = None
     compiled: set[tuple[int, int]] = field(default_factory=set)  # (size, batch) shapes whose first step was logged
-    loaders: dict[Any, tuple[DataLoader, EpochOrder]] = field(default_factory=dict)  # kept: see _kept_loader
+    loaders: dict[tuple, tuple[DataLoader, EpochOrder]] = field(default_factory=dict)  # see _kept_loader
 
 
 def fit(
@@ -385,16 +385,7 @@ def _save(t: Trainer) -> None:
 def train_epoch(t: Trainer, stage: ProgressiveStage, stop: _StopFlag) -> bool:
     """Train the rest of epoch ``state.epoch``; False when ``max_steps`` stopped the run inside it."""
     cfg, state, steps = t.cfg, t.state, t.plan.epoch_steps[t.state.epoch]
-    # Images held in memory go to the device whole, where the random-resized crop happens; files are decoded and
-    # cropped (from the full-resolution image) in the loader workers at the run's final size. Either way the device
-    # resizes to the stage's size, so a stage change costs nothing.
-    crop = TrainTransform(t.policy.train_res, (t.crop_scale, 1.0), flip=0.0, normalize=False)
-    order = EpochOrder(
-        len(t.train_ds), stage.batch_size, shuffle=True, seed=cfg.seed, rank=t.dist.rank, world=t.dist.world
-    )
-    loader, order = _kept_loader(
-        t, ("train", stage.batch_size), t.train_ds, to_uint8 if t.crop_on_device else crop, order
-    )
+    loader, order = _train_loader(t, stage.batch_size)
     order.set_epoch(state.epoch, start=state.batch)
     device_crop = t.crop_scale if t.crop_on_device else None
     settings = AugmentSettings.from_config(stage.apply(cfg), stage.image_size, device_crop, t.policy.mean, t.policy.std)
@@ -525,21 +516,41 @@ def _show(bar, t: Trainer, started: float) -> None:
     bar.update(1)
 
 
-def _kept_loader(t: Trainer, key: tuple, dataset, transform, order: EpochOrder) -> tuple[DataLoader, EpochOrder]:
-    """The loader for ``key`` (training at a batch size, validation at a size), built on first use and kept, so
-    that its worker processes start once per run rather than once per epoch and evaluation (about a second each on
-    a small machine). A training loader of another batch size (a progressive stage) replaces the previous one."""
+def _kept_loader(t: Trainer, key: tuple, make: Callable[[], tuple]) -> tuple[DataLoader, EpochOrder]:
+    """The loader for ``key`` (training at a batch size, validation at a size), built from ``make()`` (dataset,
+    transform, order) on first use and kept, so that its worker processes start once per run rather than once per
+    epoch and evaluation (about a second each on a small machine). A training loader of another batch size (a
+    progressive stage) replaces the previous one."""
     if key not in t.loaders:
         for old in [k for k in t.loaders if k[0] == key[0] == "train"]:
             del t.loaders[old]  # its workers stop
+        dataset, transform, order = make()
         pin = t.dist.device.type == "cuda"
         t.loaders[key] = build_loader(dataset, transform, order, workers=t.cfg.workers, pin_memory=pin), order
     return t.loaders[key]
 
 
+def _train_loader(t: Trainer, batch_size: int) -> tuple[DataLoader, EpochOrder]:
+    """Images held in memory go to the device whole, where the random-resized crop happens; files are decoded and
+    cropped (from the full-resolution image) in the loader workers at the run's final size. Either way the device
+    resizes to the stage's size, so a stage change costs nothing."""
+
+    def make() -> tuple:
+        crop = TrainTransform(t.policy.train_res, (t.crop_scale, 1.0), flip=0.0, normalize=False)
+        d = t.dist
+        order = EpochOrder(len(t.train_ds), batch_size, shuffle=True, seed=t.cfg.seed, rank=d.rank, world=d.world)
+        return t.train_ds, to_uint8 if t.crop_on_device else crop, order
+
+    return _kept_loader(t, ("train", batch_size), make)
+
+
 def _validate(t: Trainer, net: nn.Module, res: int) -> EvalResult:
-    order = EpochOrder(len(t.val_ds), t.cfg.batch_size, shuffle=False, rank=t.dist.rank, world=t.dist.world)
-    loader, _ = _kept_loader(t, ("val", res), t.val_ds, t.policy.transform(res), order)
+    def make() -> tuple:
+        d = t.dist
+        order = EpochOrder(len(t.val_ds), t.cfg.batch_size, shuffle=False, rank=d.rank, world=d.world)
+        return t.val_ds, t.policy.transform(res), order
+
+    loader, _ = _kept_loader(t, ("val", res), make)
     r = evaluate(net, loader, t.dist.device, amp=t.cfg.amp, channels_last=t.cfg.channels_last)
     summed = all_sum([r.loss_sum, r.top1, r.top5, r.count, r.skipped], t.dist)
     total = EvalResult(summed[0], *(int(v) for v in summed[1:]))
