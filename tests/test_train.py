@@ -451,6 +451,7 @@ def test_compiled_progressive_run_compiles_once_per_stage_size(tmp_path):
     compiled = [line for line in logs if line.startswith("compiled for")]
     assert [line.split(":")[0] for line in compiled] == ["compiled for 16 x 32 px", "compiled for 16 x 64 px"]
     assert compiled[-1].endswith("(graph 2)") and " s (graph" in compiled[0]
+    assert sum(line.startswith("CPU allocator: freed memory kept") for line in logs) == 1  # train/allocator.py
 
 
 def _free_port() -> int:

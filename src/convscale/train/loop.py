@@ -23,6 +23,8 @@ from ..data.folder import warn_skipped
 from ..data.transforms import to_uint8
 from ..factory import create_model
 from ..optim.agc import agc_parameters
+from .allocator import ENV as ALLOCATOR_ENV
+from .allocator import keep_freed_memory
 from .config import TrainConfig, resume_config
 from .distill import Teacher, load_teacher, make_loss
 from .distributed import Dist, all_sum, broadcast_str, setup, teardown
@@ -273,6 +275,8 @@ def prepare(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Pa
         raise ValueError("config key 'amp': fp16 needs CUDA (a grad scaler); use bf16 on CPU")
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+    if d.device.type == "cpu" and keep_freed_memory():
+        log(f"CPU allocator: freed memory kept for the next step ({ALLOCATOR_ENV}=0 to leave malloc as it is)")
     train_ds, val_ds, classes, native = _data(cfg, d, ckpt)
     policy = eval_policy(cfg)
     if cfg.cache_res is not None:
