@@ -24,6 +24,10 @@ cosine with one warm-up epoch, 40 epochs, batch 64, random-resized crop (area 0.
   30% of the random initialization in timm's average). One loader worker (faster than two here: 264 vs 236 img/s
   in a 2-epoch trial with MobileNetV3).
 
+convscale's trainer keeps freed memory in the process on the CPU (``train/allocator.py``: glibc's mmap and trim
+thresholds raised); ``--timm-keep-freed-memory`` runs timm's side with the same setting through glibc's environment
+variables, to show how much of the difference that is (``--sides timm`` runs that side alone).
+
 The two runs of a pair go one after the other (their order alternates between the eager and compiled pairs), alone
 on the machine. Reported per run: training images/s per epoch and over the run (the training loop's seconds), the
 loader wait, the whole process's wall seconds, the final top-1 of the weights and of the EMA. Also, in each
@@ -98,6 +102,10 @@ def convscale_run(args, data: Path, work: Path, compile: bool) -> dict:
                 ema_top1=epochs[-1]["ema_top1"], wall_s=wall, command=" ".join(cmd), log=log)  # fmt: skip
 
 
+# glibc's environment variables for what convscale's trainer sets in itself (src/convscale/train/allocator.py)
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
 def timm_run(args, data: Path, work: Path, compile: bool) -> dict:
     out = work / f"timm-{'compile' if compile else 'eager'}.json"
     flags = {"data": data, "model": args.model, "epochs": args.epochs, "res": args.res, "workers": args.timm_workers,
@@ -105,19 +113,21 @@ def timm_run(args, data: Path, work: Path, compile: bool) -> dict:
     cmd = [str(args.timm_python), str(HERE / "timm_pipeline.py"), *_flags(flags)]
     if compile:
         cmd.append("--compile")
-    wall, log = _timed(cmd)
+    env = KEEP_FREED_MEMORY if args.timm_keep_freed_memory else {}
+    wall, log = _timed(cmd, env)
     result = json.loads(out.read_text())
+    command = " ".join([*(f"{k}={v}" for k, v in env.items()), *cmd])
     return dict(side="timm", compile=compile, epochs=result["epochs"], top1=result["top1"],
-                ema_top1=result["ema_top1"], wall_s=wall, command=" ".join(cmd), log=log)  # fmt: skip
+                ema_top1=result["ema_top1"], wall_s=wall, command=command, log=log)  # fmt: skip
 
 
 def _flags(values: dict) -> list[str]:
     return [part for key, value in values.items() for part in (f"--{key}", str(value))]
 
 
-def _timed(cmd: list[str]) -> tuple[float, str]:
+def _timed(cmd: list[str], extra_env: dict[str, str] | None = None) -> tuple[float, str]:
     start = time.monotonic()
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src"), **(extra_env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd[:4])} ... failed:\n{proc.stderr[-3000:]}")
@@ -189,6 +199,10 @@ def main() -> None:
     parser.add_argument("--timm-python", type=Path, default=REF_PY)
     parser.add_argument("--workers", type=int, default=0, help="convscale's loader processes [0]")
     parser.add_argument("--timm-workers", type=int, default=1, help="timm's loader processes [1: faster here than 2]")
+    parser.add_argument("--sides", default="convscale,timm", help="which pipelines to run [both]")
+    parser.add_argument(
+        "--timm-keep-freed-memory", action="store_true", help="timm's process with glibc's allocator set as convscale's"
+    )
     args = parser.parse_args()
     if not args.timm_python.exists():
         raise SystemExit(f"no reference Python at {args.timm_python}: run shared/tools/ref_env.sh first")
@@ -201,7 +215,9 @@ def main() -> None:
     runs = []
     for n, mode in enumerate(args.modes.split(",")):
         compile = mode == "compile"
-        pair = [convscale_run, timm_run] if n % 2 == 0 else [timm_run, convscale_run]
+        sides = {"convscale": convscale_run, "timm": timm_run}
+        pair = [sides[s] for s in args.sides.split(",")]
+        pair = pair if n % 2 == 0 else pair[::-1]
         for fn in pair:
             runs.append(fn(args, data, work, compile))
             s = summary(runs[-1])
@@ -214,7 +230,7 @@ def main() -> None:
     _write(out / "vs_timm.csv", rows)
     epochs = [dict(side=r["side"], compile=r["compile"], **e) for r in runs for e in r["epochs"]]
     _write(out / "vs_timm_epochs.csv", epochs)
-    for mode in args.modes.split(","):
+    for mode in args.modes.split(",") if len(args.sides.split(",")) == 2 else ():
         ours = next(r for r in rows if r["side"] == "convscale" and r["compile"] == (mode == "compile"))
         theirs = next(r for r in rows if r["side"] == "timm" and r["compile"] == (mode == "compile"))
         print(
