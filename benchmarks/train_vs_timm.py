@@ -213,11 +213,10 @@ def main() -> None:
     bare = bare_steps(args)
     print(f"bare training step, images/s: {bare}", flush=True)
     runs = []
+    sides = [{"convscale": convscale_run, "timm": timm_run}[s] for s in args.sides.split(",")]
     for n, mode in enumerate(args.modes.split(",")):
         compile = mode == "compile"
-        sides = {"convscale": convscale_run, "timm": timm_run}
-        pair = [sides[s] for s in args.sides.split(",")]
-        pair = pair if n % 2 == 0 else pair[::-1]
+        pair = sides if n % 2 == 0 else sides[::-1]
         for fn in pair:
             runs.append(fn(args, data, work, compile))
             s = summary(runs[-1])

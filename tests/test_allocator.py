@@ -13,8 +13,6 @@ from convscale.train.allocator import ENV, keep_freed_memory
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 
 PROBE = """
-import sys
-sys.path.insert(0, {src!r})
 from convscale.train.allocator import keep_freed_memory
 set_ = keep_freed_memory()
 page = __import__("os").sysconf("SC_PAGE_SIZE")
@@ -29,9 +27,8 @@ print(set_, (held - rss()) >> 20)
 
 def _given_back(env_value: str) -> tuple[bool, int]:
     """(thresholds set, MiB given back to the system when a 256 MiB block is freed) in a fresh process."""
-    src = os.path.join(os.path.dirname(__file__), "..", "src")
     env = {**os.environ, ENV: env_value}
-    out = subprocess.run([sys.executable, "-c", PROBE.format(src=src)], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     set_, mib = out.stdout.split()
     return set_ == "True", int(mib)
