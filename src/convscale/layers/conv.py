@@ -4,6 +4,12 @@ TensorFlow's 'same' pads ``max((ceil(i / s) - 1) * s + (k - 1) * d + 1 - i, 0)``
 on the bottom/right. With stride 1 and an odd kernel that is the symmetric padding PyTorch uses, so only strided
 convolutions need the dynamic pad of :class:`Conv2dSame`. Weights ported from TensorFlow (the ``tf_*`` models,
 DeepMind's NFNets) need it: the symmetric form shifts every strided feature map by one pixel.
+
+A 1×1 convolution with stride s reads only every s-th pixel, so it is computed as the input subsampled
+(``x[:, :, ::s, ::s]``) followed by the same convolution at stride 1 (:class:`StridedPointwiseConv2d`): the same
+arithmetic on a quarter of the pixels, the same parameters and state dict. It also keeps the training step off the
+strided-1×1 weight-gradient kernel of oneDNN 3.12 (PyTorch 2.13), which crashes or hangs with AVX2-only kernels on
+few input channels in channels_last (RepVGG's stem, DeepMind's NF-ResNet shortcut).
 """
 
 from __future__ import annotations
@@ -14,7 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Conv2dSame", "Padding", "create_conv2d", "pad_same", "symmetric_padding"]
+__all__ = [
+    "Conv2dSame",
+    "Padding",
+    "StridedPointwiseConv2d",
+    "create_conv2d",
+    "is_strided_pointwise",
+    "pad_same",
+    "subsample",
+    "symmetric_padding",
+]
 
 Padding = Literal["symmetric", "same"]
 
@@ -42,6 +57,31 @@ def pad_same(x: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, i
     return x
 
 
+def is_strided_pointwise(kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...]) -> bool:
+    """Whether a conv of this geometry is a 1×1 with a stride above 1 (no padding under either rule)."""
+    kernel = (kernel_size,) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)
+    strides = (stride,) * 2 if isinstance(stride, int) else tuple(stride)
+    return kernel == (1, 1) and strides != (1, 1)
+
+
+def subsample(x: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
+    """The pixels a 1×1 conv of ``stride`` reads: ``x[:, :, ::sh, ::sw]`` (N, C, H, W) -> (N, C, ⌈H/sh⌉, ⌈W/sw⌉)."""
+    return x[:, :, :: stride[0], :: stride[1]]
+
+
+class StridedPointwiseConv2d(nn.Conv2d):
+    """A 1×1 conv with stride s as ``conv1×1(x[:, :, ::s, ::s])``: equal to ``nn.Conv2d(..., 1, s)`` (whose
+    ``stride`` it keeps, for counting, folding and export), and away from oneDNN's strided-1×1 weight gradient."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not is_strided_pointwise(self.kernel_size, self.stride) or self.padding != (0, 0):
+            raise ValueError(f"a strided 1x1 conv without padding expected, got {self.extra_repr()}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(subsample(x, self.stride), self.weight, self.bias, 1, 0, self.dilation, self.groups)
+
+
 class Conv2dSame(nn.Conv2d):
     """``nn.Conv2d`` with TensorFlow 'same' padding computed from the input size at every call."""
 
@@ -66,9 +106,11 @@ def create_conv2d(
 ) -> nn.Conv2d:
     """A conv layer with the given padding rule; ``groups=-1`` means depthwise (``groups = in_chs``)."""
     groups = in_chs if groups == -1 else groups
-    if padding == "same" and (stride > 1 or dilation * (kernel_size - 1) % 2):
-        return Conv2dSame(in_chs, out_chs, kernel_size, stride, dilation=dilation, groups=groups, bias=bias)
     if padding not in ("symmetric", "same"):
         raise ValueError(f"padding must be 'symmetric' or 'same', got {padding!r}")
+    if is_strided_pointwise(kernel_size, stride):  # no padding under either rule
+        return StridedPointwiseConv2d(in_chs, out_chs, 1, stride, dilation=dilation, groups=groups, bias=bias)
+    if padding == "same" and (stride > 1 or dilation * (kernel_size - 1) % 2):
+        return Conv2dSame(in_chs, out_chs, kernel_size, stride, dilation=dilation, groups=groups, bias=bias)
     pad = symmetric_padding(kernel_size, stride, dilation)
     return nn.Conv2d(in_chs, out_chs, kernel_size, stride, pad, dilation=dilation, groups=groups, bias=bias)

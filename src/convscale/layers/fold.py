@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import Conv2dSame
+from .conv import Conv2dSame, StridedPointwiseConv2d, is_strided_pointwise
 
 __all__ = ["bn_scale_shift", "fold_bn", "folded_conv", "identity_kernel", "pad_kernel"]
 
@@ -55,11 +55,13 @@ def pad_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def folded_conv(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Conv2d:
-    """A plain conv with ``conv``'s geometry and padding rule (TF 'same' stays :class:`Conv2dSame`) and the given
-    weight and bias."""
+    """A plain conv with ``conv``'s geometry and padding rule (TF 'same' stays :class:`Conv2dSame`, a strided 1×1
+    :class:`StridedPointwiseConv2d`) and the given weight and bias."""
     same = isinstance(conv, Conv2dSame) or getattr(conv, "dynamic_pad", False)
     geometry = dict(stride=conv.stride, dilation=conv.dilation, groups=conv.groups, bias=bias is not None)
-    if same:
+    if is_strided_pointwise(conv.kernel_size, conv.stride):
+        out = StridedPointwiseConv2d(conv.in_channels, conv.out_channels, 1, **geometry)
+    elif same:
         out = Conv2dSame(conv.in_channels, conv.out_channels, conv.kernel_size, **geometry)
     else:
         out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, **geometry)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import Padding, pad_same, symmetric_padding
+from .conv import Padding, is_strided_pointwise, pad_same, subsample, symmetric_padding
 
 __all__ = ["ScaledStdConv2d"]
 
@@ -52,9 +52,12 @@ class ScaledStdConv2d(nn.Conv2d):
         return w.reshape_as(self.weight) * (self.gain * self.scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.standardized_weight()
+        if is_strided_pointwise(self.kernel_size, self.stride):  # as StridedPointwiseConv2d (DeepMind's shortcut)
+            return F.conv2d(subsample(x, self.stride), weight, self.bias, 1, 0, self.dilation, self.groups)
         if self.dynamic_pad:
             x = pad_same(x, self.kernel_size, self.stride, self.dilation)
-        return F.conv2d(x, self.standardized_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", eps={self.eps}, scale={self.scale:.4g}"

@@ -6,7 +6,6 @@ regularization) join at the named places of ``hooks.py``."""
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from .progressive import ProgressiveStage, format_schedule, regularization_sette
 from .run import EvalPolicy, RunFolder, eval_policy
 from .state import Checkpoint, TrainState, read_checkpoint
 from .steps import EvalResult, Loss, SAMSetting, StepResult, evaluate, train_step
+from .stop import StopFlag
 
 __all__ = ["FitResult", "Trainer", "TrainingStopped", "end_epoch", "fit", "prepare", "train_epoch"]
 
@@ -54,36 +54,6 @@ class TrainingStopped(RuntimeError):
 class FitResult:
     run_dir: Path
     metrics: dict[str, Any]  # the last epoch's row of metrics.csv
-
-
-#: the signals that stop a run cleanly (it saves, and says how to resume): what they are called, the exit status
-STOP_SIGNALS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
-
-
-class _StopFlag:
-    """Ctrl-C (SIGINT) or SIGTERM (schedulers, ``kill``) asks the loop to stop after the current step and save; a
-    second signal interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested: tuple[str, int] | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        for sig in STOP_SIGNALS:
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave the signals alone
-                break
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = STOP_SIGNALS[signal.Signals(signum)]
-
-    def __exit__(self, *exc) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
 
 
 @dataclass
@@ -139,8 +109,9 @@ def fit(
     d = setup(cfg.device)
     finished = False
     try:
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             t = prepare(cfg, d, ckpt, resume, log if d.main else (lambda *_: None))
+            stop.where = lambda: _position(t)
             while t.state.epoch < cfg.epochs:
                 stage = t.plan.stage_of(t.state.epoch)
                 for hook in t.hooks:
@@ -152,6 +123,13 @@ def fit(
             return FitResult(t.folder.path, t.state.history[-1] if t.state.history else {})
     finally:
         teardown(finished)
+
+
+def _position(t: Trainer) -> str:
+    """Where the run is, for a message written when it cannot save: the step, and the checkpoint that stays."""
+    s = t.state
+    kept = f"the last checkpoint stays: {t.folder.checkpoint}" if t.folder.checkpoint.is_file() else "no checkpoint yet"
+    return f"at epoch {s.epoch + 1}, batch {s.batch + 1} (step {s.step + 1}); {kept}"
 
 
 def _check_resumable(cfg: TrainConfig, state: TrainState) -> None:
@@ -386,7 +364,7 @@ def _save(t: Trainer) -> None:
     )
 
 
-def train_epoch(t: Trainer, stage: ProgressiveStage, stop: _StopFlag) -> bool:
+def train_epoch(t: Trainer, stage: ProgressiveStage, stop: StopFlag) -> bool:
     """Train the rest of epoch ``state.epoch``; False when ``max_steps`` stopped the run inside it."""
     cfg, state, steps = t.cfg, t.state, t.plan.epoch_steps[t.state.epoch]
     loader, order = _train_loader(t, stage.batch_size)
@@ -403,6 +381,7 @@ def train_epoch(t: Trainer, stage: ProgressiveStage, stop: _StopFlag) -> bool:
         stepped = time.monotonic()
         state.epoch_wait_s += stepped - fetched
         _step(t, stage, batch, settings, share)
+        stop.longest_step_s = max(stop.longest_step_s, time.monotonic() - stepped)
         if cfg.compile and (stage.image_size, len(batch.labels)) not in t.compiled:
             _log_compile(t, stage.image_size, len(batch.labels), time.monotonic() - stepped)
         state.batch += 1
