@@ -159,6 +159,7 @@ def _cmd_roadmap(args: argparse.Namespace) -> None:
 
 def _cmd_signal(args: argparse.Namespace) -> None:
     from . import create_model
+    from .extras import note_missing
     from .signal import plot_signal, signal_propagation, write_signal_csv
 
     if args.res < 32 or args.batch < 2:
@@ -169,14 +170,19 @@ def _cmd_signal(args: argparse.Namespace) -> None:
         rows += signal_propagation(model, name=name, res=args.res, batch=args.batch, seed=args.seed)
     out = Path(args.out)
     write_signal_csv(out / "signal.csv", rows)
-    plot_signal(out / "signal.png", rows)
+    written = [out / "signal.csv"]
+    try:
+        plot_signal(out / "signal.png", rows)
+        written.append(out / "signal.png")
+    except ImportError as e:
+        note_missing(e, "signal.png")
     for name in args.models:
         mine = [r for r in rows if r.model == name]
         print(
             f"{name:24s} {len(mine):3d} blocks  variance {mine[0].var:.3g} -> {mine[-1].var:.3g}  "
             f"squared mean {mine[0].mean_sq:.3g} -> {mine[-1].mean_sq:.3g}"
         )
-    print(f"wrote {out / 'signal.csv'} and {out / 'signal.png'}")
+    print("wrote " + " and ".join(str(p) for p in written))
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -209,7 +215,9 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         try:
             written += bench.plot_report(report, Path(args.out))
         except ImportError as e:
-            print(f"no plots: {e}", file=sys.stderr)
+            from .extras import note_missing
+
+            note_missing(e, "plots")
         print("wrote " + ", ".join(str(p) for p in written))
 
 

@@ -25,7 +25,6 @@ __all__ = ["FORMATS", "OPSETS", "ExportSpec", "export", "prepare_export", "read_
 
 FORMATS = ("onnx", "pt2")
 OPSETS = range(18, 24)  # what PyTorch's ONNX exporter writes (it converts to older opsets poorly or not at all)
-ONNX_EXTRA = "pip install 'convscale[onnx]'"
 MAX_BATCH = 4096
 
 
@@ -143,13 +142,10 @@ def _onnx(net: nn.Module, x: torch.Tensor, shapes: Any, path: Path, spec: Export
 
 
 def require(module: str):
-    """``module`` imported, or an ImportError naming the ``convscale[onnx]`` extra."""
-    import importlib
+    """``module`` imported, or :class:`~.extras.MissingExtra` naming the ``convscale[onnx]`` extra."""
+    from . import extras
 
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(f"ONNX export and runtime need {module}: {ONNX_EXTRA}") from None
+    return extras.require(module, "ONNX export and runtime")
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

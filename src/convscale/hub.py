@@ -18,7 +18,6 @@ __all__ = ["HF_PREFIX", "Resolved", "fetch_weights", "resolve_pretrained"]
 
 HF_PREFIX = "hf-hub:"
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # timm's order: safetensors first
-HUB_EXTRA = "pip install 'convscale[hub]'"
 
 
 @dataclass(frozen=True)
@@ -73,11 +72,9 @@ def _torch_home() -> Path:
 
 
 def _hf():
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise ImportError(f"downloading from the Hugging Face hub needs huggingface_hub: {HUB_EXTRA}") from None
-    return huggingface_hub
+    from .extras import require
+
+    return require("huggingface_hub", "downloading from the Hugging Face hub")
 
 
 def hub_file(repo: str, files: tuple[str, ...] = HUB_FILES) -> Path:

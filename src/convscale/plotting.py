@@ -9,15 +9,11 @@ __all__ = ["pyplot", "save_figure"]
 
 
 def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the non-interactive Agg backend, or an ImportError saying what to install."""
-    try:
-        import matplotlib
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, or :class:`~.extras.MissingExtra` naming ``[plot]``."""
+    from .extras import require
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'convscale[plot]'") from None
-    return plt
+    require("matplotlib", "plots").use("Agg")
+    return require("matplotlib.pyplot", "plots")
 
 
 def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:

@@ -67,7 +67,9 @@ def finish_search(
             {summary["search"]: rows}, out / "pareto.png", title=f"{summary['search']} search from {summary['base']}"
         )
     except ImportError as e:
-        log(f"no Pareto plot: {e}")
+        from ..extras import note_missing
+
+        note_missing(e, "pareto.png", log)
     log(f"winner {best['label']}: top-1 {best['top1']:.2f}%, {best['measured_ms']:.2f} ms measured "
         f"({best['predicted_ms']:.2f} predicted), {best['gmacs']:.3f} GMACs -> {out / 'arch.yaml'}")  # fmt: skip
     return summary

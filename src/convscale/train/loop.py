@@ -308,7 +308,7 @@ def _announce(t: Trainer, resume: str | Path | None) -> None:
     cfg, state = t.cfg, t.state
     if t.dist.main:
         t.folder.write_config(cfg)
-        t.board = _tensorboard(t.folder.path)
+        t.board = _tensorboard(t.folder.path, t.log)
     if resume is not None:
         t.log(f"resuming {t.folder.path} at epoch {state.epoch + 1}, batch {state.batch} (step {state.step})")
     t.log(
@@ -338,11 +338,15 @@ def _announce(t: Trainer, resume: str | Path | None) -> None:
             t.folder.plot("plot_schedule", "schedule.png", list(t.plan.stages))
 
 
-def _tensorboard(run_dir: Path):
-    """A TensorBoard writer in the run folder when tensorboard is installed (optional), else None."""
+def _tensorboard(run_dir: Path, log: Log):
+    """A TensorBoard writer in the run folder when tensorboard is installed (the optional ``[tensorboard]`` extra),
+    else None, said once."""
+    from ..extras import MissingExtra, note_missing
+
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
+        note_missing(MissingExtra("tensorboard", "TensorBoard logging"), "TensorBoard logs", log)
         return None
     return SummaryWriter(str(run_dir / "tensorboard"))
 

@@ -159,12 +159,15 @@ class RunFolder:
         self.plot("plot_history", "curves.png", history)
 
     def plot(self, name: str, file: str, data: Any) -> None:
-        """Draw a run-folder plot from ``train.plots``; without matplotlib (the optional ``[plot]`` extra) skip it."""
+        """Draw a run-folder plot from ``train.plots``; without matplotlib (the optional ``[plot]`` extra) say so once
+        and go on."""
+        from ..extras import note_missing
+        from . import plots
+
         try:
-            from . import plots
-        except ImportError:
-            return
-        getattr(plots, name)(self.path / file, data)
+            getattr(plots, name)(self.path / file, data)
+        except ImportError as e:
+            note_missing(e, "plots")
 
     def save(self, **parts: Any) -> None:
         """Write the checkpoint (``write_checkpoint``'s keywords), then remove stale temporary files."""
