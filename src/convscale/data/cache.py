@@ -5,7 +5,9 @@ those pixels instead of decoding every JPEG again every epoch.
 A cache folder holds ``pixels-<token>.u8`` (the images back to back, height × width × 3 bytes each) and
 ``index.npz``: per file its path inside the split, size and modification time (the fingerprint), where its pixels
 start, their height and width, and whether it decoded. A build writes the pixels under a new name first and the index
-last, atomically, so a build killed at any point leaves the previous complete cache or none. A file that is new or
+last, atomically, so a build killed at any point leaves the previous complete cache or none. The index records the
+pixels file's size and a digest of blocks sampled through it; a damaged index, or a pixels file cut short or
+altered, is found when the cache is opened, said, and the cache rebuilt. A file that is new or
 whose size or mtime changed is decoded again; the others are copied from the previous pixels. A file that does not
 decode is recorded as such, counted once at build time, and left out of the dataset.
 """
@@ -19,8 +21,9 @@ import json
 import re
 import secrets
 import time
+import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +79,7 @@ class CacheBuild:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     bytes: int = 0
+    damaged: str = ""  # why the previous cache could not be used (then rebuilt whole), or ""
 
     def describe(self) -> str:
         done = "up to date" if not self.decoded else f"decoded {self.decoded}, kept {self.reused}"
@@ -83,11 +87,25 @@ class CacheBuild:
         text += f", {self.seconds:.1f} s)" if self.decoded else ")"
         if self.skipped:
             text += f"; {len(self.skipped)} files do not decode and are left out: {first_few(self.skipped)}"
+        if self.damaged:
+            text += f"; rebuilt, the previous cache was damaged ({self.damaged})"
         return text
 
 
+def _digest(path: Path, blocks: int = 64, block: int = 4096) -> str:
+    """A digest of ``blocks`` blocks spread evenly through the file (its first and last included) and its size: a
+    cut or a changed block shows without reading gigabytes of pixels on every open."""
+    size = path.stat().st_size
+    h = hashlib.blake2b(str(size).encode(), digest_size=16)
+    with open(path, "rb") as f:
+        for k in range(blocks if size > blocks * block else 1):
+            f.seek(k * max(0, size - block) // max(1, blocks - 1))
+            h.update(f.read(block if size > blocks * block else size))
+    return h.hexdigest()
+
+
 class _Index:
-    """``index.npz`` of a cache folder, read without pickle; None from :meth:`read` when absent or unreadable."""
+    """``index.npz`` of a cache folder, read without pickle; :meth:`load` says why an existing one is refused."""
 
     KEYS = ("paths", "sizes", "mtimes", "offsets", "heights", "widths", "ok")
 
@@ -97,16 +115,33 @@ class _Index:
 
     @classmethod
     def read(cls, folder: Path, res: int) -> _Index | None:
+        return cls.load(folder, res)[0]
+
+    @classmethod
+    def load(cls, folder: Path, res: int) -> tuple[_Index | None, str]:
+        """(the index, "") when the cache is complete and whole; (None, "") when there is none (or one of another
+        format or size); (None, why) when what is there is damaged."""
+        if not (folder / INDEX).is_file():
+            return None, ""
         try:
             with np.load(folder / INDEX, allow_pickle=False) as doc:
                 meta = json.loads(str(doc["meta"]))
                 arrays = {k: doc[k] for k in cls.KEYS}
-        except (OSError, ValueError, KeyError):
-            return None
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            return None, f"{INDEX} unreadable: {type(e).__name__}"
+        if meta.get("format") != FORMAT or meta.get("res") != res:
+            return None, ""
         pixels = folder / str(meta.get("pixels", ""))
-        if meta.get("format") != FORMAT or meta.get("res") != res or not pixels.is_file():
-            return None
-        return cls(meta, arrays)
+        if not pixels.is_file():
+            return None, f"{pixels.name} missing"
+        a = arrays
+        expected = int((a["heights"].astype(np.int64) * a["widths"] * 3)[a["ok"]].sum())
+        size = pixels.stat().st_size
+        if size != expected or meta.get("bytes", size) != size:
+            return None, f"{pixels.name} is {size} bytes, {expected} expected"
+        if meta.get("digest") not in (None, _digest(pixels)):
+            return None, f"{pixels.name} altered since it was written"
+        return cls(meta, arrays), ""
 
     def matches(self, name: str, fingerprint: tuple[int, int]) -> int | None:
         """The row of ``name`` when its fingerprint is the recorded one, else None."""
@@ -265,7 +300,7 @@ def build_cache(
     with _locked(folder):
         names = _names(ds)
         prints = [_fingerprint(p) for p, _ in ds.samples]
-        old = _Index.read(folder, res)
+        old, damaged = _Index.load(folder, res)
         kept = [old.matches(n, f) if old is not None else None for n, f in zip(names, prints, strict=True)]
         todo = [i for i, row in enumerate(kept) if row is None]
         if old is not None and not todo and len(old.row) == len(names):
@@ -280,14 +315,18 @@ def build_cache(
             pixels = f"pixels-{secrets.token_hex(6)}.u8"
             atomic_write(folder / pixels, lambda f: spans.write(f, itertools.chain(sources, fresh)))
         sizes, mtimes = (np.array([f[k] for f in prints], np.int64) for k in (0, 1))
-        meta = json.dumps({"format": FORMAT, "res": res, "pixels": pixels, "split": str(ds.root.resolve())})
+        meta = json.dumps({
+            "format": FORMAT, "res": res, "pixels": pixels, "split": str(ds.root.resolve()),
+            "bytes": (folder / pixels).stat().st_size, "digest": _digest(folder / pixels),
+        })  # fmt: skip
         arrays = dict(paths=np.array(names, dtype=str), sizes=sizes, mtimes=mtimes, **spans.arrays())
         atomic_write(folder / INDEX, lambda f: np.savez(f, meta=np.array(meta), **arrays))
         for other in folder.glob("pixels-*.u8"):  # the previous build's pixels, now unreferenced
             if other.name != pixels:
                 other.unlink(missing_ok=True)
         index = _Index(json.loads(meta), arrays)
-    return _report(folder, index, names, decoded=len(todo), seconds=time.monotonic() - start)
+    report = _report(folder, index, names, decoded=len(todo), seconds=time.monotonic() - start)
+    return replace(report, damaged=damaged)
 
 
 def _report(folder: Path, index: _Index, names: list[str], *, decoded: int, seconds: float) -> CacheBuild:
@@ -305,9 +344,13 @@ class CachedImages:
 
     def __init__(self, ds: ImageFolder, folder: str | Path, res: int) -> None:
         self.folder, self.res = Path(folder), res
-        index = _Index.read(self.folder, res)
+        index, damaged = _Index.load(self.folder, res)
         if index is None:
-            raise ValueError(f"no complete image cache at {self.folder} for {res} px: build it first")
+            why = f"the image cache at {self.folder} is damaged ({damaged})" if damaged else "no complete image cache"
+            raise ValueError(
+                f"{why} at {self.folder} for {res} px: build it (again) with `convscale cache` or a training run, or "
+                f"remove the folder"
+            )
         rows, self.samples, self.skipped = [], [], []
         for (path, label), name in zip(ds.samples, _names(ds), strict=True):
             row = index.matches(name, _fingerprint(path))
