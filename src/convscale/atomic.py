@@ -3,12 +3,15 @@ target. A crash or a kill mid-write leaves the previous file as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_output", "atomic_write", "atomic_write_text", "writable_folder"]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -36,3 +39,36 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """For writers that leave side files (the ONNX exporter's external ``.data``, a quantizer's intermediate model):
+    yields a file path inside a private hidden folder next to ``path``; whatever was written there under that name is
+    renamed to ``path`` when the block ends without an error, and the folder goes in any case, side files with it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        yield work / path.name
+        os.replace(work / path.name, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def writable_folder(folder: str | Path, what: str) -> Path:
+    """``folder``, made if missing, after a file was created and removed in it; else a ValueError that names
+    ``what`` the folder is (``"--out"``, ``"CONVSCALE_DATASETS"``) and why it cannot be written."""
+    folder = Path(folder).expanduser()
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(0, "it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".convscale-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{what}: {folder} cannot be written ({e.strerror or e})") from None
+    return folder

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -107,8 +108,14 @@ def read_state_dict(path: str | Path, *, weights: str = "auto") -> dict[str, tor
     elif path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # weights_only refuses pickled objects: say so plainly
-            raise ValueError(f"{path} is not a plain tensor checkpoint (weights_only=True refused it: {e})") from None
+        except pickle.UnpicklingError:  # weights_only refused a pickled object: nothing in the file was run
+            raise ValueError(
+                f"{path} holds pickled Python objects, which convscale does not load; it loads .safetensors files and "
+                ".pth/.pt/.bin files of tensors only (a saved state_dict)"
+            ) from None
+        except Exception as e:  # not a torch file at all, or a damaged one
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
     else:
         raise ValueError(f"unsupported checkpoint type {path.suffix!r}; expected .safetensors, .pth, .pt or .bin")
     for key in _WRAPPERS:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
@@ -236,6 +236,11 @@ def _bench_runtimes(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainingStopped, fit, load_config
 
+    if args._res is not None:
+        raise ValueError(
+            "train has two image sizes: --train-res (training) and --test-res (evaluation); --res is the image size of "
+            "eval, predict, export and deploy"
+        )
     overrides = {k: getattr(args, k) for k in _train_flags() if getattr(args, k, None) is not None}
     if args.resume is not None and args.config is not None:
         raise ValueError(
@@ -258,7 +263,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise SystemExit(e.exit_code) from None
     m = result.metrics
     best = max((v for k, v in m.items() if k.endswith("_top1") and not k.startswith("train")), default=None)
-    print(f"done: {result.run_dir}  (best val top-1 of the last epoch {best:.2f}%)" if best is not None else "done")
+    line = f"done: {result.run_dir}" + (f"  (best val top-1 of the last epoch {best:.2f}%)" if best is not None else "")
+    if m.get("skipped_total"):
+        line += f"; {m['skipped_total']} training files skipped, listed in {result.run_dir / 'skipped.txt'}"
+    print(line)
 
 
 def _device(name: str):
@@ -376,10 +384,11 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     from .data import DECODE_ERRORS, load_rgb
 
     device = _device(args.device)
+    images = _image_paths(args.images)
     src = _source(args, device)
     transform = src.transform(args.res)
     read = 0
-    for path in args.images:
+    for path in images:
         try:
             x = transform(load_rgb(path))[None].to(device)
         except DECODE_ERRORS as e:
@@ -392,7 +401,28 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         pairs = zip(top.values.tolist(), top.indices.tolist(), strict=True)
         print(f"{path}: " + ", ".join(f"{src.classes[i]} {100 * p:.1f}%" for p, i in pairs))
     if read == 0:
-        raise ValueError(f"none of the {len(args.images)} images could be read")
+        raise ValueError(f"none of the {len(images)} images could be read")
+
+
+def _image_paths(args: list[str]) -> list[str]:
+    """The files to predict: each file as given; a folder gives every image file in it (by suffix, its sub-folders
+    too), sorted. A path that does not exist, or a folder without images, is a ValueError."""
+    from .data.folder import IMAGE_SUFFIXES
+
+    paths: list[str] = []
+    for arg in args:
+        p = Path(arg)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))  # fmt: skip
+            if not found:
+                raise ValueError(f"{arg}: a folder without image files ({', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        elif p.exists():
+            paths.append(arg)
+        else:
+            raise ValueError(f"{arg}: no such file or folder")
+    return paths
 
 
 def _run_path(args: argparse.Namespace) -> str:
@@ -433,7 +463,13 @@ def _bounded(kind: type, lo: float, hi: float):
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line (``convscale bench: error: ...``), exit status 2, like every other error."""
+    """Usage errors as one line (``convscale bench: error: ...``), exit status 2, like every other error. No flag
+    may be abbreviated (``train --res`` was read as ``--resume``): every command, sub-command and flag is spelled
+    out."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -518,6 +554,7 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--check", action="store_true", help="validate the configuration, print it, and exit")
     p.add_argument("--resume", help="a run folder to continue exactly where it stopped, with its own config")
+    p.add_argument("--res", dest="_res", help=argparse.SUPPRESS)  # the other commands' image size: refused by name
     docs, defaults = field_help(), {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for flag, kind in _train_flags().items():
         name = "--" + flag.replace("_", "-")
@@ -542,7 +579,7 @@ def _add_use(sub) -> None:
         if cmd == "eval":
             p.add_argument("run", nargs="?", metavar="RUN", help="the run folder")
         else:
-            p.add_argument("images", nargs="+", metavar="IMAGE")
+            p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders (every image in them)")
             p.set_defaults(run=None)
         p.add_argument("--checkpoint", "--run", dest="checkpoint", help="the run folder or its checkpoint file")
         p.add_argument("--model", help="a registered model, with its published weights (instead of a run)")
@@ -596,7 +633,7 @@ def _cmd_deploy(args: argparse.Namespace) -> None:
     r = deploy_model(
         args.source, args.out, pretrained=args.pretrained, weights=args.weights, res=args.res, batch=args.batch,
         runtimes=runtimes, tolerance=args.tolerance, val=args.val, max_top1_drop=args.max_top1_drop,
-        int8=args.int8, calibrate=args.calibrate, min_time=args.min_time,
+        int8=args.int8, calibrate=args.calibrate, min_time=args.min_time, force=args.force,
     )  # fmt: skip
     print(f"{'runtime':16s} {'ms/batch':>9s} {'img/s':>8s} {'max rel err':>11s} {'top-1':>6s}  kept")
     for c in r["candidates"]:
@@ -608,6 +645,7 @@ def _cmd_deploy(args: argparse.Namespace) -> None:
         q = r["int8"]
         top = f"; top-1 {q['top1_fp32']:.2f} -> {q['top1_int8']:.2f}" if q["top1_int8"] is not None else ""
         print(f"int8: {q['file']}, {q['speedup_vs_fp32_onnx']:.2f}x the fp32 ONNX model{top}")
+    print(f"wrote {', '.join(r['written'])} in {args.out}")
 
 
 def _add_deploy(sub) -> None:
@@ -627,6 +665,7 @@ def _add_deploy(sub) -> None:
     p.add_argument("--int8", action="store_true", help="also an int8 ONNX model (ONNX Runtime, QDQ)")
     p.add_argument("--calibrate", help="int8 calibration images: a folder (default: a run's own training data)")
     p.add_argument("--min-time", type=_bounded(float, 0, 3600), default=2.0, help="seconds of timing each [2]")
+    p.add_argument("--force", action="store_true", help="replace the deployed model --out already holds")
     p.set_defaults(func=_cmd_deploy)
 
 
@@ -662,9 +701,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"convscale: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("convscale: interrupted", file=sys.stderr)
         return 130
     return 0
 
 
+def entry() -> NoReturn:
+    """The ``convscale`` command: :func:`main`, then Ctrl-C ignored while the interpreter exits (a KeyboardInterrupt
+    there would end the process by the signal, with no message and status -2, after its work was done)."""
+    import signal
+
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

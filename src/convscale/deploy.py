@@ -172,12 +172,15 @@ def deploy_model(
     int8: bool = False,
     calibrate: str | None = None,
     min_time: float = 2.0,
+    force: bool = False,
 ) -> dict:
     """``convscale deploy``: choose the fastest correct runtime for ``source`` (a run folder, or a registered model
     with ``pretrained`` weights) at ``batch``, write it into the folder ``out`` (``model.onnx`` for ONNX Runtime,
     else ``model.pt2``, the fused graph) with ``report.csv`` and ``deploy.json``; with ``int8``, also
     ``model.int8.onnx`` calibrated on ``calibrate`` (default: the run's own training images). ``val`` (default: the
-    run's own data) scores every candidate's top-1."""
+    run's own data) scores every candidate's top-1. A folder that already holds a deployed model is refused unless
+    ``force``, which replaces that model's files. ``report["written"]`` lists every file written, and the folder holds
+    no other file of this command's."""
     import dataclasses
     from pathlib import Path
 
@@ -185,6 +188,7 @@ def deploy_model(
 
     check_runtimes(runtimes)
     folder = Path(out)
+    _claim(folder, force)
     model, spec = prepare_export(source, pretrained=pretrained, res=res, batch=batch, weights=weights)
     d = _data_of(source, spec, weights)
     val = val or d.default
@@ -193,7 +197,6 @@ def deploy_model(
         model, torch.randn(batch, 3, spec.res, spec.res), runtimes=runtimes, tolerance=tolerance,
         top1=top1_on(scored) if scored else None, max_top1_drop=max_top1_drop, min_time=min_time,
     )  # fmt: skip
-    folder.mkdir(parents=True, exist_ok=True)
     fmt = "onnx" if result.choice == "onnxruntime" else "pt2"
     fused_spec = dataclasses.replace(spec, fused=True)
     path = export(result.fused, folder / f"model.{fmt}", fused_spec, fmt=fmt)  # fusing a fused model: a no-op
@@ -203,8 +206,30 @@ def deploy_model(
     }  # fmt: skip
     if int8:
         report["int8"] = _int8(result, fused_spec, folder, d, calibrate or d.default, scored, min_time)
+    report["written"] = [path.name, *(["model.fp32.onnx", report["int8"]["file"]] if int8 else [])]
+    report["written"] += ["report.csv", "deploy.json"]
     _write_report(folder, report)
     return report
+
+
+#: every file a deploy may write into its folder
+DEPLOY_FILES = ("model.onnx", "model.pt2", "model.fp32.onnx", "model.int8.onnx", "report.csv", "deploy.json")
+
+
+def _claim(folder, force: bool) -> None:
+    """Refuse a folder that holds a deployed model (a silent overwrite would lose it) unless ``force``, which removes
+    that model's files first, so that the folder ends with only the new deploy's."""
+    from .atomic import writable_folder
+
+    previous = [name for name in DEPLOY_FILES if (folder / name).exists()]
+    if previous and not force:
+        raise ValueError(
+            f"--out {folder} already holds a deployed model ({', '.join(previous)}): choose another folder, or add "
+            "--force to replace it"
+        )
+    writable_folder(folder, "--out")
+    for name in previous:
+        (folder / name).unlink()
 
 
 def _int8(result: Optimized, spec, folder, d: _Data, calibrate: str | None, scored, min_time: float) -> dict:

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import atomic_output, writable_folder
+
 __all__ = ["FORMATS", "OPSETS", "ExportSpec", "export", "prepare_export", "read_metadata", "require"]
 
 FORMATS = ("onnx", "pt2")
@@ -75,18 +77,21 @@ def export(model: nn.Module, out: str | Path, spec: ExportSpec, *, fmt: str = "o
     x = torch.rand(2 if spec.batch == "dynamic" else spec.batch, 3, spec.res, spec.res)
     shapes = _dynamic_shapes(spec)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # .pt2 archives insist on their suffix
-    try:
+    _check_writable(out)
+    with atomic_output(out) as tmp:  # the exporter's side files (external .data) go with its private folder
         if fmt == "onnx":
             _onnx(net, x, shapes, tmp, spec, opset)
         else:
             program = torch.export.export(net, (x,), dynamic_shapes=shapes)
             torch.export.save(program, str(tmp), extra_files={"convscale.json": spec.to_json()})
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
+
+
+def _check_writable(out: Path) -> None:
+    """``out`` can be written: its folder takes files and it is not a folder itself; else a ValueError naming it."""
+    writable_folder(out.parent, f"cannot write {out}")
+    if out.is_dir():
+        raise ValueError(f"cannot write {out}: it is a folder (give a file name ending in .onnx or .pt2)")
 
 
 def _dynamic_shapes(spec: ExportSpec) -> dict[str, dict[int, Any]] | None:
@@ -162,6 +167,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         return json.loads(z.read(name))
 
 
+def looks_like_path(source: str) -> bool:
+    """Whether ``source`` was meant as a file or folder rather than a model name: it has a folder part or a file
+    suffix (``hf-hub:ORG/REPO`` is a name)."""
+    if source.startswith("hf-hub:"):
+        return False
+    return "/" in source or os.sep in source or Path(source).suffix in (".safetensors", ".pth", ".pt", ".bin", ".yaml")
+
+
 def prepare_export(
     source: str,
     *,
@@ -176,6 +189,8 @@ def prepare_export(
     """The model and its :class:`ExportSpec` for ``source``: a run folder (its weights, classes and evaluation
     policy), or a registered name (with ``pretrained`` weights and their preprocessing, else ImageNet's)."""
     path = Path(source)
+    if not path.exists() and looks_like_path(source):
+        raise ValueError(f"{source}: no such run folder or file")
     if path.exists():
         from .train import load_run
 

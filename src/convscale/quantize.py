@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_output
 from .exporter import require
 
 __all__ = ["quantize_onnx"]
@@ -18,8 +19,6 @@ def quantize_onnx(fp32: str | Path, out: str | Path, batches: Iterable[torch.Ten
     """Quantize ``fp32`` into ``out`` with ``batches`` (float32 NCHW tensors, the graph's own input size and batch)
     as the calibration set. Written to a temporary name and renamed."""
     require("onnxruntime")
-    import os
-
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -35,16 +34,11 @@ def quantize_onnx(fp32: str | Path, out: str | Path, batches: Iterable[torch.Ten
 
     fp32, out = Path(fp32), Path(out)
     name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
-    prepared = out.with_name(f".{out.stem}.{os.getpid()}.prep.onnx")
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.onnx")
-    try:
+    with atomic_output(out) as tmp:  # the prepared model and any side file go with the private folder
+        prepared = tmp.with_name("prepared.onnx")
         quant_pre_process(str(fp32), str(prepared))  # shape inference and graph clean-up, as ORT recommends
         quantize_static(
             str(prepared), str(tmp), Reader(name, iter(batches)), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         )  # fmt: skip
-        os.replace(tmp, out)
-    finally:
-        prepared.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
     return out

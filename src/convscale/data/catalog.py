@@ -16,6 +16,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..atomic import writable_folder
 from ..download import download
 
 __all__ = ["DATASETS", "DatasetSource", "cache_dir", "cached", "fetch", "is_named"]
@@ -83,9 +84,10 @@ def fetch(name: str, *, progress: bool = True) -> Path:
     if name not in DATASETS:
         raise ValueError(f"no dataset named {name!r}; the named datasets are {', '.join(DATASETS)}")
     src = DATASETS[name]
-    root = cache_dir()
     if (ready := cached(name)) is not None:
         return ready
+    where = "CONVSCALE_DATASETS" if os.environ.get("CONVSCALE_DATASETS") else "the dataset cache (CONVSCALE_DATASETS)"
+    root = writable_folder(cache_dir(), where)
     archive = download(src.url, root / f"{name}.tgz", size=src.size, md5=src.md5, progress=progress)
     folder = extract(archive, root, name)
     archive.unlink()  # the extracted folder is the dataset; the archive would double the space

@@ -5,7 +5,6 @@ RGB at their full range, turned upright as their EXIF orientation says."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +97,20 @@ class ImageFolder:
     def path(self, index: int) -> Path:
         return self.samples[index][0]
 
+    def check_classes(self) -> None:
+        """Every class folder holds at least one image (a file whose header opens as one; the first such file ends
+        the look): a folder of other files, or an empty one, would get a label and no samples, and so a head and a
+        class list that are wrong. ValueError naming the folders."""
+        files: dict[int, list[Path]] = {}
+        for path, label in self.samples:
+            files.setdefault(label, []).append(path)
+        empty = [c for i, c in enumerate(self.classes) if not any(opens_as_image(p) for p in files.get(i, ()))]
+        if empty:
+            raise ValueError(
+                f"{self.root}: class folder{'s' if len(empty) > 1 else ''} without images: {first_few(empty, 5)}; "
+                "remove them, or keep them as classes with --allow-empty-classes"
+            )
+
     def check_readable(self, minimum: int, what: str) -> int:
         """The number of files whose header opens as an image; fewer than ``minimum`` is a ValueError (before any
         training). Files that fail here, or later at the full decode, are skipped and counted while training."""
@@ -115,9 +128,11 @@ def first_few(paths: list[str], n: int = 3) -> str:
     return ", ".join(paths[:n]) + (", ..." if len(paths) > n else "")
 
 
-def warn_skipped(paths: list[str], total: int | None = None) -> None:
-    """One warning: how many files were skipped, and the first few."""
-    if paths:
-        shown = first_few(paths)
-        of = f" of {total}" if total else ""
-        warnings.warn(f"skipped {len(paths)}{of} files that do not decode as images: {shown}", stacklevel=2)
+def skip_reason(path: str | Path) -> str:
+    """Why ``path`` does not decode: the decoder's message, in one line."""
+    try:
+        load_rgb(path)
+    except DECODE_ERRORS as e:
+        text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return "failed to decode while training, decodes now"

@@ -122,6 +122,9 @@ class TrainConfig:
         "0.08 on photos, Inception's)",
     )
     workers: int = _f(2, integer(0, 256), "data loader worker processes")
+    allow_empty_classes: bool = _f(
+        False, flag, "keep a training class folder that holds no image as a class (default: the run stops, naming it)"
+    )
     cache_res: int | None = _f(
         None,
         optional(integer(16, MAX_RES)),

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..atomic import atomic_write_text
 from ..augment import AugmentSettings, BatchShare, augment_batch
 from ..data import EpochOrder, TrainTransform, build_loader, make_datasets
-from ..data.folder import warn_skipped
+from ..data.folder import skip_reason
 from ..data.transforms import to_uint8
 from ..factory import create_model
 from ..optim.agc import agc_parameters
@@ -78,7 +79,8 @@ class Trainer:
     crop_scale: float  # smallest area of the random-resized crop
     crop_on_device: bool  # images held in memory reach the device whole and are cropped there; files: the loader
     agc_params: list[torch.Tensor] = field(default_factory=list)
-    skipped: set[int] = field(default_factory=set)
+    skipped: set[int] = field(default_factory=set)  # training files that did not decode, reported once each
+    epoch_skipped: set[int] = field(default_factory=set)  # those of this epoch (its metrics row counts them)
     nonfinite_run: int = 0  # consecutive non-finite steps
     clock: float = field(default_factory=time.monotonic)  # start of the time not yet in state.elapsed_s
     board: Any = None
@@ -108,8 +110,8 @@ def fit(
     cfg = cfg or TrainConfig()
     d = setup(cfg.device)
     finished = False
-    try:
-        with StopFlag() as stop:
+    with StopFlag() as stop:  # also over the teardown: a signal after the last checkpoint lets the run end
+        try:
             t = prepare(cfg, d, ckpt, resume, log if d.main else (lambda *_: None))
             stop.where = lambda: _position(t)
             while t.state.epoch < cfg.epochs:
@@ -121,8 +123,8 @@ def fit(
                 end_epoch(t, stage)
             finished = True
             return FitResult(t.folder.path, t.state.history[-1] if t.state.history else {})
-    finally:
-        teardown(finished)
+        finally:
+            teardown(finished)
 
 
 def _position(t: Trainer) -> str:
@@ -162,6 +164,7 @@ def _data(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None):
         shapes_val=cfg.shapes_val,
         shapes_res=cfg.shapes_res,
         workers=cfg.workers,
+        allow_empty_classes=cfg.allow_empty_classes,
     )
     if ckpt is not None and ckpt.classes != classes:
         raise ValueError(f"the checkpoint was trained on other classes ({len(ckpt.classes)}) than --data has")
@@ -423,7 +426,7 @@ def _log_compile(t: Trainer, size: int, batch: int, seconds: float) -> None:
 def _step(t: Trainer, stage: ProgressiveStage, batch, settings: AugmentSettings, share: BatchShare) -> None:
     """One optimizer step on ``batch`` (augmented on the device), its totals added to the epoch's."""
     cfg, state, device = t.cfg, t.state, t.dist.device
-    t.skipped.update(batch.skipped)
+    t.epoch_skipped.update(batch.skipped)
     lr = t.plan.lr_at(state.epoch, state.batch)
     for group in t.optimizer.param_groups:  # layer decay scales a group's lr; a head-only warm-up zeroes the trunk's
         group["lr"] = 0.0 if group.get("frozen") else lr * group.get("lr_scale", 1.0)
@@ -596,7 +599,11 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
     if t.teacher is not None:  # the teacher's share of the epoch (this process's)
         row["teacher_s"] = round(t.teacher.seconds, 1)
         t.teacher.seconds = 0.0
-    row |= {"elapsed_s": round(state.elapsed_s, 1), "nonfinite": state.nonfinite, "skipped": len(t.skipped)}
+    new = sorted(t.epoch_skipped - t.skipped)
+    t.skipped |= t.epoch_skipped
+    row |= {"elapsed_s": round(state.elapsed_s, 1), "nonfinite": state.nonfinite, "skipped": len(t.epoch_skipped)}
+    row["skipped_total"] = len(t.skipped)
+    t.epoch_skipped = set()
     state.history.append(row)
     state.end_epoch()
     _save(t)
@@ -604,8 +611,22 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
         t.folder.write_metrics(state.history)
         t.log(_summary(row))
         _board(t.board, row)
-    if t.skipped and state.epoch == 1 and hasattr(t.train_ds, "path"):
-        warn_skipped([str(t.train_ds.path(i)) for i in sorted(t.skipped)], len(t.train_ds))
+    _report_skipped(t, new)
+
+
+def _report_skipped(t: Trainer, new: list[int], shown: int = 10) -> None:
+    """Each training file that failed to decode, once, in the epoch it first failed: a plain line with its path and
+    the decoder's reason (the first ``shown`` of an epoch; every one in the run folder's ``skipped.txt``)."""
+    if not new or not t.dist.main or not hasattr(t.train_ds, "path"):
+        return
+    lines = [f"{t.train_ds.path(i)}: {skip_reason(t.train_ds.path(i))}" for i in new]
+    listing = t.folder.path / "skipped.txt"
+    previous = listing.read_text().splitlines() if listing.is_file() else []
+    atomic_write_text(listing, "\n".join([*previous, *lines]) + "\n")
+    for line in lines[:shown]:
+        t.log(f"skipped {line}")
+    if len(lines) > shown:
+        t.log(f"skipped {len(lines) - shown} more files this epoch; every skipped file is listed in {listing}")
 
 
 def _board(board, row: dict[str, Any]) -> None:
