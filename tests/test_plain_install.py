@@ -98,6 +98,9 @@ def test_bench_signal_and_the_model_commands(plain, tmp_path):
     out = ok(convscale(plain, "bench", "test_resnet", "--res", "32", "--batch", "2", "--min-time", "0.05",
                        "--out", str(tmp_path / "b")))  # fmt: skip
     assert "test_resnet" in out and (tmp_path / "b" / "bench.csv").is_file()
+    proc = convscale(plain, "bench", "test_resnet", "--runtime", "eager,onnxruntime", "--res", "32", "--batch", "2",
+                     "--min-time", "0.05")  # fmt: skip
+    assert "eager" in ok(proc) and proc.stderr.count("convscale[onnx]") == 1, proc.stderr
     proc = convscale(plain, "signal", "test_resnet", "--res", "32", "--batch", "2", "--out", str(tmp_path / "s"))
     ok(proc)
     assert (tmp_path / "s" / "signal.csv").is_file() and "convscale[plot]" in proc.stderr

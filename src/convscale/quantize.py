@@ -19,6 +19,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, batches: Iterable[torch.Ten
     """Quantize ``fp32`` into ``out`` with ``batches`` (float32 NCHW tensors, the graph's own input size and batch)
     as the calibration set. Written to a temporary name and renamed."""
     require("onnxruntime")
+    onnx = require("onnx")
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -29,8 +30,6 @@ def quantize_onnx(fp32: str | Path, out: str | Path, batches: Iterable[torch.Ten
         def get_next(self):
             x = next(self.data, None)
             return None if x is None else {self.name: x.float().contiguous().numpy()}
-
-    import onnx
 
     fp32, out = Path(fp32), Path(out)
     name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name

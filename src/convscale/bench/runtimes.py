@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..extras import note_missing
 from ..factory import create_model
 from ..fuse import fuse
 from ..registry import get_entry
@@ -50,7 +51,7 @@ def bench_runtimes(
         size = res or get_entry(name).config.test_res
         fused = fuse(create_model(name).eval())
         x = torch.randn(batch, 3, size, size)
-        runners = {r: b for r in dict.fromkeys(("eager", *runtimes)) if (b := build_runner(r, fused, x, device))}
+        runners = {r: b for r in dict.fromkeys(("eager", *runtimes)) if (b := _runner(r, fused, x, device))}
         with torch.inference_mode():
             want = fused(x).float()
         errors = {k: max_rel_error(r.fn(x), want) for k, r in runners.items()}
@@ -68,6 +69,15 @@ def bench_runtimes(
                 )
             )  # fmt: skip
     return rows
+
+
+def _runner(name: str, fused: torch.nn.Module, x: torch.Tensor, device: torch.device):
+    """The runtime's runner, or None when it is not on this device or its extra is missing (said once)."""
+    try:
+        return build_runner(name, fused, x, device)
+    except ImportError as e:
+        note_missing(e, f"the {name} runtime")
+        return None
 
 
 def format_runtimes(rows: list[RuntimeRow]) -> str:
