@@ -2,8 +2,9 @@
 
 ``python kernel_probe.py FAMILY`` prints ``start CASE`` before and ``ok CASE`` after each case, so that the parent
 names the case that crashed or hung. Cases: each tiny variant whole (forward, backward, SGD step), then every
-registered variant's stem and first stage at full width and 64 px (built on the meta device, then materialized:
-the first layers are where the failing kernel shapes were).
+registered variant's stem and first block at full width and 64 px (built on the meta device, then materialized:
+the first layers are where the failing kernel shapes were). Each full model built on the meta device is also
+checked to hold no plain strided 1×1 conv (``fail CASE`` names one).
 """
 
 import sys
@@ -29,14 +30,40 @@ def _materialize(part: nn.Module) -> nn.Module:
     return part
 
 
-def _stem_and_first_stage(name: str) -> nn.Module:
+def _plain_strided_pointwise(model: nn.Module) -> list[str]:
+    """Convs that would reach oneDNN's strided-1×1 weight gradient: 1×1, strided, not in the subsampled form."""
+    from convscale.layers.conv import StridedPointwiseConv2d
+    from convscale.layers.std_conv import ScaledStdConv2d
+
+    safe = (StridedPointwiseConv2d, ScaledStdConv2d)
+    return [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Conv2d) and not isinstance(m, safe) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+    ]
+
+
+def _first_block(stage: nn.Module) -> nn.Module:
+    """A stage's first block (ConvNeXt's stage: its downsampling, then its first block)."""
+    if hasattr(stage, "blocks"):
+        return nn.Sequential(stage.downsample, stage.blocks[0])
+    children = list(stage.children())
+    return children[0] if children else stage
+
+
+def _stem_and_first_block(name: str) -> nn.Module:
     with torch.device("meta"):
         model = convscale.create_model(name, drop_path_rate=0.0)
+    plain = _plain_strided_pointwise(model)
+    if plain:
+        print("fail", name, "plain strided 1x1 convs:", plain, flush=True)
+        sys.exit(3)
     parts = []
     for trunk_name, module in model.trunk():
-        parts.append(module)
         if trunk_name.startswith("stages."):
+            parts.append(_first_block(module))
             break
+        parts.append(module)
     return _materialize(nn.Sequential(*parts))
 
 
@@ -54,7 +81,7 @@ def main(family: str) -> None:
     torch.manual_seed(0)
     names = [n for n in convscale.list_models() if get_entry(n).family == family]
     cases = [(f"{n} (whole, tiny)", lambda n=n: convscale.create_model(n)) for n in names if get_entry(n).tiny]
-    cases += [(f"{n} (stem + first stage)", lambda n=n: _stem_and_first_stage(n)) for n in names]
+    cases += [(f"{n} (stem + first block)", lambda n=n: _stem_and_first_block(n)) for n in names]
     for case, build in cases:
         print("start", case, flush=True)
         _train_step(build(), 64)

@@ -124,7 +124,7 @@ def test_pretrained_errors(tmp_path):
         convscale.create_model("test_efficientnet", pretrained=other)
     pickled = tmp_path / "obj.pth"
     torch.save({"state_dict": object()}, pickled)
-    with pytest.raises(ValueError, match="not a plain tensor checkpoint"):
+    with pytest.raises(ValueError, match="holds pickled Python objects"):  # issue 29's wording (defect 7)
         convscale.create_model("test_efficientnet", pretrained=pickled)
 
 

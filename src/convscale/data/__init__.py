@@ -45,18 +45,14 @@ def make_datasets(
     shapes_res: int = 32,
     draft: int | None = None,
     workers: int = 0,
-    allow_empty_classes: bool = False,
 ):
     """(train, val, classes, native resolution or None) for ``synthetic-shapes`` or a folder with ``train/`` and
-    ``val/`` (one sub-folder per class). Missing or empty splits, and a training class folder without an image
-    (unless ``allow_empty_classes``), are a ValueError, raised before any training."""
+    ``val/`` (one sub-folder per class). Missing or empty splits are a ValueError, raised before any training."""
     if data == BUILTIN:
         train = render_all(SyntheticShapes("train", size=shapes_train, res=shapes_res, seed=seed), workers)
         val, classes = make_val_dataset(data, seed=seed, shapes_val=shapes_val, shapes_res=shapes_res, workers=workers)
         return train, val, classes, shapes_res
     train = ImageFolder(_split_folder(data, "train"), draft=draft)
-    if not allow_empty_classes:
-        train.check_classes()
     val, _ = make_val_dataset(data, classes=train.classes, draft=draft)
     return train, val, train.classes, None
 

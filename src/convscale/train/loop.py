@@ -164,13 +164,14 @@ def _data(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None):
         shapes_val=cfg.shapes_val,
         shapes_res=cfg.shapes_res,
         workers=cfg.workers,
-        allow_empty_classes=cfg.allow_empty_classes,
     )
     if ckpt is not None and ckpt.classes != classes:
         raise ValueError(f"the checkpoint was trained on other classes ({len(ckpt.classes)}) than --data has")
     if hasattr(train_ds, "check_readable"):  # files: enough of them must open as images, before any training
         train_ds.check_readable(max(2, d.world), "training")
         val_ds.check_readable(1, "validation")
+        if not cfg.allow_empty_classes:
+            train_ds.check_classes()
     return train_ds, val_ds, classes, native
 
 
