@@ -160,7 +160,7 @@ def _cmd_roadmap(args: argparse.Namespace) -> None:
 def _cmd_signal(args: argparse.Namespace) -> None:
     from . import create_model
     from .extras import note_missing
-    from .signal import plot_signal, signal_propagation, write_signal_csv
+    from .signal_propagation import plot_signal, signal_propagation, write_signal_csv
 
     if args.res < 32 or args.batch < 2:
         raise ValueError(f"--res must be >= 32 and --batch >= 2, got --res {args.res} --batch {args.batch}")
@@ -316,7 +316,7 @@ def _published_source(args: argparse.Namespace, device) -> _Source:
     if w is None:  # a local file: no published evaluation settings
         raise ValueError("--model with a local checkpoint: evaluate it as a run, or give a published tag")
     names = w.classes or [str(i) for i in range(w.num_classes)]
-    crop = w.test_crop_pct or w.crop_pct
+    crop = w.eval_crop_pct
     return _Source(model.to(device).eval(), names, w.folders, w.transforms, w.test_input_size, crop, w.name, None)
 
 

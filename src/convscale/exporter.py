@@ -207,7 +207,7 @@ def prepare_export(
     model = create_model(source, pretrained=pretrained)
     w = model.pretrained_cfg
     if w is not None:
-        crop = w.test_crop_pct or w.crop_pct
+        crop = w.eval_crop_pct
         spec = ExportSpec(
             w.model, w.name, res or w.test_input_size, batch, w.mean, w.std, crop, w.crop_mode, w.interpolation,
             normalize, fused, w.num_classes, w.classes, dynamic_size,

@@ -87,10 +87,15 @@ class Weights:
         c = counterpart(self.model, self.source)
         return dict(c.form) if c is not None else {}
 
+    @property
+    def eval_crop_pct(self) -> float:
+        """The centre-crop fraction of evaluation: the test-size one where published, else the training one."""
+        return self.test_crop_pct or self.crop_pct
+
     def transforms(self, res: int | None = None) -> EvalTransform:
         """The evaluation transform the published top-1 was measured with: at the test size (or ``res``), its crop
         fraction and mode, interpolation, mean and std."""
-        crop = self.test_crop_pct or self.crop_pct
+        crop = self.eval_crop_pct
         return EvalTransform(res or self.test_input_size, crop, self.interpolation, self.mean, self.std, self.crop_mode)
 
 

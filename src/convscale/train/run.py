@@ -86,7 +86,7 @@ def eval_policy(cfg: TrainConfig) -> EvalPolicy:
     if w is None:
         return EvalPolicy(train_res, test_res, crop)
     if cfg.data != BUILTIN:
-        crop = w.test_crop_pct or w.crop_pct
+        crop = w.eval_crop_pct
     mode = w.crop_mode if cfg.data != BUILTIN else "center"
     return EvalPolicy(train_res, test_res, crop, w.interpolation, w.mean, w.std, mode)
 
