@@ -76,6 +76,15 @@ def make_image_folder(root: Path, per_class: int = 12, val_per_class: int = 4, r
     return root
 
 
+def one_line_error(capsys, *fragments: str) -> str:
+    """The command's stderr: one line, no traceback, holding each of ``fragments``."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes: one thread each, no oversubscription
     torch.set_num_threads(1)
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_image_folder
+from conftest import make_image_folder, one_line_error
 from convscale.cli import main
 from convscale.data import SyntheticShapes, load_rgb
 from convscale.train import TrainConfig, TrainingStopped, fit, load_config, read_checkpoint
@@ -54,14 +54,6 @@ def rows(run: Path) -> list[dict[str, str]]:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "convscale.cli", *args]
-
-
-def one_line_error(capsys, *fragments: str) -> str:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 @pytest.fixture

@@ -12,20 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_image_folder
+from conftest import make_image_folder, one_line_error
 from convscale.cli import main
 from convscale.train import TrainConfig, fit, read_checkpoint
 
 TINY = {"model": "test_resnet", "batch_size": 8, "workers": 0, "warmup_epochs": 0.5, "train_res": 32}
 _ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-
-
-def one_line_error(capsys, *fragments: str) -> str:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 @pytest.fixture(scope="module")
