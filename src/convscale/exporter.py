@@ -150,7 +150,7 @@ def require(module: str):
     """``module`` imported, or :class:`~.extras.MissingExtra` naming the ``convscale[onnx]`` extra."""
     from . import extras
 
-    return extras.require(module, "ONNX export and runtime")
+    return extras.require(module, "exporting to or running ONNX")
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -12,8 +12,8 @@ def pyplot() -> Any:
     """``matplotlib.pyplot`` on the non-interactive Agg backend, or :class:`~.extras.MissingExtra` naming ``[plot]``."""
     from .extras import require
 
-    require("matplotlib", "plots").use("Agg")
-    return require("matplotlib.pyplot", "plots")
+    require("matplotlib", "drawing plots").use("Agg")
+    return require("matplotlib.pyplot", "drawing plots")
 
 
 def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
