@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from convscale import create_model
 from convscale.bench.runner import static_figures
 from convscale.bench.timing import matmul_peak
-from convscale.fuse import fuse
-from convscale.runtimes import Runner, build_runner, max_rel_error, time_runners
+from convscale.deploy.fuse import fuse
+from convscale.deploy.runtimes import Runner, build_runner, max_rel_error, time_runners
 
 MODELS = [("efficientnet_b0", 224), ("tf_efficientnetv2_b0", 224), ("convnext_tiny", 224), ("resnet50", 224),
           ("mobilenetv3_large_100", 224), ("ghostnet_100", 224), ("repvgg_a0", 224), ("dm_nfnet_f0", 192)]  # fmt: skip

@@ -76,7 +76,7 @@ def main() -> None:
 
 
 def _plot(rows: list[dict], path: Path, student: str) -> None:
-    from convscale.plotting import pyplot, save_figure
+    from convscale.utils.plotting import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))

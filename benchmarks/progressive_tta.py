@@ -173,7 +173,7 @@ def prebuild(cfg: TrainConfig, report: Path) -> None:
 
 
 def plot(path: Path, epochs: list[dict]) -> None:
-    from convscale.plotting import pyplot, save_figure
+    from convscale.utils.plotting import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))

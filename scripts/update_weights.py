@@ -1,4 +1,4 @@
-"""Write ``src/convscale/weights.json`` (and ``imagenet_classes.txt``) from timm's and torchvision's pretrained
+"""Write ``src/convscale/weights/weights.json`` (and ``imagenet_classes.txt``) from timm's and torchvision's pretrained
 configs. Run in the reference environment of ``shared/tools/ref_env.sh`` (it has timm and torchvision):
 
     REF_PY scripts/update_weights.py
@@ -182,9 +182,9 @@ def main() -> None:
         "default_tags": dict(sorted(defaults.items())),
         "weights": weights,
     }
-    out = ROOT / "src" / "convscale" / "weights.json"
+    out = ROOT / "src" / "convscale" / "weights" / "weights.json"
     out.write_text(json.dumps(table, indent=1) + "\n")
-    (ROOT / "src" / "convscale" / "imagenet_classes.txt").write_text(imagenet_classes())
+    (ROOT / "src" / "convscale" / "weights" / "imagenet_classes.txt").write_text(imagenet_classes())
     print(f"{len(weights)} weights of {len(defaults)} models -> {out}")
     for line in skipped:
         print("left out:", line)

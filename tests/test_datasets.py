@@ -11,7 +11,7 @@ from PIL import Image
 
 from convscale.data import catalog, make_datasets, make_val_dataset
 from convscale.data.catalog import DATASETS, cached, fetch
-from convscale.download import DownloadError
+from convscale.utils.download import DownloadError
 from convscale.weights import readable_class_names
 
 NAME = "imagenette2-160"

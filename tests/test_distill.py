@@ -15,7 +15,7 @@ from convscale.optim.sam import perturb, restore
 from convscale.train import TrainConfig, fit
 from convscale.train.distill import hard_loss, kd_loss, kl_loss
 from convscale.train.state import read_checkpoint
-from convscale.train.steps import SAMSetting, train_step
+from convscale.train.steps import StepSettings, gradient, sam_gradient, train_step
 
 TINY = dict(model="test_resnet", batch_size=16, shapes_train=64, shapes_val=32, shapes_res=32, workers=0)
 
@@ -133,18 +133,22 @@ def test_a_sam_step_is_the_formula_in_float64(adaptive):
     want = [wi - lr * gi for wi, gi in zip(w, g2, strict=True)]
 
     opt = torch.optim.SGD(net.parameters(), lr=lr)
-    train_step(net, x, y, opt, sam=SAMSetting(rho, adaptive))
+    train_step(net, x, y, opt, _sam(rho, adaptive))
     for p, v in zip(net.parameters(), want, strict=True):
         torch.testing.assert_close(p.detach(), v, rtol=1e-10, atol=1e-12)  # float32 would miss by ~1e-7
+
+
+def _sam(rho: float, adaptive: bool = False) -> StepSettings:
+    return StepSettings(gradient=sam_gradient(gradient, rho, adaptive))
 
 
 def test_sam_with_rho_0_is_the_plain_optimizer():
     x, y = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 2, (8,))
     plain, sam = _tiny_net(), _tiny_net()
-    for net, setting in ((plain, None), (sam, SAMSetting(0.0))):
+    for net, setting in ((plain, StepSettings()), (sam, _sam(0.0))):
         opt = torch.optim.AdamW(net.parameters(), lr=0.01)
         for _ in range(3):
-            train_step(net, x, y, opt, sam=setting)
+            train_step(net, x, y, opt, setting)
     assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), sam.parameters(), strict=True))
 
 
@@ -167,7 +171,7 @@ def test_sam_keeps_the_batch_norm_statistics_of_one_pass():
     a(x)
     b = __import__("copy").deepcopy(a)
     train_step(a, x, y, torch.optim.SGD(a.parameters(), lr=0.0))
-    train_step(b, x, y, torch.optim.SGD(b.parameters(), lr=0.0), sam=SAMSetting(0.5))
+    train_step(b, x, y, torch.optim.SGD(b.parameters(), lr=0.0), _sam(0.5))
     assert torch.equal(a[1].running_mean, b[1].running_mean) and torch.equal(a[1].running_var, b[1].running_var)
 
 

@@ -236,7 +236,7 @@ def test_torchvision_weights_download_check_and_load(file_server, tmp_path, monk
 
     local = replace(w, url=f"{file_server.url}/models/{file_name}", sha256=digest[:10])
     monkeypatch.setattr(table, "get_weights", lambda *a, **k: local)
-    import convscale.hub as hub
+    import convscale.weights.hub as hub
 
     monkeypatch.setattr(hub, "get_weights", lambda *a, **k: local)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

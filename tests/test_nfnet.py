@@ -166,7 +166,7 @@ def test_signal_cli_bad_input():
 def test_timm_form_of_nf_resnet50_departs_from_the_analytic_variance():
     """timm's nf_resnet50 (γ folded into the stem conv too, pooled shortcuts), which ``from_timm`` builds so its weights
     load, does not follow the bookkeeping: the stem carries ×γ² and every pooled transition shrinks the variance."""
-    from convscale.signal_propagation import signal_propagation
+    from convscale.bench.signal_propagation import signal_propagation
 
     model = convscale.create_model("nf_resnet50", drop_path_rate=0.0, **timm_form("nf_resnet50"))
     ratios = [r.var / r.expected_var for r in signal_propagation(model, res=64, batch=4)]

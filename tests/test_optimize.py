@@ -13,7 +13,7 @@ import convscale
 from conftest import make_image_folder
 from convscale.cli import main
 from convscale.deploy import optimize, top1_on
-from convscale.runtimes import build_runner
+from convscale.deploy.runtimes import build_runner
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import make_image_folder
 
-#: the optional packages of every extra (convscale.extras.EXTRAS), and of the ones planned (deployment runtimes,
+#: the optional packages of every extra (convscale.utils.extras.EXTRAS), and of the ones planned (deployment runtimes,
 #: shard reading); listed here so that the test also runs on a tree without that module
 HIDDEN = ["huggingface_hub", "matplotlib", "nncf", "onnx", "onnxruntime", "onnxscript", "openvino", "tensorboard"]
 HIDDEN += ["torchao", "webdataset"]

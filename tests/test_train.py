@@ -494,7 +494,7 @@ def test_gradient_accumulation_is_the_same_step(sam):
     """Two slices of 8 accumulate to the gradient of one batch of 16 (LayerNorm model: no batch statistics), with
     SAM's two passes too."""
     from convscale.train import create_optimizer, train_step
-    from convscale.train.steps import SAMSetting
+    from convscale.train.steps import StepSettings, gradient, sam_gradient
 
     torch.manual_seed(0)
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
@@ -502,7 +502,8 @@ def test_gradient_accumulation_is_the_same_step(sam):
     models[1].load_state_dict(models[0].state_dict())
     for model, accum in zip(models, (1, 2), strict=True):
         opt = create_optimizer(model, "sgd", 0.1, 0.0)
-        r = train_step(model, x, y, opt, accum_steps=accum, sam=SAMSetting(sam) if sam else None)
+        how = StepSettings(accum_steps=accum, gradient=sam_gradient(gradient, sam) if sam else None)
+        r = train_step(model, x, y, opt, how)
         assert r.finite and r.count == 16
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)

@@ -2,21 +2,30 @@
 
 from . import arch, models  # noqa: F401  (registers every model, and architecture files as names)
 from .config import ModelConfig, Published
-from .exporter import export
+from .deploy.export import export
 from .factory import ModelInfo, create_model, model_info
+from .inference import EvalResult, Prediction, evaluate, predict
 from .registry import list_families, list_models, register_model
+from .source import EvalPolicy, Source, resolve
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EvalPolicy",
+    "EvalResult",
     "ModelConfig",
     "ModelInfo",
+    "Prediction",
     "Published",
+    "Source",
     "__version__",
     "create_model",
+    "evaluate",
     "export",
     "list_families",
     "list_models",
     "model_info",
+    "predict",
     "register_model",
+    "resolve",
 ]

@@ -27,9 +27,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
 from .config import ModelConfig
 from .registry import ModelEntry, add_resolver, get_entry
+from .utils.atomic import atomic_write_text
 
 __all__ = ["ARCH_FORMAT", "arch_entry", "is_arch_path", "read_arch", "write_arch"]
 

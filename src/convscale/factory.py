@@ -105,12 +105,12 @@ def _check_sizes(num_classes: object, in_chans: object) -> None:
 def _load_weights(model: nn.Module, name: str, published, local, weights: str) -> None:
     """Published weights (downloaded on first use, in their source's layout), or a local file or run."""
     if published is not None:
-        from .checkpoint import load_reference
-        from .hub import fetch_weights
+        from .weights.checkpoint import load_reference
+        from .weights.hub import fetch_weights
 
         load_reference(model, fetch_weights(published), name, published.source)
     elif local is not None:
-        from .checkpoint import load_pretrained
+        from .weights.checkpoint import load_pretrained
 
         load_pretrained(model, local, name=name, weights=weights)
 
@@ -128,7 +128,7 @@ def _published(name: str, pretrained: object):
     """(published weights, local path): what ``pretrained`` names; both None without pretrained weights."""
     if pretrained is None or pretrained is False:
         return None, None
-    from .hub import hf_repo_weights, resolve_pretrained
+    from .weights.hub import hf_repo_weights, resolve_pretrained
 
     r = resolve_pretrained(name, pretrained)
     if r.hf_repo is not None:

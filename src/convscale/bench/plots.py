@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..plotting import pyplot, save_figure
+from ..utils.plotting import pyplot, save_figure
 from .results import BenchReport, BenchResult
 from .trace import KINDS
 

@@ -8,7 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from ..atomic import atomic_write_text
+from ..utils.atomic import atomic_write_text
 from .results import BenchReport, BenchResult, LayerRow
 
 __all__ = ["format_layers", "format_table", "write_report"]

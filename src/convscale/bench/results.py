@@ -6,11 +6,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from ..utils.device import DEVICES
+
 __all__ = ["BenchReport", "BenchResult", "BenchSettings", "LayerRow"]
 
 MODES = ("infer", "train")
 DTYPES = ("fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)

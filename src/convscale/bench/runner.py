@@ -3,40 +3,31 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..counting import count_params
-from ..factory import create_model
 from ..registry import get_entry
+from ..source import resolve
+from ..utils.device import device_named
 from .results import BenchReport, BenchResult, BenchSettings, LayerRow
 from .timing import matmul_peak, measure, peak_memory_mb
 from .trace import KINDS, OpRecord, trace_forward
 
-__all__ = ["TIMM_HINT", "resolve_device", "run", "static_figures"]
+__all__ = ["TIMM_HINT", "run", "static_figures"]
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TIMM_HINT = "--compare timm: timm is not installed here; `pip install timm` and run again to see it side by side"
 _PER_LAYER_PASSES = 3
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA, else MPS, else CPU; a device this machine lacks is a ValueError."""
-    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available to this PyTorch (CPU-only build or no GPU)")
-    if name == "mps" and not has_mps:
-        raise ValueError("--device mps: MPS (Apple GPU) is not available here")
-    return torch.device(name)
 
 
 def _dtype_probe(device: torch.device, dtype: torch.dtype, mode: str) -> None:
@@ -174,7 +165,7 @@ def _prepare(
 
 def _fuse(impl: str, model: nn.Module) -> nn.Module:
     if impl == "convscale":
-        from ..fuse import fuse
+        from ..deploy.fuse import fuse
 
         return fuse(model)
     from timm.utils.model import reparameterize_model  # timm's own inference form: RepVGG re-parameterized
@@ -200,13 +191,13 @@ def _bench_model(
     timm,
     log: Callable[[str], None],
 ) -> tuple[list[BenchResult], list[LayerRow]]:
-    entry = get_entry(name)
-    cfg = entry.config
-    res = s.res or cfg.test_res
+    src = resolve(name)  # any source: a registered model, a tag, a run, a weights or architecture file
+    name = src.name
+    res = s.res or src.policy.test_res
     batch = s.batch or (256 if device.type == "cuda" else 16)
     dtype = TORCH_DTYPES[s.dtype]
     bpe = torch.empty((), dtype=dtype).element_size()
-    builders: dict[str, Callable[[], nn.Module]] = {"convscale": lambda: create_model(name)}
+    builders: dict[str, Callable[[], nn.Module]] = {"convscale": lambda: copy.deepcopy(src.model)}
     if timm is not None:
         theirs = _timm_builder(timm, name)
         if theirs is None:
@@ -332,6 +323,17 @@ def _device_label(device: torch.device) -> str:
     return device.type
 
 
+def _check_source(source: str) -> None:
+    """A name is checked without building it; a path must exist."""
+    from ..source import looks_like_path
+
+    if looks_like_path(source) or source.startswith("hf-hub:"):
+        if not source.startswith("hf-hub:") and not Path(source).exists():
+            raise ValueError(f"{source}: no such run folder or file")
+        return
+    get_entry(source.split(".", 1)[0])
+
+
 def run(
     models: Sequence[str],
     settings: BenchSettings | None = None,
@@ -348,10 +350,10 @@ def run(
     if settings is not None and kwargs:
         raise ValueError("pass settings either as a BenchSettings or as keywords, not both")
     if isinstance(models, str) or not models:
-        raise ValueError("models must be a non-empty list of registered model names")
+        raise ValueError("models must be a non-empty list of models (names, tags, runs, weights or architecture files)")
     for name in models:
-        get_entry(name)  # unknown names fail here, before any work
-    device = resolve_device(s.device)
+        _check_source(name)  # unknown names fail here, before any work
+    device = device_named(s.device)
     _check_dtype(device, s.dtype, s.modes)
     timm = None
     if s.compare == "timm":

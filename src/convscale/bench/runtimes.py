@@ -11,11 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ..extras import note_missing
-from ..factory import create_model
-from ..fuse import fuse
-from ..registry import get_entry
-from ..runtimes import build_runner, check_runtimes, max_rel_error, time_runners
+from ..deploy.optimize import optimize
+from ..deploy.runtimes import check_runtimes
+from ..source import resolve
+from ..utils.extras import note_missing
 from .runner import static_figures
 from .timing import matmul_peak
 
@@ -42,42 +41,35 @@ class RuntimeRow:
 def bench_runtimes(
     models: Sequence[str], runtimes: Sequence[str], *, res: int | None = None, batch: int = 16, min_time: float = 2.0
 ) -> list[RuntimeRow]:
-    """Each model (fused, eval mode, random weights) in each runtime this CPU has, at ``batch``."""
+    """Each model (any source :func:`convscale.resolve` takes; fused, eval mode) in each runtime this CPU has, at
+    ``batch``: :func:`convscale.deploy.optimize`'s candidates beside the static figures. A runtime that is missing
+    or fails is left out with one line, as ``deploy`` does."""
     check_runtimes(runtimes)
     device = torch.device("cpu")
     peak = matmul_peak(device, torch.float32)
     rows = []
     for name in models:
-        size = res or get_entry(name).config.test_res
-        fused = fuse(create_model(name).eval())
+        src = resolve(name)
+        size = res or src.policy.test_res
         x = torch.randn(batch, 3, size, size)
-        runners = {r: b for r in dict.fromkeys(("eager", *runtimes)) if (b := _runner(r, fused, x, device))}
-        with torch.inference_mode():
-            want = fused(x).float()
-        errors = {k: max_rel_error(r.fn(x), want) for k, r in runners.items()}
-        timings = time_runners(runners, x, device, min_time=min_time)
-        macs = static_figures(fused, size, 4).macs
-        for k, t in timings.items():
-            if k == "eager" and "eager" not in runtimes:
+        result = optimize(src.model, x, runtimes=runtimes, tolerance=float("inf"), min_time=min_time)
+        macs = static_figures(result.fused, size, 4).macs
+        eager = next(c for c in result.candidates if c.runtime == "eager")
+        for c in result.candidates:
+            if not c.measured:
+                note_missing(ImportError(c.note), f"the {c.runtime} runtime")
                 continue
-            img_s = batch / t.median
+            if c.runtime == "eager" and "eager" not in runtimes:
+                continue
+            gmac_s = macs * c.img_s / 1e9
             rows.append(
                 RuntimeRow(
-                    name, k, size, batch, round(macs / 1e9, 4), round(t.median * 1e3, 3), round(t.p10 * 1e3, 3),
-                    round(t.p90 * 1e3, 3), round(img_s, 1), round(macs * img_s / 1e9, 2),
-                    round(macs * img_s / peak, 4), errors[k], round(timings["eager"].median / t.median, 3),
+                    src.name, c.runtime, size, batch, round(macs / 1e9, 4), c.median_ms, c.p10_ms, c.p90_ms,
+                    round(c.img_s, 1), round(gmac_s, 2), round(gmac_s * 1e9 / peak, 4), c.max_rel_error,
+                    round(eager.median_ms / c.median_ms, 3),
                 )
             )  # fmt: skip
     return rows
-
-
-def _runner(name: str, fused: torch.nn.Module, x: torch.Tensor, device: torch.device):
-    """The runtime's runner, or None when it is not on this device or its extra is missing (said once)."""
-    try:
-        return build_runner(name, fused, x, device)
-    except ImportError as e:
-        note_missing(e, f"the {name} runtime")
-        return None
 
 
 def format_runtimes(rows: list[RuntimeRow]) -> str:
@@ -94,7 +86,7 @@ def format_runtimes(rows: list[RuntimeRow]) -> str:
 
 
 def write_runtimes(rows: list[RuntimeRow], folder: Path) -> Path:
-    from ..atomic import atomic_write_text
+    from ..utils.atomic import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(asdict(rows[0])))

@@ -17,7 +17,7 @@ import torch
 
 __all__ = ["Timing", "matmul_peak", "measure", "peak_memory_mb", "synchronize"]
 
-from ..timing import Timing, _time_call, measure, synchronize
+from ..utils.timing import Timing, _time_call, measure, synchronize
 
 
 def _rss_kib(field: str) -> int | None:

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..atomic import atomic_write
-from ..paths import cache_root
+from ..utils.atomic import atomic_write
+from ..utils.paths import cache_root
 from .folder import DECODE_ERRORS, ImageFolder, first_few, load_rgb
 
 __all__ = ["FORMAT", "CacheBuild", "CachedImages", "build_cache", "cache_folder", "shrink"]

@@ -16,8 +16,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..atomic import writable_folder
-from ..download import download
+from ..utils.atomic import writable_folder
+from ..utils.download import download
 
 __all__ = ["DATASETS", "DatasetSource", "cache_dir", "cached", "fetch", "is_named"]
 

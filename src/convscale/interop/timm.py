@@ -12,10 +12,10 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ..checkpoint import load_mapped
 from ..factory import create_model
-from ..keymap import expand_keys
 from ..registry import counterpart, counterpart_of, get_entry, list_models
+from ..weights.checkpoint import load_mapped
+from ..weights.keymap import expand_keys
 
 __all__ = ["from_timm", "is_timm_form", "timm_form", "timm_key_map", "timm_names"]
 

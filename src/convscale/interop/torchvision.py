@@ -13,10 +13,10 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ..checkpoint import load_mapped
 from ..factory import create_model
-from ..keymap import expand_keys
 from ..registry import counterpart, counterpart_of, list_models
+from ..weights.checkpoint import load_mapped
+from ..weights.keymap import expand_keys
 
 __all__ = ["from_torchvision", "torchvision_key_map", "torchvision_names"]
 

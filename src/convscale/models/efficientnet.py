@@ -16,11 +16,11 @@ from typing import Literal
 from torch import nn
 
 from ..config import ModelConfig, Published, Recipe
-from ..keymap import TIMM_SE_KEYS, Counterpart, Pairs
 from ..layers import ConvNormAct, FusedMBConv, MBConv, SEConfig
 from ..layers.conv import Padding
 from ..registry import register_model
 from ..scaling import round_filters, round_repeats
+from ..weights.keymap import TIMM_SE_KEYS, Counterpart, Pairs
 from .base import ClassifierHead, ConvNet, stage_feature_info
 
 __all__ = ["EfficientNet", "EfficientNetConfig", "MBStage", "make_block", "make_head", "make_stem"]

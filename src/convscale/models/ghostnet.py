@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..config import ModelConfig, Published
-from ..keymap import TIMM_SE_KEYS, Counterpart, Pairs
 from ..layers import ConvNormAct, SEConfig, make_divisible
 from ..layers.ghost import GhostBottleneck
 from ..registry import register_model
+from ..weights.keymap import TIMM_SE_KEYS, Counterpart, Pairs
 from .base import ClassifierHead, ConvNet, stage_feature_info
 
 __all__ = ["GhostNet", "GhostNetConfig", "GhostRow"]

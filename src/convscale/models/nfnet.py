@@ -18,11 +18,11 @@ from typing import Literal
 from torch import nn
 
 from ..config import ModelConfig, Published, Recipe
-from ..keymap import Counterpart, Pairs, tensor_owners
 from ..layers.conv import Padding
 from ..layers.nf_block import NF_GAMMA, GammaAct, NFBlock
 from ..layers.std_conv import ScaledStdConv2d
 from ..registry import get_entry, register_model
+from ..weights.keymap import Counterpart, Pairs, tensor_owners
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["NFNET_RECIPE", "NFNetConfig", "NormFreeNet"]

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..config import ModelConfig, Published, Recipe
-from ..keymap import Counterpart, same_names
 from ..layers.repvgg import RepVGGBlock
 from ..registry import register_model
+from ..weights.keymap import Counterpart, same_names
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["REPVGG_RECIPE", "RepVGG", "RepVGGConfig"]

@@ -15,9 +15,9 @@ from typing import Literal
 from torch import nn
 
 from ..config import ModelConfig, Published, Recipe
-from ..keymap import Counterpart, Pairs, tensor_owners
 from ..layers import BasicBlock, Bottleneck, ConvNormAct, InvertedBottleneck
 from ..registry import register_model
+from ..weights.keymap import Counterpart, Pairs, tensor_owners
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["RESNET_RECIPE", "ResNet", "ResNetConfig"]

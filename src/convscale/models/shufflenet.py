@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..config import ModelConfig, Published
-from ..keymap import Counterpart, Pairs, conv_norm_keys
 from ..layers import ConvNormAct
 from ..layers.shuffle import ShuffleUnit
 from ..registry import register_model
+from ..weights.keymap import Counterpart, Pairs, conv_norm_keys
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["ShuffleNetV2", "ShuffleNetV2Config"]

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_text
 from ..models.efficientnet import EfficientNetConfig, MBStage, make_block, make_head, make_stem
-from ..paths import cache_root
-from ..timing import measure
+from ..utils.atomic import atomic_write_text
+from ..utils.paths import cache_root
+from ..utils.timing import measure
 
 __all__ = ["LatencyTable", "Part", "Setting", "measure_network", "network_parts", "table_path"]
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
+from ..utils.atomic import atomic_write_text
 
 __all__ = ["DEFAULT_PROXY", "Candidate", "ProxyRun", "Store", "is_main_rank", "measure_rows", "run_candidates"]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write_text
 from ..counting import count_macs, count_params
 from ..models.efficientnet import EfficientNet, EfficientNetConfig
+from ..utils.atomic import atomic_write_text
 from .latency import LatencyTable, Setting
 
 __all__ = ["counts", "figures", "finish_search", "pareto_front", "plot_pareto"]
@@ -67,7 +67,7 @@ def finish_search(
             {summary["search"]: rows}, out / "pareto.png", title=f"{summary['search']} search from {summary['base']}"
         )
     except ImportError as e:
-        from ..extras import note_missing
+        from ..utils.extras import note_missing
 
         note_missing(e, "pareto.png", log)
     log(f"winner {best['label']}: top-1 {best['top1']:.2f}%, {best['measured_ms']:.2f} ms measured "
@@ -77,7 +77,7 @@ def finish_search(
 
 def plot_pareto(series: dict[str, Sequence[dict[str, Any]]], path: str | Path, title: str = "") -> Path:
     """Proxy top-1 against measured latency for each named series of rows, its Pareto front drawn as a line."""
-    from ..plotting import pyplot, save_figure
+    from ..utils.plotting import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))

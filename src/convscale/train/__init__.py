@@ -6,11 +6,11 @@ from .loop import FitResult, TrainingStopped, fit
 from .optim import RMSpropTF, create_optimizer, lr_at, param_groups
 from .run import EvalPolicy, LoadedRun, RunFolder, eval_policy, load_run
 from .state import TrainState, read_checkpoint, write_checkpoint
-from .steps import EvalResult, StepResult, evaluate, train_step
+from .steps import EvalTotals, StepResult, evaluate, train_step
 
 __all__ = [
     "EvalPolicy",
-    "EvalResult",
+    "EvalTotals",
     "FitResult",
     "LoadedRun",
     "ModelEMA",

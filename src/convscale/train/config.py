@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import OPTIMIZERS
+from ..utils.device import DEVICES
 from .progressive import REGULARIZERS
 from .recipes import RECIPES, is_number, list_recipes, short_repr
 
@@ -33,7 +34,6 @@ __all__ = [
 
 AMP = ("none", "bf16", "fp16")
 DISTILL_MODES = ("kd", "hard", "function-matching")
-DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_RES = 1024  # larger inputs are a typo more often than a plan; they also run out of memory at any batch
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 Check = Callable[[Any], str | None]  # value -> None when valid, else what was expected
@@ -184,7 +184,7 @@ class TrainConfig:
     teacher: str | None = _f(
         None,
         optional(text),
-        "distill from this teacher: a run folder or checkpoint, or MODEL[:TAG] with published weights (frozen, in "
+        "distill from this teacher: a run folder or checkpoint, or MODEL[.TAG] with published weights (frozen, in "
         "eval mode, shown the very batch the student sees)",
     )
     distill: str | None = _f(
@@ -216,11 +216,11 @@ class TrainConfig:
 
         get_entry(self.model)  # unknown model: ValueError naming the closest
         if self.pretrained not in (None, False):
-            from ..hub import resolve_pretrained
+            from ..weights.hub import resolve_pretrained
 
             resolve_pretrained(self.model, self.pretrained)  # an unknown tag: its message lists the model's tags
         if self.teacher is not None and not Path(self.teacher).exists():  # MODEL[:TAG]: a model with weights
-            from ..hub import resolve_pretrained
+            from ..weights.hub import resolve_pretrained
 
             name, _, tag = self.teacher.partition(":")
             get_entry(name)

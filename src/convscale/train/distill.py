@@ -20,11 +20,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..timing import bf16_ok
+from ..utils.timing import bf16_ok
 from .config import DISTILL_MODES
+from .hooks import Hook
 from .steps import Loss
 
-__all__ = ["MODES", "Teacher", "distill_loss", "hard_loss", "kd_loss", "kl_loss", "load_teacher", "make_loss"]
+__all__ = [
+    "MODES",
+    "DistillHook",
+    "Teacher",
+    "distill_loss",
+    "hard_loss",
+    "kd_loss",
+    "kl_loss",
+    "load_teacher",
+    "make_loss",
+]
 
 MODES = DISTILL_MODES
 
@@ -124,6 +135,30 @@ def make_loss(mode: str, teacher: Teacher, *, alpha: float, temperature: float, 
     return loss
 
 
+class DistillHook(Hook):
+    """Distillation as a training method: its loss around the frozen teacher, and the teacher's seconds in each
+    epoch's row."""
+
+    def __init__(self, teacher: Teacher, source: str, mode: str, *, alpha: float, temperature: float, smoothing: float):
+        self.teacher, self.source, self.mode = teacher, source, mode
+        self.alpha, self.temperature, self.smoothing = alpha, temperature, smoothing
+
+    def describe(self) -> str:
+        how = f"alpha {self.alpha:g}" if self.mode != "function-matching" else "KL only"
+        how += f", T {self.temperature:g}" if self.mode != "hard" else ""
+        precision = "bf16" if self.teacher.amp else "fp32"
+        return f"distilling from {self.source} ({self.mode}, {how}; teacher in {precision})"
+
+    def loss(self, loss: Loss | None) -> Loss:
+        return make_loss(
+            self.mode, self.teacher, alpha=self.alpha, temperature=self.temperature, smoothing=self.smoothing
+        )
+
+    def columns(self) -> dict[str, float]:
+        seconds, self.teacher.seconds = self.teacher.seconds, 0.0  # the teacher's share of the epoch
+        return {"teacher_s": round(seconds, 1)}
+
+
 def load_teacher(
     source: str, classes: Sequence[str], student_norm: tuple[Sequence[float], Sequence[float]], device: torch.device
 ) -> Teacher:
@@ -135,28 +170,26 @@ def load_teacher(
 
 
 def _teacher_model(source: str, classes: Sequence[str]):
-    path = Path(source)
-    if path.exists():
-        from .run import load_run
+    """The teacher's model and normalization, through :func:`convscale.resolve`: a run (its EMA when kept), or a model
+    with published weights (``MODEL`` alone: its default tag; ``MODEL:TAG``, the older spelling, is ``MODEL.TAG``)."""
+    from ..source import looks_like_path, resolve
 
-        run = load_run(path)
-        if list(run.classes) != list(classes):
-            raise ValueError(
-                f"the teacher {source} predicts {len(run.classes)} classes ({', '.join(run.classes[:3])}, ...), "
-                f"not the data's {len(classes)} ({', '.join(classes[:3])}, ...): distill from a teacher trained on "
-                "the same classes"
-            )
-        model, norm = run.model, (run.policy.mean, run.policy.std)
-    else:
-        from ..factory import create_model
-
-        name, _, tag = source.partition(":")
-        model = create_model(name, pretrained=tag or True)
-        w = model.pretrained_cfg
-        if model.num_classes != len(classes):
-            raise ValueError(
-                f"the teacher {source} predicts {model.num_classes} classes, the data has {len(classes)}: a "
-                "published teacher needs the same label set (fine-tune one on your data first, then pass its run)"
-            )
-        norm = (w.mean, w.std)
-    return model, norm
+    named = not looks_like_path(source) and not Path(source).exists() and not source.startswith("hf-hub:")
+    if named and ":" in source:
+        source = source.replace(":", ".", 1)
+    src = resolve(source, pretrained=True if named and "." not in source else None)
+    if src.weights == "random":
+        raise ValueError(f"the teacher {source} has no trained weights: give a run, or a model with published weights")
+    if src.kind == "run" and list(src.folders or []) != list(classes):
+        theirs = src.folders or []
+        raise ValueError(
+            f"the teacher {source} predicts {len(theirs)} classes ({', '.join(theirs[:3])}, ...), "
+            f"not the data's {len(classes)} ({', '.join(classes[:3])}, ...): distill from a teacher trained on "
+            "the same classes"
+        )
+    if src.kind != "run" and len(src.labels) != len(classes):
+        raise ValueError(
+            f"the teacher {source} predicts {len(src.labels)} classes, the data has {len(classes)}: a "
+            "published teacher needs the same label set (fine-tune one on your data first, then pass its run)"
+        )
+    return src.model, (src.policy.mean, src.policy.std)

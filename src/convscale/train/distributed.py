@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Dist", "all_sum", "broadcast_str", "device_named", "setup", "teardown"]
+from ..utils.device import device_named
+
+__all__ = ["Dist", "all_sum", "broadcast_str", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -27,21 +29,6 @@ class Dist:
     def local_main(self) -> bool:
         """The first process on this machine: it fetches and builds what every process of the machine reads."""
         return self.local_rank == 0
-
-
-def device_named(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda`` or ``mps``; one this PyTorch cannot use is a
-    ValueError."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device cuda: CUDA is not available to this PyTorch")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device mps: MPS is not available here")
-    return torch.device(name)
 
 
 def setup(device: str = "auto") -> Dist:

@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from ..weights import Weights
+from ..weights.table import Weights
 from .hooks import Hook
 
 __all__ = [
@@ -45,7 +45,7 @@ def published_weights(cfg: Any) -> Weights | None:
     pretraining, or a local file or run, which carry no published preprocessing)."""
     if cfg.pretrained in (None, False):
         return None
-    from ..hub import hf_repo_weights, resolve_pretrained
+    from ..weights.hub import hf_repo_weights, resolve_pretrained
 
     r = resolve_pretrained(cfg.model, cfg.pretrained)
     return hf_repo_weights(cfg.model, r.hf_repo) if r.hf_repo else r.weights
@@ -63,7 +63,7 @@ def source_classes(cfg: Any) -> list[str] | None:
     w = published_weights(cfg)
     if w is not None:
         return w.folders
-    from ..checkpoint import TRAIN_FORMAT, read_train_header, run_checkpoint
+    from ..weights.checkpoint import TRAIN_FORMAT, read_train_header, run_checkpoint
 
     try:
         meta = read_train_header(run_checkpoint(cfg.pretrained))

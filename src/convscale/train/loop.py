@@ -16,26 +16,26 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..atomic import atomic_write_text
 from ..augment import AugmentSettings, BatchShare, augment_batch
 from ..data import EpochOrder, TrainTransform, build_loader, make_datasets
 from ..data.folder import skip_reason
 from ..data.transforms import to_uint8
 from ..factory import create_model
 from ..optim.agc import agc_parameters
+from ..utils.atomic import atomic_write_text
 from .allocator import ENV as ALLOCATOR_ENV
 from .allocator import keep_freed_memory
 from .config import TrainConfig, resume_config
-from .distill import Teacher, load_teacher, make_loss
+from .distill import DistillHook, load_teacher
 from .distributed import Dist, all_sum, broadcast_str, setup, teardown
 from .finetune import CLASSIFIER, FreezeHook, keeps_classifier, layer_decay_scales, model_overrides
-from .hooks import EMAHook, Hook, RegularizationHook
+from .hooks import AGCHook, EMAHook, Hook, RegularizationHook, SAMHook
 from .optim import create_optimizer
 from .plan import Plan, make_plan, regularizer_ranges
 from .progressive import ProgressiveStage, format_schedule, regularization_setter
 from .run import EvalPolicy, RunFolder, eval_policy
 from .state import Checkpoint, TrainState, read_checkpoint
-from .steps import EvalResult, Loss, SAMSetting, StepResult, evaluate, train_step
+from .steps import EvalTotals, StepResult, StepSettings, evaluate, gradient, train_step
 from .stop import StopFlag
 
 __all__ = ["FitResult", "Trainer", "TrainingStopped", "end_epoch", "fit", "prepare", "train_epoch"]
@@ -78,15 +78,12 @@ class Trainer:
     log: Log
     crop_scale: float  # smallest area of the random-resized crop
     crop_on_device: bool  # images held in memory reach the device whole and are cropped there; files: the loader
-    agc_params: list[torch.Tensor] = field(default_factory=list)
+    step: StepSettings = field(default_factory=StepSettings)  # how each step is taken (the methods' loss, SAM)
     skipped: set[int] = field(default_factory=set)  # training files that did not decode, reported once each
     epoch_skipped: set[int] = field(default_factory=set)  # those of this epoch (its metrics row counts them)
     nonfinite_run: int = 0  # consecutive non-finite steps
     clock: float = field(default_factory=time.monotonic)  # start of the time not yet in state.elapsed_s
     board: Any = None
-    teacher: Teacher | None = None  # distillation's frozen teacher (its seconds go into each epoch's row)
-    loss_fn: Loss | None = None  # None: cross-entropy
-    sam: SAMSetting | None = None
     compiled: set[tuple[int, int]] = field(default_factory=set)  # (size, batch) shapes whose first step was logged
     loaders: dict[tuple, tuple[DataLoader, EpochOrder]] = field(default_factory=dict)  # see _kept_loader
 
@@ -212,7 +209,7 @@ def _model(cfg: TrainConfig, d: Dist, classes: list[str], fresh: bool) -> nn.Mod
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
-def _hooks(cfg: TrainConfig, model: nn.Module, optimizer) -> list[Hook]:
+def _hooks(cfg: TrainConfig, model: nn.Module, optimizer, classes: list[str], policy: EvalPolicy, device) -> list[Hook]:
     """The methods that act during the run, each at its named places (``hooks.py``)."""
     ranges = regularizer_ranges(cfg)
     hooks: list[Hook] = [RegularizationHook(regularization_setter(model, max(ranges["drop_path_rate"])))]
@@ -220,7 +217,29 @@ def _hooks(cfg: TrainConfig, model: nn.Module, optimizer) -> list[Hook]:
         hooks.append(EMAHook(model, cfg.ema_decay))
     if cfg.freeze_epochs or cfg.freeze_bn:
         hooks.append(FreezeHook(model, optimizer, cfg.freeze_epochs, cfg.freeze_bn))
+    if cfg.teacher:
+        teacher = load_teacher(cfg.teacher, classes, (policy.mean, policy.std), device)
+        hooks.append(
+            DistillHook(
+                teacher, cfg.teacher, cfg.distill_mode, alpha=cfg.distill_alpha, temperature=cfg.temperature,
+                smoothing=cfg.label_smoothing,
+            )
+        )  # fmt: skip
+    if cfg.sam is not None:
+        hooks.append(SAMHook(cfg.sam, cfg.sam_adaptive, cfg.optimizer))
+    if cfg.agc:
+        hooks.append(AGCHook(agc_parameters(model), cfg.agc))
     return hooks
+
+
+def _step_settings(cfg: TrainConfig, hooks: list[Hook], optimizer, scaler) -> StepSettings:
+    """How each step is taken: the config's precision and accumulation, and what the methods contribute (a loss, a
+    wrapped gradient phase, hooks on the optimizer)."""
+    loss, phase = None, gradient
+    for hook in hooks:
+        loss, phase = hook.loss(loss), hook.gradient(phase)
+        hook.attach(optimizer)
+    return StepSettings(cfg.amp, scaler, cfg.label_smoothing, cfg.accum_steps, loss, phase)
 
 
 def _optimizer(cfg: TrainConfig, model: nn.Module):
@@ -266,35 +285,22 @@ def prepare(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Pa
     plan = make_plan(cfg, policy.train_res, len(train_ds), d.world)
     model = _model(cfg, d, classes, fresh=ckpt is None)
     optimizer = _optimizer(cfg, model)
-    hooks = _hooks(cfg, model, optimizer)
+    hooks = _hooks(cfg, model, optimizer, classes, policy, d.device)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
     state = _restore(ckpt, model, optimizer, scaler, hooks) if ckpt is not None else TrainState()
     crop_scale = cfg.crop_scale if cfg.crop_scale is not None else (0.6 if native else 0.08)
     if hasattr(train_ds, "draft"):  # JPEG draft decoding: downscale while the smallest crop keeps its pixels
         train_ds.draft = round(policy.train_res / crop_scale**0.5)
         val_ds.draft = round(max(policy.train_res, policy.test_res) / policy.crop_pct)
-    teacher = load_teacher(cfg.teacher, classes, (policy.mean, policy.std), d.device) if cfg.teacher else None
     folder = _folder(cfg, d, resume)  # after every check that can refuse the run: no folder for a refused one
     t = Trainer(
-        cfg, d, folder, train_ds, val_ds, classes, policy, plan, model, _runner(cfg, d, model), optimizer, scaler,
-        hooks, state, log, crop_scale, crop_on_device=native is not None,
-        agc_params=agc_parameters(model) if cfg.agc else [], teacher=teacher,
+        cfg=cfg, dist=d, folder=folder, train_ds=train_ds, val_ds=val_ds, classes=classes, policy=policy, plan=plan,
+        model=model, runner=_runner(cfg, d, model), optimizer=optimizer, scaler=scaler, hooks=hooks, state=state,
+        log=log, crop_scale=crop_scale, crop_on_device=native is not None,
+        step=_step_settings(cfg, hooks, optimizer, scaler),
     )  # fmt: skip
-    _methods(t)
     _announce(t, resume)
     return t
-
-
-def _methods(t: Trainer) -> None:
-    """Distillation's loss around its teacher, and SAM, when the config asks for them."""
-    cfg = t.cfg
-    if t.teacher is not None:
-        t.loss_fn = make_loss(
-            cfg.distill_mode, t.teacher, alpha=cfg.distill_alpha, temperature=cfg.temperature,
-            smoothing=cfg.label_smoothing,
-        )  # fmt: skip
-    if cfg.sam is not None:
-        t.sam = SAMSetting(cfg.sam, cfg.sam_adaptive)
 
 
 def _restore(ckpt: Checkpoint, model: nn.Module, optimizer, scaler, hooks: list[Hook]) -> TrainState:
@@ -329,13 +335,8 @@ def _announce(t: Trainer, resume: str | Path | None) -> None:
             + (f"; head only for {cfg.freeze_epochs} epochs" if cfg.freeze_epochs else "")
             + ("; batch-norm statistics frozen" if cfg.freeze_bn else "")
         )
-    if t.teacher is not None:
-        how = f"alpha {cfg.distill_alpha:g}" if cfg.distill_mode != "function-matching" else "KL only"
-        how += f", T {cfg.temperature:g}" if cfg.distill_mode != "hard" else ""
-        precision = "bf16" if t.teacher.amp else "fp32"
-        t.log(f"distilling from {cfg.teacher} ({cfg.distill_mode}, {how}; teacher in {precision})")
-    if t.sam is not None:
-        t.log(f"{'ASAM' if t.sam.adaptive else 'SAM'} around {cfg.optimizer}: rho {t.sam.rho:g} (two passes per step)")
+    for line in filter(None, (hook.describe() for hook in t.hooks)):
+        t.log(line)
     if cfg.stages > 1 or cfg.size_start:
         t.log(f"progressive learning ({cfg.progressive_variant}):\n" + format_schedule(list(t.plan.stages)))
         if t.dist.main:
@@ -345,7 +346,7 @@ def _announce(t: Trainer, resume: str | Path | None) -> None:
 def _tensorboard(run_dir: Path, log: Log):
     """A TensorBoard writer in the run folder when tensorboard is installed (the optional ``[tensorboard]`` extra),
     else None, said once."""
-    from ..extras import MissingExtra, note_missing
+    from ..utils.extras import MissingExtra, note_missing
 
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -438,21 +439,7 @@ def _step(t: Trainer, stage: ProgressiveStage, batch, settings: AugmentSettings,
     x, y = augment_batch(x, y, settings, len(t.classes), seed=(cfg.seed, state.epoch, state.batch), share=share)
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    r = train_step(
-        t.runner,
-        x,
-        y,
-        t.optimizer,
-        amp=cfg.amp,
-        scaler=t.scaler,
-        label_smoothing=0.0 if y.dim() == 2 else cfg.label_smoothing,  # soft targets carry it already
-        accum_steps=min(cfg.accum_steps, len(y)),
-        agc=cfg.agc,
-        agc_params=t.agc_params,
-        loss_fn=t.loss_fn,
-        sam=t.sam,
-    )
-    _after_step(t, stage, r)
+    _after_step(t, stage, train_step(t.runner, x, y, t.optimizer, t.step))
 
 
 def _after_step(t: Trainer, stage: ProgressiveStage, r: StepResult) -> None:
@@ -535,7 +522,7 @@ def _train_loader(t: Trainer, batch_size: int) -> tuple[DataLoader, EpochOrder]:
     return _kept_loader(t, ("train", batch_size), make)
 
 
-def _validate(t: Trainer, net: nn.Module, res: int) -> EvalResult:
+def _validate(t: Trainer, net: nn.Module, res: int) -> EvalTotals:
     def make() -> tuple:
         d = t.dist
         order = EpochOrder(len(t.val_ds), t.cfg.batch_size, shuffle=False, rank=d.rank, world=d.world)
@@ -544,7 +531,7 @@ def _validate(t: Trainer, net: nn.Module, res: int) -> EvalResult:
     loader, _ = _kept_loader(t, ("val", res), make)
     r = evaluate(net, loader, t.dist.device, amp=t.cfg.amp, channels_last=t.cfg.channels_last)
     summed = all_sum([r.loss_sum, r.top1, r.top5, r.count, r.skipped], t.dist)
-    total = EvalResult(summed[0], *(int(v) for v in summed[1:]))
+    total = EvalTotals(summed[0], *(int(v) for v in summed[1:]))
     if total.count == 0:
         raise TrainingStopped(f"no validation image of {t.cfg.data} decoded ({total.skipped} skipped)", t.folder.path)
     return total
@@ -597,9 +584,8 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
         "epoch_s": round(seconds, 1),
         "loader_wait_s": round(wait, 2),
     }
-    if t.teacher is not None:  # the teacher's share of the epoch (this process's)
-        row["teacher_s"] = round(t.teacher.seconds, 1)
-        t.teacher.seconds = 0.0
+    for hook in t.hooks:
+        row |= hook.columns()
     new = sorted(t.epoch_skipped - t.skipped)
     t.skipped |= t.epoch_skipped
     row |= {"elapsed_s": round(state.elapsed_s, 1), "nonfinite": state.nonfinite, "skipped": len(t.epoch_skipped)}

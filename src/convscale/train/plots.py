@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..plotting import pyplot, save_figure
+from ..utils.plotting import pyplot, save_figure
 from .progressive import REGULARIZERS
 
 __all__ = ["plot_history", "plot_schedule"]

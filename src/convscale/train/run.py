@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_write_text
-from ..augment.normalize import IMAGENET_MEAN, IMAGENET_STD
-from ..checkpoint import RUN_CHECKPOINT, choose_weights, load_mapped, match_state_dict
 from ..data import BUILTIN, EvalTransform
 from ..factory import create_model, model_info
+from ..source import EvalPolicy
+from ..utils.atomic import atomic_write_text
+from ..weights.checkpoint import RUN_CHECKPOINT, choose_weights, load_mapped, match_state_dict
 from .config import MAX_RES, TrainConfig
 from .finetune import model_overrides, published_weights
 from .state import Checkpoint, TrainState, read_checkpoint, write_checkpoint
@@ -56,25 +56,6 @@ def _own_sizes(cfg: TrainConfig) -> tuple[int, int]:
         return w.input_size, w.test_input_size
     info = model_info(cfg.model)
     return info.train_res, info.test_res
-
-
-@dataclass(frozen=True)
-class EvalPolicy:
-    """How a run's images are evaluated: the sizes, the centre crop, resampling and normalization."""
-
-    train_res: int
-    test_res: int
-    crop_pct: float  # 1.0: the whole image (synthetic scenes); 0.875: photos, the usual centre crop
-    interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    crop_mode: str = "center"
-
-    def transform(self, res: int | None = None) -> EvalTransform:
-        """The eval transform at ``res`` (default: the test size)."""
-        return EvalTransform(
-            res or self.test_res, self.crop_pct, self.interpolation, self.mean, self.std, self.crop_mode
-        )
 
 
 def eval_policy(cfg: TrainConfig) -> EvalPolicy:
@@ -161,7 +142,7 @@ class RunFolder:
     def plot(self, name: str, file: str, data: Any) -> None:
         """Draw a run-folder plot from ``train.plots``; without matplotlib (the optional ``[plot]`` extra) say so once
         and go on."""
-        from ..extras import note_missing
+        from ..utils.extras import note_missing
         from . import plots
 
         try:

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_write
-from ..checkpoint import TRAIN_FORMAT, read_train_header
+from ..utils.atomic import atomic_write
+from ..weights.checkpoint import TRAIN_FORMAT, read_train_header
 from .config import TrainConfig, config_from_dict
 
 __all__ = ["FORMAT", "Checkpoint", "TrainState", "read_checkpoint", "read_run_config", "write_checkpoint"]

@@ -12,10 +12,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..optim.agc import adaptive_clip_grad_
 from ..optim.sam import perturb, restore
 
-__all__ = ["EvalResult", "Loss", "SAMSetting", "StepResult", "cross_entropy", "evaluate", "train_step"]
+__all__ = [
+    "EvalTotals",
+    "Gradients",
+    "Loss",
+    "StepContext",
+    "StepResult",
+    "StepSettings",
+    "cross_entropy",
+    "evaluate",
+    "gradient",
+    "sam_gradient",
+    "train_step",
+]
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, images, labels) -> loss
 
@@ -32,14 +43,6 @@ def _autocast(device: torch.device, amp: str):
     if amp == "none":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
-@dataclass(frozen=True)
-class SAMSetting:
-    """Sharpness-aware minimization around the optimizer (``optim/sam.py``): radius ρ, ASAM when adaptive."""
-
-    rho: float
-    adaptive: bool = False
 
 
 def _passes(model, chunks, total: int, loss_fn, device, amp: str, scaler) -> tuple[float, int]:
@@ -72,63 +75,109 @@ def cross_entropy(label_smoothing: float = 0.0) -> Loss:
     return loss
 
 
+@dataclass
+class StepContext:
+    """One step's inputs, for the gradient phase and the methods that wrap it (SAM)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    params: list[torch.Tensor]
+    buffers: list[torch.Tensor]  # floating-point buffers (BN statistics): a skipped step restores them
+    backward: Callable[[], tuple[float, int]]  # forward and backward over the batch: (summed loss, top-1 hits)
+    scaler: torch.amp.GradScaler | None = None
+
+
+@dataclass(frozen=True)
+class Gradients:
+    loss: float
+    correct: int
+    finite: bool
+
+
+Gradient = Callable[[StepContext], Gradients]  # the gradient phase of a step; methods may wrap it (SAM)
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How every step of a run is taken: built once from the config and the methods' hooks."""
+
+    amp: str = "none"
+    scaler: torch.amp.GradScaler | None = None
+    label_smoothing: float = 0.0  # of the plain loss, for class-index labels (soft targets carry their own)
+    accum_steps: int = 1
+    loss_fn: Loss | None = None  # None: cross-entropy; a method may contribute another (distillation)
+    gradient: Gradient | None = None  # None: one forward and backward; a method may wrap it (SAM)
+
+
+def gradient(ctx: StepContext) -> Gradients:
+    """The plain gradient phase: forward and backward, then whether the loss and every gradient are finite."""
+    total_loss, correct = ctx.backward()
+    if ctx.scaler is not None:
+        ctx.scaler.unscale_(ctx.optimizer)
+    return Gradients(total_loss, correct, _finite(total_loss, ctx.params))
+
+
 def train_step(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     optimizer: torch.optim.Optimizer,
-    *,
-    amp: str = "none",
-    scaler: torch.amp.GradScaler | None = None,
-    label_smoothing: float = 0.0,
-    accum_steps: int = 1,
-    agc: float | None = None,
-    agc_params: Sequence[torch.Tensor] = (),
-    loss_fn: Loss | None = None,
-    sam: SAMSetting | None = None,
+    how: StepSettings = StepSettings(),
 ) -> StepResult:
     """``labels``: class indices (N,), or soft targets (N, C) such as mixup's, which already hold any smoothing.
-    ``loss_fn(logits, images, labels)``: the loss (default cross-entropy with ``label_smoothing``; distillation's
+    ``how.loss_fn(logits, images, labels)``: the loss (default cross-entropy with ``label_smoothing``; distillation's
     asks its teacher about ``images``).
 
     Forward and backward over ``accum_steps`` slices of the batch (gradient accumulation: the same step with less
-    memory), then — with ``sam`` — move the weights up the synchronised gradient and take the gradient again there,
-    then clip (AGC, on the gradient the step uses) and step from the original weights — unless the loss or a
-    gradient is not finite, in which case the gradients are dropped, the buffers (BN statistics) restored, and the
-    step skipped."""
-    device = images.device
-    loss_fn = loss_fn or cross_entropy(label_smoothing)
+    memory) — the gradient phase, which a method may wrap (SAM moves the weights up the synchronised gradient and
+    takes the gradient again there) — then step (hooks on the optimizer, such as AGC, act on the gradient the step
+    uses) — unless the loss or a gradient is not finite, in which case the gradients are dropped, the buffers (BN
+    statistics) restored, and the step skipped."""
+    device, scaler = images.device, how.scaler
+    loss_fn = how.loss_fn or cross_entropy(how.label_smoothing if labels.dim() == 1 else 0.0)
     # BN running statistics move in the forward pass; a skipped step must not keep what a non-finite batch did
     buffers = [b for b in model.buffers() if b.dtype.is_floating_point]
     saved = [b.clone() for b in buffers]
-    chunks = list(zip(images.chunk(accum_steps), labels.chunk(accum_steps), strict=True))
-    total_loss, correct = _passes(model, chunks, images.shape[0], loss_fn, device, amp, scaler)
-    if scaler is not None:
-        scaler.unscale_(optimizer)
+    accum = min(how.accum_steps, len(labels))
+    chunks = list(zip(images.chunk(accum), labels.chunk(accum), strict=True))
+
+    def backward() -> tuple[float, int]:
+        return _passes(model, chunks, images.shape[0], loss_fn, device, how.amp, scaler)
+
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    finite = _finite(total_loss, params)
-    if sam is not None and finite:
-        after_first = [b.clone() for b in buffers]  # the second pass must not move BN statistics a second time
-        originals = perturb(params, sam.rho, sam.adaptive)
-        optimizer.zero_grad(set_to_none=True)
-        _passes(model, chunks, images.shape[0], loss_fn, device, amp, scaler)
-        restore(params, originals)
-        _copy(buffers, after_first)
-        finite = _finite(total_loss, params)
-    if scaler is None and not finite:
+    g = (how.gradient or gradient)(StepContext(model, optimizer, params, buffers, backward, scaler))
+    if scaler is None and not g.finite:
         optimizer.zero_grad(set_to_none=True)
         _copy(buffers, saved)
-        return StepResult(float("nan"), correct, images.shape[0], False)
-    if agc is not None:
-        adaptive_clip_grad_(agc_params, agc)
+        return StepResult(float("nan"), g.correct, images.shape[0], False)
+    finite = g.finite
     if scaler is not None:  # fp16: the scaler skips steps with inf gradients itself and lowers its scale
         scaler.step(optimizer)
         scaler.update()
-        finite = bool(torch.isfinite(torch.tensor(total_loss)))
+        finite = bool(torch.isfinite(torch.tensor(g.loss)))
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(total_loss, correct, images.shape[0], finite)
+    return StepResult(g.loss, g.correct, images.shape[0], finite)
+
+
+def sam_gradient(inner: Gradient, rho: float, adaptive: bool = False) -> Gradient:
+    """SAM's gradient phase around ``inner``: the gradient at the weights moved up ``inner``'s (``optim/sam.py``),
+    the weights and the BN statistics of the first pass put back exactly."""
+
+    def phase(ctx: StepContext) -> Gradients:
+        g = inner(ctx)
+        if not g.finite:
+            return g
+        after_first = [b.clone() for b in ctx.buffers]  # the second pass must not move BN statistics a second time
+        originals = perturb(ctx.params, rho, adaptive)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        ctx.backward()
+        restore(ctx.params, originals)
+        _copy(ctx.buffers, after_first)
+        return Gradients(g.loss, g.correct, _finite(g.loss, ctx.params))
+
+    return phase
 
 
 def _finite(total_loss: float, params: Sequence[torch.Tensor]) -> bool:
@@ -144,15 +193,15 @@ def _copy(buffers: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> No
 
 
 @dataclass(frozen=True)
-class EvalResult:
+class EvalTotals:
     loss_sum: float
     top1: int
     top5: int
     count: int  # images evaluated
     skipped: int = 0  # files that did not decode
 
-    def __add__(self, other: EvalResult) -> EvalResult:
-        return EvalResult(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)))
+    def __add__(self, other: EvalTotals) -> EvalTotals:
+        return EvalTotals(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other), strict=True)))
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -170,17 +219,17 @@ def evaluate(
     channels_last: bool = False,
     resize: int | None = None,
     confusion: torch.Tensor | None = None,
-) -> EvalResult:
+) -> EvalTotals:
     """Loss, top-1 and top-5 hits over ``batches`` (objects with ``images`` and ``labels``), in eval mode.
     ``resize``: evaluate at this size instead (bilinear, antialiased), e.g. the model's test resolution.
     ``confusion``: a (classes, classes) integer tensor that counts (true label, top-1 prediction) pairs."""
     was_training = model.training
     model.eval()
-    total = EvalResult(0.0, 0, 0, 0)
+    total = EvalTotals(0.0, 0, 0, 0)
     for batch in batches:
         skipped = len(getattr(batch, "skipped", ()))
         if batch.labels.numel() == 0:
-            total = total + EvalResult(0.0, 0, 0, 0, skipped)
+            total = total + EvalTotals(0.0, 0, 0, 0, skipped)
             continue
         x, y = batch.images.to(device, non_blocking=True), batch.labels.to(device, non_blocking=True)
         if resize is not None and resize != x.shape[-1]:
@@ -195,7 +244,7 @@ def evaluate(
         if confusion is not None:
             pairs = (y.cpu(), top[:, 0].cpu())
             confusion.index_put_(pairs, torch.ones_like(pairs[0], dtype=confusion.dtype), accumulate=True)
-        total = total + EvalResult(
+        total = total + EvalTotals(
             float(F.cross_entropy(logits, y, reduction="sum")),
             int(hits[:, 0].sum()),
             int(hits.any(1).sum()),

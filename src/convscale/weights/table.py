@@ -5,7 +5,8 @@ The table is ``weights.json`` beside this module, written by ``scripts/update_we
 torchvision's pretrained configs (in the reference environment of ``shared/tools/ref_env.sh``), with the published
 top-1 from timm's results table and torchvision's weight metadata. Each record also carries a digest of the
 reference model's tensor names and shapes, so a test proves, offline and for every record, that the convscale model
-maps onto the checkpoint key for key. Downloading is :mod:`convscale.hub`'s job; nothing here touches the network.
+maps onto the checkpoint key for key. Downloading is :mod:`convscale.weights.hub`'s job; nothing here touches the
+network.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .data.transforms import EvalTransform
+from ..data.transforms import EvalTransform
 
 __all__ = [
     "Weights",
@@ -82,7 +83,7 @@ class Weights:
     @property
     def form(self) -> dict[str, object]:
         """The ``create_model`` overrides under which convscale's model computes what the source's does."""
-        from .registry import counterpart
+        from ..registry import counterpart
 
         c = counterpart(self.model, self.source)
         return dict(c.form) if c is not None else {}
@@ -135,7 +136,7 @@ def get_weights(model: str, tag: str | None = None) -> Weights:
     An unknown tag raises ValueError listing the model's tags."""
     if tag is None and "." in model:
         model, tag = model.split(".", 1)
-    from .registry import get_entry
+    from ..registry import get_entry
 
     get_entry(model)  # an unknown model: the registry's message, with the closest names
     records, defaults = _table()

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .registry import counterpart
+from ..registry import counterpart
 
 __all__ = [
     "RUN_CHECKPOINT",
@@ -193,8 +193,8 @@ def _trained_model(path: str | Path) -> str | None:
 def _timm_key_map(model: nn.Module, name: str, path: str | Path, source: Mapping[str, torch.Tensor]) -> dict[str, str]:
     """timm's key for each of ``model``'s (built as ``name``; without one, found by its class); a model without a
     timm counterpart: a ValueError naming a missing key."""
+    from ..registry import counterpart_of
     from .keymap import expand_keys
-    from .registry import counterpart_of
 
     timm = counterpart(name, "timm") if name else None
     try:

@@ -21,10 +21,10 @@ import copy
 import torch
 from torch import nn
 
-from .layers.conv_norm_act import ConvNormAct
-from .layers.drop import DropPath
-from .layers.fold import fold_bn, folded_conv
-from .layers.std_conv import ScaledStdConv2d
+from ..layers.conv_norm_act import ConvNormAct
+from ..layers.drop import DropPath
+from ..layers.fold import fold_bn, folded_conv
+from ..layers.std_conv import ScaledStdConv2d
 
 __all__ = ["fuse"]
 

@@ -1,98 +1,22 @@
-"""Deploying a trained model: its inference form (:func:`fuse`, in ``fuse.py``) and the fastest correct way to run
-that form on this machine (:func:`optimize`): every runtime this device has (``runtimes.py``: eager, bf16,
-``torch.compile`` with weight freezing, ONNX Runtime) is tried, checked against fp32, timed interleaved, and the
-fastest that stays within the tolerance is kept — the user's hardware decides, measured, not assumed.
+"""``convscale deploy``: the fastest correct form of a model (:func:`~.optimize.optimize`) written into a folder with
+its report: ``model.onnx`` or ``model.pt2``, ``report.csv``, ``deploy.json`` and, with int8, ``model.int8.onnx``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
-from .fuse import fuse
-from .runtimes import RUNTIMES, Runner, build_runner, check_runtimes, max_rel_error, time_runners
+from .optimize import Optimized, optimize, top1_on
+from .runtimes import RUNTIMES, check_runtimes, max_rel_error, time_runners
 
-__all__ = ["Candidate", "Optimized", "deploy_model", "fuse", "optimize", "top1_on"]
+if TYPE_CHECKING:
+    from ..source import Source
 
-
-@dataclass(frozen=True)
-class Candidate:
-    """One runtime's result in :func:`optimize`: its speed at the example's batch, its error against fp32, and
-    (with a validation callable) its top-1."""
-
-    runtime: str
-    median_ms: float
-    img_s: float
-    max_rel_error: float
-    top1: float | None
-    kept: bool  # within the tolerance (and the top-1 allowance)
-    note: str = ""
-
-
-@dataclass
-class Optimized:
-    """The fastest correct form: ``runner`` (a callable on float32 batches), its name, every candidate measured."""
-
-    choice: str
-    runner: Runner
-    fused: nn.Module
-    candidates: list[Candidate]
-
-
-def optimize(
-    model: nn.Module,
-    example: torch.Tensor,
-    *,
-    device: str | torch.device = "cpu",
-    runtimes: Sequence[str] = RUNTIMES,
-    tolerance: float = 2e-2,
-    top1: Callable[[Callable[[torch.Tensor], torch.Tensor]], float] | None = None,
-    max_top1_drop: float = 0.5,
-    min_time: float = 2.0,
-) -> Optimized:
-    """Try every runtime this device has on ``model`` (fused first), keep those whose logits on ``example`` stay
-    within ``tolerance`` (max relative error) of the fused model in fp32 — and, when ``top1`` (a function scoring a
-    runner on a validation set, in %) is given, whose top-1 is at most ``max_top1_drop`` points below fp32's — and
-    return the fastest of them, timed interleaved at ``example``'s batch. Eager fp32 is always a candidate, so there
-    is always an answer."""
-    check_runtimes(runtimes)  # a typo is an error, not a runtime "unavailable here"
-    device = torch.device(device)
-    fused = fuse(model.eval()).to(device)
-    x = example.to(device)
-    runners: dict[str, Runner] = {}
-    notes: dict[str, str] = {}
-    for name in dict.fromkeys(("eager", *runtimes)):
-        try:
-            runner = build_runner(name, fused, x, device)
-        except (ImportError, ValueError, RuntimeError) as e:  # not installed, or the export refused: say so
-            notes[name], runner = str(e).splitlines()[0][:200], None
-        if runner is not None:
-            runners[name] = runner
-        elif name not in notes:
-            notes[name] = "not available on this device"
-    with torch.inference_mode():
-        want = fused(x.contiguous(memory_format=torch.channels_last)).float()
-    errors = {}
-    for name, runner in list(runners.items()):
-        try:  # torch.compile compiles at the first call: a backend failure shows here
-            errors[name] = max_rel_error(runner.fn(x), want)
-        except Exception as e:
-            notes[name] = f"failed: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}"
-            del runners[name]
-    scores = {k: top1(r.fn) for k, r in runners.items()} if top1 is not None else {}
-    timings = time_runners(runners, x, device, min_time=min_time)
-    base = scores.get("eager")
-    candidates = []
-    for k in runners:
-        ok = errors[k] <= tolerance and (base is None or scores[k] >= base - max_top1_drop)
-        t = timings[k].median
-        candidates.append(Candidate(k, round(t * 1e3, 3), round(len(x) / t, 2), errors[k], scores.get(k), ok))
-    candidates += [Candidate(k, float("nan"), 0.0, float("nan"), None, False, note) for k, note in notes.items()]
-    best = min((c for c in candidates if c.kept), key=lambda c: c.median_ms)
-    return Optimized(best.runtime, runners[best.runtime], fused, candidates)
+__all__ = ["DEPLOY_FILES", "deploy_model"]
 
 
 @dataclass(frozen=True)
@@ -104,29 +28,15 @@ class _Data:
     options: dict  # a run's synthetic-shapes settings (seed, sizes)
     default: str | None  # the run's own data
 
-
-def _data_of(source: str, spec, weights: str) -> _Data:
-    from pathlib import Path
-
-    from .data.transforms import EvalTransform
-
-    t = EvalTransform(spec.res, spec.crop_pct, spec.interpolation, spec.mean, spec.std, spec.crop_mode)
-    if Path(source).exists():
-        from .train import read_checkpoint
-        from .train.run import RunFolder
-
-        ckpt = read_checkpoint(RunFolder.of(source).checkpoint)
-        return _Data(t, list(ckpt.classes), ckpt.config_obj.val_options, ckpt.config_obj.data)
-    from .weights import imagenet_folders
-
-    imagenet = spec.classes is not None and spec.num_classes == 1000
-    return _Data(t, imagenet_folders() if imagenet else None, {}, None)
+    @classmethod
+    def of(cls, src: Source, res: int) -> _Data:
+        return cls(src.policy.transform(res), src.folders, src.data_options, src.data)
 
 
 def _batches(data: str, d: _Data, batch: int, split: str, limit: int | None = None):
     """(images, labels) batches of exactly ``batch`` images (the last one padded with zeros, its padding labelled
     -1) from ``data``'s ``split``, through the model's evaluation transform."""
-    from .data import EpochOrder, build_loader, make_datasets, make_val_dataset
+    from ..data import EpochOrder, build_loader, make_datasets, make_val_dataset
 
     if split == "val":
         ds, _ = make_val_dataset(data, classes=d.folders, **d.options)
@@ -141,20 +51,6 @@ def _batches(data: str, d: _Data, batch: int, split: str, limit: int | None = No
             x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
             y = torch.cat([y, y.new_full((pad,), -1)])
         yield x, y
-
-
-def top1_on(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[Callable], float]:
-    """A scorer for :func:`optimize`: a runner's top-1 (%) over fixed ``batches`` (labels -1 are padding)."""
-
-    def score(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
-        hits = seen = 0
-        for x, y in batches:
-            keep = y >= 0
-            hits += int((fn(x).argmax(1)[keep] == y[keep]).sum())
-            seen += int(keep.sum())
-        return 100.0 * hits / max(1, seen)
-
-    return score
 
 
 def deploy_model(
@@ -184,13 +80,15 @@ def deploy_model(
     import dataclasses
     from pathlib import Path
 
-    from .exporter import export, prepare_export
+    from ..source import resolve
+    from .export import export, export_spec
 
     check_runtimes(runtimes)
     folder = Path(out)
     _claim(folder, force)
-    model, spec = prepare_export(source, pretrained=pretrained, res=res, batch=batch, weights=weights)
-    d = _data_of(source, spec, weights)
+    src = resolve(source, pretrained=pretrained, weights=weights)
+    model, spec = src.model, export_spec(src, res=res, batch=batch)
+    d = _Data.of(src, spec.res)
     val = val or d.default
     scored = list(_batches(val, d, batch, "val")) if val and d.folders else None
     result = optimize(
@@ -219,7 +117,7 @@ DEPLOY_FILES = ("model.onnx", "model.pt2", "model.fp32.onnx", "model.int8.onnx",
 def _claim(folder, force: bool) -> None:
     """Refuse a folder that holds a deployed model (a silent overwrite would lose it) unless ``force``, which removes
     that model's files first, so that the folder ends with only the new deploy's."""
-    from .atomic import writable_folder
+    from ..utils.atomic import writable_folder
 
     previous = [name for name in DEPLOY_FILES if (folder / name).exists()]
     if previous and not force:
@@ -234,7 +132,7 @@ def _claim(folder, force: bool) -> None:
 
 def _int8(result: Optimized, spec, folder, d: _Data, calibrate: str | None, scored, min_time: float) -> dict:
     """The int8 model beside the fp32 ONNX one: its speed and top-1 against fp32 in ONNX Runtime."""
-    from .exporter import export
+    from .export import export
     from .quantize import quantize_onnx
     from .runtimes import onnx_runner
 
@@ -262,7 +160,7 @@ def _write_report(folder, report: dict) -> None:
     import io
     import json
 
-    from .atomic import atomic_write_text
+    from ..utils.atomic import atomic_write_text
 
     buf = io.StringIO()
     rows = report["candidates"]

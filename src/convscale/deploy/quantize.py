@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_output
-from .exporter import require
+from ..utils.atomic import atomic_output
+from .export import require
 
 __all__ = ["quantize_onnx"]
 

@@ -13,17 +13,19 @@ or a ``convscale.json`` entry in the ``.pt2`` archive. Files are written to a te
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from .atomic import atomic_output, writable_folder
+from ..utils.atomic import atomic_output, writable_folder
 
-__all__ = ["FORMATS", "OPSETS", "ExportSpec", "export", "prepare_export", "read_metadata", "require"]
+if TYPE_CHECKING:
+    from ..source import Source
+
+__all__ = ["FORMATS", "OPSETS", "ExportSpec", "export", "export_spec", "prepare_export", "read_metadata", "require"]
 
 FORMATS = ("onnx", "pt2")
 OPSETS = range(18, 24)  # what PyTorch's ONNX exporter writes (it converts to older opsets poorly or not at all)
@@ -148,7 +150,7 @@ def _onnx(net: nn.Module, x: torch.Tensor, shapes: Any, path: Path, spec: Export
 
 def require(module: str):
     """``module`` imported, or :class:`~.extras.MissingExtra` naming the ``convscale[onnx]`` extra."""
-    from . import extras
+    from ..utils import extras
 
     return extras.require(module, "exporting to or running ONNX")
 
@@ -167,14 +169,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         return json.loads(z.read(name))
 
 
-def looks_like_path(source: str) -> bool:
-    """Whether ``source`` was meant as a file or folder rather than a model name: it has a folder part or a file
-    suffix (``hf-hub:ORG/REPO`` is a name)."""
-    if source.startswith("hf-hub:"):
-        return False
-    return "/" in source or os.sep in source or Path(source).suffix in (".safetensors", ".pth", ".pt", ".bin", ".yaml")
-
-
 def prepare_export(
     source: str,
     *,
@@ -186,37 +180,25 @@ def prepare_export(
     weights: str = "auto",
     dynamic_size: bool = False,
 ) -> tuple[nn.Module, ExportSpec]:
-    """The model and its :class:`ExportSpec` for ``source``: a run folder (its weights, classes and evaluation
-    policy), or a registered name (with ``pretrained`` weights and their preprocessing, else ImageNet's)."""
-    path = Path(source)
-    if not path.exists() and looks_like_path(source):
-        raise ValueError(f"{source}: no such run folder or file")
-    if path.exists():
-        from .train import load_run
+    """The model and its :class:`ExportSpec` for ``source`` (anything :func:`convscale.resolve` takes)."""
+    from ..source import resolve
 
-        run = load_run(path, weights=weights)
-        p = run.policy
-        spec = ExportSpec(
-            run.config.model, str(path), res or p.test_res, batch, p.mean, p.std, p.crop_pct, p.crop_mode,
-            p.interpolation, normalize, fused, len(run.classes), list(run.classes), dynamic_size,
-        )  # fmt: skip
-        return run.model, spec
-    from .augment.normalize import IMAGENET_MEAN, IMAGENET_STD
-    from .factory import create_model, model_info
+    src = resolve(source, pretrained=pretrained, weights=weights)
+    return src.model, export_spec(
+        src, res=res, batch=batch, normalize=normalize, fused=fused, dynamic_size=dynamic_size
+    )
 
-    model = create_model(source, pretrained=pretrained)
-    w = model.pretrained_cfg
-    if w is not None:
-        crop = w.eval_crop_pct
-        spec = ExportSpec(
-            w.model, w.name, res or w.test_input_size, batch, w.mean, w.std, crop, w.crop_mode, w.interpolation,
-            normalize, fused, w.num_classes, w.classes, dynamic_size,
-        )  # fmt: skip
-    else:
-        name = source.split(".", 1)[0]
-        spec = ExportSpec(
-            name, "random" if pretrained is None else str(pretrained), res or model_info(name).test_res, batch,
-            IMAGENET_MEAN, IMAGENET_STD, 0.875, "center", "bicubic", normalize, fused, model.num_classes, None,
-            dynamic_size,
-        )  # fmt: skip
-    return model, spec
+
+def export_spec(
+    src: Source, *, res: int | None = None, batch: int | str = 1, normalize=False, fused=True, dynamic_size=False
+) -> ExportSpec:
+    """What an export of ``src`` records: its weights, classes and evaluation policy (a run's own, published
+    weights', else ImageNet's)."""
+    p = src.policy
+    recorded = str(src.path) if src.kind == "run" else src.weights
+    # a run records its class folders; published weights their readable labels (where they have them)
+    classes = src.folders if src.kind == "run" else (src.labels if src.folders is not None else None)
+    return ExportSpec(
+        src.name, recorded, res or p.test_res, batch, p.mean, p.std, p.crop_pct, p.crop_mode, p.interpolation,
+        normalize, fused, len(src.labels), classes, dynamic_size,
+    )  # fmt: skip

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
-from .weights import Weights, get_weights
+from .table import Weights, get_weights
 
 __all__ = ["HF_PREFIX", "Resolved", "fetch_weights", "resolve_pretrained"]
 
@@ -58,7 +58,7 @@ def resolve_pretrained(name: str, pretrained: object) -> Resolved:
 def fetch_weights(w: Weights, *, progress: bool = True) -> Path:
     """The local file of published weights ``w``, downloaded on first use."""
     if w.source == "torchvision":
-        from .download import download
+        from ..utils.download import download
 
         folder = Path(os.environ.get("TORCH_HOME") or _torch_home()) / "hub" / "checkpoints"
         return download(w.url, folder / w.filename, sha256=w.sha256, progress=progress)
@@ -72,7 +72,7 @@ def _torch_home() -> Path:
 
 
 def _hf():
-    from .extras import require
+    from ..utils.extras import require
 
     return require("huggingface_hub", "downloading from the Hugging Face hub")
 
@@ -149,6 +149,6 @@ def hf_repo_weights(name: str, repo: str) -> Weights:
 
 
 def _has_default(name: str) -> bool:
-    from .weights import default_tag
+    from .table import default_tag
 
     return default_tag(name) is not None

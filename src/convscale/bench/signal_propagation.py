@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .layers import BasicBlock, Bottleneck, FusedMBConv, InvertedBottleneck, MBConv
-from .layers.nf_block import NFBlock
+from ..layers import BasicBlock, Bottleneck, FusedMBConv, InvertedBottleneck, MBConv
+from ..layers.nf_block import NFBlock
 
 __all__ = ["BlockSignal", "plot_signal", "signal_propagation", "write_signal_csv"]
 
@@ -32,7 +32,7 @@ class BlockSignal:
 
 
 def _residual_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    from .models.convnext import ConvNeXtBlock
+    from ..models.convnext import ConvNeXtBlock
 
     kinds = (NFBlock, BasicBlock, Bottleneck, InvertedBottleneck, ConvNeXtBlock, MBConv, FusedMBConv)
     return [(n, m) for n, m in model.named_modules() if isinstance(m, kinds) and getattr(m, "has_skip", True)]
@@ -93,7 +93,7 @@ def write_signal_csv(path: Path, rows: list[BlockSignal]) -> None:
 
 def plot_signal(path: Path, rows: list[BlockSignal]) -> None:
     """Two panels (average channel squared mean, average channel variance) against depth, one line per model."""
-    from .plotting import pyplot, save_figure
+    from ..utils.plotting import pyplot, save_figure
 
     plt = pyplot()
     models = list(dict.fromkeys(r.model for r in rows))
