@@ -73,7 +73,7 @@ def test_defect_03_export_leaves_only_the_file_it_reports(tmp_path, capsys, fmt)
 
 
 def test_defect_03_a_failing_export_leaves_no_temporary_files(tmp_path, monkeypatch):
-    import convscale.deploy.export as exporter
+    import convscale.deploy.exporter as exporter
 
     def refuse(net, x, shapes, path, spec, opset):
         Path(str(path) + ".data").write_bytes(b"side file")  # what the ONNX exporter leaves

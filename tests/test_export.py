@@ -13,7 +13,7 @@ import torch
 import convscale
 from conftest import TINY_MODELS, is_big, make_image_folder, parity_fixture
 from convscale.cli import main
-from convscale.deploy.export import ExportSpec, export, prepare_export, read_metadata
+from convscale.deploy.exporter import ExportSpec, export, prepare_export, read_metadata
 from convscale.deploy.runtimes import check_onnx
 from convscale.interop import from_timm, from_torchvision
 

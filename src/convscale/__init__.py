@@ -2,7 +2,7 @@
 
 from . import arch, models  # noqa: F401  (registers every model, and architecture files as names)
 from .config import ModelConfig, Published
-from .deploy.export import export
+from .deploy.exporter import export
 from .factory import ModelInfo, create_model, model_info
 from .inference import EvalResult, Prediction, evaluate, predict
 from .registry import list_families, list_models, register_model

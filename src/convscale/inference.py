@@ -130,8 +130,7 @@ def predict(
     pretrained: bool | str | None = None,
 ) -> list[Prediction]:
     """The ``topk`` labels of each image (files; a folder gives every image in it), with the model's own evaluation
-    transform. An image that cannot be read gets a :class:`Prediction` with ``error`` set; if none can be read, a
-    ValueError."""
+    transform. An image that cannot be read gets a :class:`Prediction` with ``error`` set (and no labels)."""
     from .data import DECODE_ERRORS, load_rgb
     from .utils.device import device_named
 
@@ -151,8 +150,6 @@ def predict(
         top = probs.topk(min(topk, len(src.labels)))
         pairs = zip(top.values.tolist(), top.indices.tolist(), strict=True)
         out.append(Prediction(path, [(src.labels[i], p) for p, i in pairs]))
-    if all(p.error for p in out):
-        raise ValueError(f"none of the {len(paths)} images could be read")
     return out
 
 

@@ -26,11 +26,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .augment.normalize import IMAGENET_MEAN, IMAGENET_STD
+from .data.transforms import EvalPolicy
 
 if TYPE_CHECKING:
     from .data.transforms import EvalTransform
-    from .weights.table import Weights
 
 __all__ = ["KINDS", "EvalPolicy", "Source", "looks_like_path", "resolve"]
 
@@ -39,40 +38,6 @@ KINDS = ("model", "tag", "hub", "file", "run", "arch")
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 ARCH_SUFFIXES = (".yaml", ".yml")
 HF_PREFIX = "hf-hub:"
-
-
-@dataclass(frozen=True)
-class EvalPolicy:
-    """How a model's images are evaluated: the sizes, the centre crop, resampling and normalization."""
-
-    train_res: int
-    test_res: int
-    crop_pct: float  # 1.0: the whole image (synthetic scenes); 0.875: photos, the usual centre crop
-    interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    crop_mode: str = "center"
-
-    def transform(self, res: int | None = None) -> EvalTransform:
-        """The eval transform at ``res`` (default: the test size)."""
-        from .data.transforms import EvalTransform
-
-        return EvalTransform(
-            res or self.test_res, self.crop_pct, self.interpolation, self.mean, self.std, self.crop_mode
-        )
-
-    @classmethod
-    def from_weights(cls, w: Weights) -> EvalPolicy:
-        """The policy published weights were measured with: their sizes, crop, resampling and normalization."""
-        return cls(w.input_size, w.test_input_size, w.eval_crop_pct, w.interpolation, w.mean, w.std, w.crop_mode)
-
-    @classmethod
-    def imagenet(cls, model: str) -> EvalPolicy:
-        """A model without published settings: its own sizes, a 0.875 centre crop, bicubic, ImageNet statistics."""
-        from .factory import model_info
-
-        info = model_info(model)
-        return cls(info.train_res, info.test_res, 0.875)
 
 
 @dataclass(frozen=True)
@@ -92,8 +57,10 @@ class Source:
 
     @property
     def label(self) -> str:
-        """How messages name it: ``resnet50 (resnet50.a1_in1k weights)``."""
-        return f"{self.name} ({self.weights} weights)"
+        """How messages name it: published weights by their name (``resnet50.a1_in1k``), others as
+        ``resnet18 (ema weights)``."""
+        published = self.kind in ("model", "tag", "hub") and self.weights != "random"
+        return self.weights if published else f"{self.name} ({self.weights} weights)"
 
     def transform(self, res: int | None = None) -> EvalTransform:
         return self.policy.transform(res)
@@ -182,9 +149,17 @@ def _model_source(name: str, pretrained, device, model_args: dict, *, kind: str)
     what = "random" if pretrained in (None, False) else str(pretrained)
     if kind == "model" and what != "random":
         kind = "file"
-    policy = EvalPolicy.imagenet(arch)
+    policy = _imagenet_policy(arch)
     labels = [str(i) for i in range(getattr(model, "num_classes", 0))]
     return Source(model, arch, kind, what, policy, labels, None, path=Path(what) if kind == "file" else None)
+
+
+def _imagenet_policy(model: str) -> EvalPolicy:
+    """A model without published settings: its own sizes, a 0.875 centre crop, bicubic, ImageNet statistics."""
+    from .factory import model_info
+
+    info = model_info(model)
+    return EvalPolicy(info.train_res, info.test_res, 0.875)
 
 
 def _is_run_path(p: str | Path) -> bool:

@@ -11,7 +11,7 @@ __all__ = ["add_deploy", "add_export"]
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from ..deploy.export import export, prepare_export
+    from ..deploy.exporter import export, prepare_export
     from ..deploy.runtimes import check_onnx
 
     batch = "dynamic" if args.batch == "dynamic" else _batch_arg(args.batch)
@@ -59,7 +59,7 @@ def _cmd_deploy(args: argparse.Namespace) -> None:
 
 
 def add_export(sub) -> None:
-    from ..deploy.export import FORMATS, OPSETS
+    from ..deploy.exporter import FORMATS, OPSETS
 
     p = sub.add_parser(
         "export",

@@ -15,7 +15,9 @@ def source_of(args: argparse.Namespace) -> tuple[str, object]:
     NAME`` alone keeps its meaning, the model's published weights (its default tag)."""
     given = [s for s in (getattr(args, "source", None), args.checkpoint, args.model) if s is not None]
     if len(given) != 1:
-        raise ValueError("which model? give one SOURCE (" + SOURCE_HELP + ")" + (", not several" if given else ""))
+        if given:
+            raise ValueError(f"give one model, not both: {given[0]} and {given[1]}")
+        raise ValueError(f"which model? give one SOURCE ({SOURCE_HELP})")
     pretrained = args.pretrained
     if args.model is not None and pretrained is None and "." not in args.model and ":" not in args.model:
         from ..source import looks_like_path
@@ -56,6 +58,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             print(f"{p.path}: {p.error}", file=sys.stderr)
         else:
             print(f"{p.path}: " + ", ".join(f"{label} {100 * prob:.1f}%" for label, prob in p.top))
+    if all(p.error for p in found):
+        raise ValueError(f"none of the {len(found)} images could be read")
 
 
 def add(sub) -> None:

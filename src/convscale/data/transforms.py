@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,7 +15,19 @@ from PIL import Image
 from ..augment.crop import sample_boxes
 from ..augment.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EvalTransform", "TrainTransform", "normalize", "to_tensor", "to_uint8"]
+if TYPE_CHECKING:
+    from ..weights.table import Weights
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "EvalPolicy",
+    "EvalTransform",
+    "TrainTransform",
+    "normalize",
+    "to_tensor",
+    "to_uint8",
+]
 
 
 def to_tensor(img: Image.Image, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
@@ -92,3 +105,27 @@ class EvalTransform:
         w, h = img.size
         left, top = round((w - self.res) / 2.0), round((h - self.res) / 2.0)
         return to_tensor(img.crop((left, top, left + self.res, top + self.res)), self.mean, self.std)
+
+
+@dataclass(frozen=True)
+class EvalPolicy:
+    """How a model's images are evaluated: the sizes, the centre crop, resampling and normalization."""
+
+    train_res: int
+    test_res: int
+    crop_pct: float  # 1.0: the whole image (synthetic scenes); 0.875: photos, the usual centre crop
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_mode: str = "center"
+
+    def transform(self, res: int | None = None) -> EvalTransform:
+        """The eval transform at ``res`` (default: the test size)."""
+        return EvalTransform(
+            res or self.test_res, self.crop_pct, self.interpolation, self.mean, self.std, self.crop_mode
+        )
+
+    @classmethod
+    def from_weights(cls, w: Weights) -> EvalPolicy:
+        """The policy published weights were measured with: their sizes, crop, resampling and normalization."""
+        return cls(w.input_size, w.test_input_size, w.eval_crop_pct, w.interpolation, w.mean, w.std, w.crop_mode)

@@ -3,7 +3,7 @@ run them (``runtimes``), int8 (``quantize``), the fastest correct form on this m
 ``convscale deploy`` writes (``bundle``)."""
 
 from .bundle import DEPLOY_FILES, deploy_model
-from .export import ExportSpec, export, prepare_export, read_metadata
+from .exporter import ExportSpec, export, prepare_export, read_metadata
 from .fuse import fuse
 from .optimize import Candidate, Optimized, optimize, top1_on
 

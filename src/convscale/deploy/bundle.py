@@ -81,7 +81,7 @@ def deploy_model(
     from pathlib import Path
 
     from ..source import resolve
-    from .export import export, export_spec
+    from .exporter import export, export_spec
 
     check_runtimes(runtimes)
     folder = Path(out)
@@ -132,7 +132,7 @@ def _claim(folder, force: bool) -> None:
 
 def _int8(result: Optimized, spec, folder, d: _Data, calibrate: str | None, scored, min_time: float) -> dict:
     """The int8 model beside the fp32 ONNX one: its speed and top-1 against fp32 in ONNX Runtime."""
-    from .export import export
+    from .exporter import export
     from .quantize import quantize_onnx
     from .runtimes import onnx_runner
 

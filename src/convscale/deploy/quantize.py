@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..utils.atomic import atomic_output
-from .export import require
+from .exporter import require
 
 __all__ = ["quantize_onnx"]
 

@@ -67,7 +67,7 @@ def build_runner(name: str, fused: nn.Module, example: torch.Tensor, device: tor
 
 
 def _onnxruntime(fused: nn.Module, example: torch.Tensor) -> Runner:
-    from .export import ExportSpec, export
+    from .exporter import ExportSpec, export
 
     folder = tempfile.TemporaryDirectory(prefix="convscale-ort-")
     spec = ExportSpec("model", "runtime", example.shape[-1], example.shape[0], (0.0,) * 3, (1.0,) * 3, 1.0,
@@ -80,7 +80,7 @@ def _onnxruntime(fused: nn.Module, example: torch.Tensor) -> Runner:
 
 def onnx_runner(path: str | Path, name: str = "onnxruntime") -> Runner:
     """An ONNX file in an ONNX Runtime session on the CPU (this machine's threads, no spinning)."""
-    from .export import require
+    from .exporter import require
 
     session = _session(require("onnxruntime"), Path(path))
     key = session.get_inputs()[0].name
@@ -93,9 +93,9 @@ def onnx_runner(path: str | Path, name: str = "onnxruntime") -> Runner:
 
 def check_onnx(path: str | Path, model: nn.Module, spec, batch: int = 2) -> float:
     """Max |ONNX Runtime − PyTorch eager fp32| / max |eager| on a random batch of the exported graph's own input
-    (``spec``: its :class:`~convscale.deploy.export.ExportSpec`); with a dynamic size, the worst of the example size and
-    an odd size near 3/4 of it, where 'same' pads are uneven."""
-    from .export import Normalized
+    (``spec``: its :class:`~convscale.deploy.exporter.ExportSpec`); with a dynamic size, the worst of the example
+    size and an odd size near 3/4 of it, where 'same' pads are uneven."""
+    from .exporter import Normalized
 
     n = batch if spec.batch == "dynamic" else spec.batch
     sizes = [(spec.res, spec.res)] + ([(spec.res * 3 // 4 | 1, spec.res * 3 // 4 + 6)] if spec.dynamic_size else [])

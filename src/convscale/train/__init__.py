@@ -1,36 +1,28 @@
-"""Training: ``fit(TrainConfig(...))``, ``load_run(RUN)`` and the pieces they are made of, each usable alone."""
+"""Training: ``fit(TrainConfig(...))``, ``load_run(RUN)`` and the pieces they are made of, each usable alone.
 
-from .config import TrainConfig, load_config, resume_config
-from .ema import ModelEMA, ema_decay_at
-from .loop import FitResult, TrainingStopped, fit
-from .optim import RMSpropTF, create_optimizer, lr_at, param_groups
-from .run import EvalPolicy, LoadedRun, RunFolder, eval_policy, load_run
-from .state import TrainState, read_checkpoint, write_checkpoint
-from .steps import EvalTotals, StepResult, evaluate, train_step
+The names below are importable from here and load their module on first use, so that reading a run
+(``train.run``, which :func:`convscale.resolve` needs) does not load the trainer, whose distillation resolves its
+teacher through :func:`convscale.resolve` in turn."""
 
-__all__ = [
-    "EvalPolicy",
-    "EvalTotals",
-    "FitResult",
-    "LoadedRun",
-    "ModelEMA",
-    "RMSpropTF",
-    "RunFolder",
-    "StepResult",
-    "TrainConfig",
-    "TrainState",
-    "TrainingStopped",
-    "create_optimizer",
-    "ema_decay_at",
-    "eval_policy",
-    "evaluate",
-    "fit",
-    "load_config",
-    "load_run",
-    "lr_at",
-    "param_groups",
-    "read_checkpoint",
-    "resume_config",
-    "train_step",
-    "write_checkpoint",
-]
+from importlib import import_module
+from typing import Any
+
+#: each public name -> the module that defines it
+_WHERE = {
+    "TrainConfig": "config", "load_config": "config", "resume_config": "config",
+    "ModelEMA": "ema", "ema_decay_at": "ema",
+    "FitResult": "loop", "TrainingStopped": "loop", "fit": "loop",
+    "RMSpropTF": "optim", "create_optimizer": "optim", "lr_at": "optim", "param_groups": "optim",
+    "EvalPolicy": "run", "LoadedRun": "run", "RunFolder": "run", "eval_policy": "run", "load_run": "run",
+    "TrainState": "state", "read_checkpoint": "state", "write_checkpoint": "state",
+    "EvalTotals": "steps", "StepResult": "steps", "StepSettings": "steps", "evaluate": "steps",
+    "train_step": "steps",
+}  # fmt: skip
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from ..data import BUILTIN, EvalTransform
+from ..data.transforms import EvalPolicy
 from ..factory import create_model, model_info
-from ..source import EvalPolicy
 from ..utils.atomic import atomic_write_text
 from ..weights.checkpoint import RUN_CHECKPOINT, choose_weights, load_mapped, match_state_dict
 from .config import MAX_RES, TrainConfig
