@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from .data.transforms import EvalPolicy
 if TYPE_CHECKING:
     from .data.transforms import EvalTransform
 
-__all__ = ["KINDS", "EvalPolicy", "Source", "looks_like_path", "resolve"]
+__all__ = ["KINDS", "EvalPolicy", "Source", "check", "looks_like_path", "resolve"]
 
 #: the kinds of source, as :attr:`Source.kind` names them
 KINDS = ("model", "tag", "hub", "file", "run", "arch")
@@ -74,6 +74,22 @@ def looks_like_path(source: str) -> bool:
     return "/" in source or os.sep in source or Path(source).suffix in (*WEIGHT_SUFFIXES, *ARCH_SUFFIXES)
 
 
+def check(source: str, *, published: bool = False) -> None:
+    """Refuse a source that cannot resolve, without building anything: a path that does not exist, an unknown model
+    or tag. ``published``: a bare ``MODEL`` stands for its default published weights, which must exist."""
+    from .registry import get_entry
+    from .weights.hub import resolve_pretrained
+
+    if source.startswith(HF_PREFIX) or Path(source).expanduser().exists():
+        return
+    if looks_like_path(source):
+        raise ValueError(f"{source}: no such run folder or file")
+    name, _, tag = source.replace(":", ".", 1).partition(".")
+    get_entry(name)  # unknown model: ValueError naming the closest
+    if tag or published:
+        resolve_pretrained(name, f"{name}.{tag}" if tag else True)  # an unknown tag: the message lists the model's
+
+
 def resolve(
     source: str | Path | Source,
     *,
@@ -100,7 +116,7 @@ def resolve(
             raise ValueError(f"{text} holds its own weights: --pretrained goes with a model name")
         if _is_run(path):
             return _run_source(path, weights, device)
-        return _model_source(_architecture_of(path), path, device, model_args, kind="file")
+        return _file_source(path, device, model_args)
     if text.startswith(HF_PREFIX):
         if own:
             raise ValueError(f"{text} holds its own weights: --pretrained goes with a model name")
@@ -167,19 +183,27 @@ def _is_run_path(p: str | Path) -> bool:
     return path.exists() and _is_run(path)
 
 
-def _architecture_of(path: Path) -> str:
-    """The registered model a weights file holds: named by a ``config.json`` beside it (timm's hub layout)."""
+def _file_source(path: Path, device, model_args: dict) -> Source:
+    """A weights file whose ``config.json`` beside it (timm's hub layout) names the architecture; its classes and
+    preprocessing come from there too (``num_classes``, ``label_names``, ``pretrained_cfg``)."""
+    from .weights.hub import config_weights
+
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ValueError(
             f"{path}: not a run folder, a weights file ({', '.join(WEIGHT_SUFFIXES)}) or an architecture file (.yaml)"
         )
-    arch = _config_architecture(path.parent / "config.json")
+    config = path.parent / "config.json"
+    arch = _config_architecture(config)
     if arch is None:
         raise ValueError(
             f"{path} does not say which model it holds (no config.json beside it naming its 'architecture'): give "
             f"the model and the file, MODEL --pretrained {path}"
         )
-    return arch
+    cfg = json.loads(config.read_text())
+    w = config_weights(arch, cfg, tag=path.name)
+    src = _model_source(arch, path, device, {"num_classes": w.num_classes, **model_args}, kind="file")
+    policy = EvalPolicy.from_weights(w) if isinstance(cfg.get("pretrained_cfg"), dict) else src.policy
+    return replace(src, policy=policy, labels=w.classes or src.labels, folders=w.folders if w.label_names else None)
 
 
 def _hub_architecture(text: str) -> str:

@@ -9,7 +9,6 @@ import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +16,7 @@ from torch import nn
 
 from ..counting import count_params
 from ..registry import get_entry
-from ..source import resolve
+from ..source import check, resolve
 from ..utils.device import device_named
 from .results import BenchReport, BenchResult, BenchSettings, LayerRow
 from .timing import matmul_peak, measure, peak_memory_mb
@@ -323,17 +322,6 @@ def _device_label(device: torch.device) -> str:
     return device.type
 
 
-def _check_source(source: str) -> None:
-    """A name is checked without building it; a path must exist."""
-    from ..source import looks_like_path
-
-    if looks_like_path(source) or source.startswith("hf-hub:"):
-        if not source.startswith("hf-hub:") and not Path(source).exists():
-            raise ValueError(f"{source}: no such run folder or file")
-        return
-    get_entry(source.split(".", 1)[0])
-
-
 def run(
     models: Sequence[str],
     settings: BenchSettings | None = None,
@@ -352,7 +340,7 @@ def run(
     if isinstance(models, str) or not models:
         raise ValueError("models must be a non-empty list of models (names, tags, runs, weights or architecture files)")
     for name in models:
-        _check_source(name)  # unknown names fail here, before any work
+        check(name)  # unknown names fail here, before any work
     device = device_named(s.device)
     _check_dtype(device, s.dtype, s.modes)
     timm = None

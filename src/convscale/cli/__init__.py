@@ -1,5 +1,5 @@
 """The ``convscale`` command: one module per command group, each a thin shell over library calls."""
 
-from .main import entry, main
+from .app import entry, main
 
 __all__ = ["entry", "main"]

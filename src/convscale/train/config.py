@@ -219,12 +219,10 @@ class TrainConfig:
             from ..weights.hub import resolve_pretrained
 
             resolve_pretrained(self.model, self.pretrained)  # an unknown tag: its message lists the model's tags
-        if self.teacher is not None and not Path(self.teacher).exists():  # MODEL[:TAG]: a model with weights
-            from ..weights.hub import resolve_pretrained
+        if self.teacher is not None:  # MODEL[.TAG]: a model with published weights; or a run, a file, a repository
+            from ..source import check
 
-            name, _, tag = self.teacher.partition(":")
-            get_entry(name)
-            resolve_pretrained(name, tag or True)
+            check(self.teacher, published=True)
 
     def _check_together(self) -> None:
         if self.stages > self.epochs:

@@ -43,6 +43,8 @@ def resolve_pretrained(name: str, pretrained: object) -> Resolved:
         )
     if pretrained.startswith(HF_PREFIX):
         return Resolved(hf_repo=pretrained[len(HF_PREFIX) :])
+    if pretrained.lower().endswith((".yaml", ".yml")):
+        raise ValueError(f"{pretrained} is an architecture file, which holds no weights: give it as the model instead")
     if Path(pretrained).expanduser().exists() or "/" in pretrained or os.sep in pretrained:
         return Resolved(path=Path(pretrained).expanduser())
     if "." in pretrained and not pretrained.endswith((".safetensors", ".pth", ".pt", ".bin", ".ckpt")):
@@ -120,14 +122,23 @@ def hf_repo_weights(name: str, repo: str) -> Weights:
         cfg = json.loads(hub_file(repo, ("config.json",)).read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         cfg = {}
-    pre = cfg.get("pretrained_cfg", {}) if isinstance(cfg, dict) else {}
+    return config_weights(name, cfg, tag=repo.replace("/", "--"), hub_id=repo)
+
+
+def config_weights(name: str, cfg: object, *, tag: str, hub_id: str | None = None) -> Weights:
+    """A :class:`Weights` from a timm ``config.json`` (its ``pretrained_cfg``, ``num_classes``, ``label_names``); what
+    it leaves out comes from the model's default published weights, else timm's defaults."""
+    cfg = cfg if isinstance(cfg, dict) else {}
+    pre = cfg.get("pretrained_cfg", {}) if isinstance(cfg.get("pretrained_cfg", {}), dict) else {}
     base = get_weights(name) if _has_default(name) else None
     size = pre.get("input_size") or [3, base.input_size if base else 224]
+    labels = cfg.get("label_names")
+    num_classes = int(cfg.get("num_classes", pre.get("num_classes", 1000)))
     fields = {
         "model": name,
-        "tag": repo.replace("/", "--"),
+        "tag": tag,
         "source": "timm",
-        "hub_id": repo,
+        "hub_id": hub_id,
         "url": None,
         "sha256": None,
         "input_size": int(size[-1]),
@@ -138,12 +149,15 @@ def hf_repo_weights(name: str, repo: str) -> Weights:
         "interpolation": pre.get("interpolation", "bicubic"),
         "mean": tuple(pre.get("mean", (0.485, 0.456, 0.406))),
         "std": tuple(pre.get("std", (0.229, 0.224, 0.225))),
-        "num_classes": int(cfg.get("num_classes", pre.get("num_classes", 1000))),
-        "label_set": "imagenet-1k" if cfg.get("num_classes", 1000) == 1000 else "custom",
+        "num_classes": num_classes,
+        "label_set": "imagenet-1k" if num_classes == 1000 and not labels else "custom",
         "top1": None,
         "top1_res": None,
         "license": pre.get("license"),
         "keys": "",
+        "label_names": tuple(str(x) for x in labels)
+        if isinstance(labels, list) and len(labels) == num_classes
+        else None,
     }
     return replace(base, **fields) if base else Weights(**fields)
 

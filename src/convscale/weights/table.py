@@ -60,6 +60,7 @@ class Weights:
     top1_res: int | None
     license: str | None
     keys: str  # key_digest of the reference model's state dict
+    label_names: tuple[str, ...] | None = None  # a hub repository's own labels (timm's config.json ``label_names``)
 
     @property
     def name(self) -> str:
@@ -72,12 +73,18 @@ class Weights:
 
     @property
     def classes(self) -> list[str] | None:
-        """Human-readable class names in logit order (ImageNet-1k only; other label sets are not bundled)."""
+        """Human-readable class names in logit order: a repository's own ``label_names``, else ImageNet-1k's (other
+        label sets are not bundled)."""
+        if self.label_names:
+            return list(self.label_names)
         return [name for _, name in imagenet_classes()] if self.label_set == "imagenet-1k" else None
 
     @property
     def folders(self) -> list[str] | None:
-        """The class folder (WordNet id) of each logit, for evaluating on an ImageNet-style folder (ImageNet-1k)."""
+        """The class folder of each logit, for evaluating on a folder of class folders: a repository's own
+        ``label_names``, else ImageNet-1k's WordNet ids."""
+        if self.label_names:
+            return list(self.label_names)
         return imagenet_folders() if self.label_set == "imagenet-1k" else None
 
     @property
