@@ -21,18 +21,17 @@ from ..data import EpochOrder, TrainTransform, build_loader, make_datasets
 from ..data.folder import skip_reason
 from ..data.transforms import to_uint8
 from ..factory import create_model
-from ..optim.agc import agc_parameters
 from ..utils.atomic import atomic_write_text
 from .allocator import ENV as ALLOCATOR_ENV
 from .allocator import keep_freed_memory
 from .config import TrainConfig, resume_config
-from .distill import DistillHook, load_teacher
 from .distributed import Dist, all_sum, broadcast_str, setup, teardown
-from .finetune import CLASSIFIER, FreezeHook, keeps_classifier, layer_decay_scales, model_overrides
-from .hooks import AGCHook, EMAHook, Hook, RegularizationHook, SAMHook
+from .finetune import CLASSIFIER, keeps_classifier, layer_decay_scales, model_overrides
+from .hooks import Hook
+from .methods import run_hooks
 from .optim import create_optimizer
 from .plan import Plan, make_plan, regularizer_ranges
-from .progressive import ProgressiveStage, format_schedule, regularization_setter
+from .progressive import ProgressiveStage, format_schedule
 from .run import EvalPolicy, RunFolder, eval_policy
 from .state import Checkpoint, TrainState, read_checkpoint
 from .steps import EvalTotals, StepResult, StepSettings, evaluate, gradient, train_step
@@ -209,29 +208,6 @@ def _model(cfg: TrainConfig, d: Dist, classes: list[str], fresh: bool) -> nn.Mod
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
-def _hooks(cfg: TrainConfig, model: nn.Module, optimizer, classes: list[str], policy: EvalPolicy, device) -> list[Hook]:
-    """The methods that act during the run, each at its named places (``hooks.py``)."""
-    ranges = regularizer_ranges(cfg)
-    hooks: list[Hook] = [RegularizationHook(regularization_setter(model, max(ranges["drop_path_rate"])))]
-    if cfg.ema:
-        hooks.append(EMAHook(model, cfg.ema_decay))
-    if cfg.freeze_epochs or cfg.freeze_bn:
-        hooks.append(FreezeHook(model, optimizer, cfg.freeze_epochs, cfg.freeze_bn))
-    if cfg.teacher:
-        teacher = load_teacher(cfg.teacher, classes, (policy.mean, policy.std), device)
-        hooks.append(
-            DistillHook(
-                teacher, cfg.teacher, cfg.distill_mode, alpha=cfg.distill_alpha, temperature=cfg.temperature,
-                smoothing=cfg.label_smoothing,
-            )
-        )  # fmt: skip
-    if cfg.sam is not None:
-        hooks.append(SAMHook(cfg.sam, cfg.sam_adaptive, cfg.optimizer))
-    if cfg.agc:
-        hooks.append(AGCHook(agc_parameters(model), cfg.agc))
-    return hooks
-
-
 def _step_settings(cfg: TrainConfig, hooks: list[Hook], optimizer, scaler) -> StepSettings:
     """How each step is taken: the config's precision and accumulation, and what the methods contribute (a loss, a
     wrapped gradient phase, hooks on the optimizer)."""
@@ -285,7 +261,7 @@ def prepare(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Pa
     plan = make_plan(cfg, policy.train_res, len(train_ds), d.world)
     model = _model(cfg, d, classes, fresh=ckpt is None)
     optimizer = _optimizer(cfg, model)
-    hooks = _hooks(cfg, model, optimizer, classes, policy, d.device)
+    hooks = run_hooks(cfg, model, optimizer, classes, policy, d.device)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
     state = _restore(ckpt, model, optimizer, scaler, hooks) if ckpt is not None else TrainState()
     crop_scale = cfg.crop_scale if cfg.crop_scale is not None else (0.6 if native else 0.08)
