@@ -42,4 +42,3 @@ def run_hooks(
     if cfg.agc:
         hooks.append(AGCHook(agc_parameters(model), cfg.agc))
     return hooks
-
