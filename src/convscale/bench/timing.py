@@ -17,7 +17,7 @@ import torch
 
 __all__ = ["Timing", "matmul_peak", "measure", "peak_memory_mb", "synchronize"]
 
-from ..utils.timing import Timing, _time_call, measure, synchronize
+from ..utils.timing import Timing, time_call, measure, synchronize
 
 
 def _rss_kib(field: str) -> int | None:
@@ -83,9 +83,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.3) 
     b = torch.randn(n, n, device=device).to(dtype)
     best = float("inf")
     deadline = time.perf_counter() + seconds
-    _time_call(lambda: a @ b, device)  # warm-up
+    time_call(lambda: a @ b, device)  # warm-up
     while True:
-        best = min(best, _time_call(lambda: a @ b, device))
+        best = min(best, time_call(lambda: a @ b, device))
         if time.perf_counter() > deadline:
             break
     return n**3 / best

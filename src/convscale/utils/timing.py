@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Timing", "bf16_ok", "measure", "synchronize"]
+__all__ = ["Timing", "bf16_ok", "measure", "synchronize", "time_call"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def bf16_ok(device: torch.device) -> bool:
     )
 
 
-def _time_call(fn: Callable[[], object], device: torch.device) -> float:
+def time_call(fn: Callable[[], object], device: torch.device) -> float:
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -84,6 +84,6 @@ def measure(
     rounds = 0
     while rounds < max_iters and any(len(s) < min_iters or sum(s) < min_time for s in samples.values()):
         for label, fn in order if rounds % 2 == 0 else order[::-1]:
-            samples[label].append(_time_call(fn, device))
+            samples[label].append(time_call(fn, device))
         rounds += 1
     return {k: Timing.of(v) for k, v in samples.items()}
