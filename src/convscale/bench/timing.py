@@ -17,7 +17,7 @@ import torch
 
 __all__ = ["Timing", "matmul_peak", "measure", "peak_memory_mb", "synchronize"]
 
-from ..utils.timing import Timing, time_call, measure, synchronize
+from ..utils.timing import Timing, measure, synchronize, time_call
 
 
 def _rss_kib(field: str) -> int | None:
