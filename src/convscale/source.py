@@ -18,7 +18,6 @@ command and API that takes a model goes through it (``eval``, ``predict``, ``exp
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from .data.transforms import EvalPolicy
+from .weights.hub import ARCH_SUFFIXES, HF_PREFIX, WEIGHT_SUFFIXES, check, looks_like_path
 
 if TYPE_CHECKING:
     from .data.transforms import EvalTransform
@@ -35,9 +35,6 @@ __all__ = ["KINDS", "EvalPolicy", "Source", "check", "looks_like_path", "resolve
 
 #: the kinds of source, as :attr:`Source.kind` names them
 KINDS = ("model", "tag", "hub", "file", "run", "arch")
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-ARCH_SUFFIXES = (".yaml", ".yml")
-HF_PREFIX = "hf-hub:"
 
 
 @dataclass(frozen=True)
@@ -64,30 +61,6 @@ class Source:
 
     def transform(self, res: int | None = None) -> EvalTransform:
         return self.policy.transform(res)
-
-
-def looks_like_path(source: str) -> bool:
-    """Whether ``source`` was meant as a file or folder rather than a model name: it has a folder part or a file
-    suffix (``hf-hub:ORG/REPO`` is a name)."""
-    if source.startswith(HF_PREFIX):
-        return False
-    return "/" in source or os.sep in source or Path(source).suffix in (*WEIGHT_SUFFIXES, *ARCH_SUFFIXES)
-
-
-def check(source: str, *, published: bool = False) -> None:
-    """Refuse a source that cannot resolve, without building anything: a path that does not exist, an unknown model
-    or tag. ``published``: a bare ``MODEL`` stands for its default published weights, which must exist."""
-    from .registry import get_entry
-    from .weights.hub import resolve_pretrained
-
-    if source.startswith(HF_PREFIX) or Path(source).expanduser().exists():
-        return
-    if looks_like_path(source):
-        raise ValueError(f"{source}: no such run folder or file")
-    name, _, tag = source.replace(":", ".", 1).partition(".")
-    get_entry(name)  # unknown model: ValueError naming the closest
-    if tag or published:
-        resolve_pretrained(name, f"{name}.{tag}" if tag else True)  # an unknown tag: the message lists the model's
 
 
 def resolve(

@@ -220,7 +220,7 @@ class TrainConfig:
 
             resolve_pretrained(self.model, self.pretrained)  # an unknown tag: its message lists the model's tags
         if self.teacher is not None:  # MODEL[.TAG]: a model with published weights; or a run, a file, a repository
-            from ..source import check
+            from ..weights.hub import check
 
             check(self.teacher, published=True)
 

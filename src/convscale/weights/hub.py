@@ -14,9 +14,11 @@ from pathlib import Path
 
 from .table import Weights, get_weights
 
-__all__ = ["HF_PREFIX", "Resolved", "fetch_weights", "resolve_pretrained"]
+__all__ = ["HF_PREFIX", "Resolved", "check", "fetch_weights", "looks_like_path", "resolve_pretrained"]
 
 HF_PREFIX = "hf-hub:"
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+ARCH_SUFFIXES = (".yaml", ".yml")
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # timm's order: safetensors first
 
 
@@ -166,3 +168,26 @@ def _has_default(name: str) -> bool:
     from .table import default_tag
 
     return default_tag(name) is not None
+
+
+def looks_like_path(source: str) -> bool:
+    """Whether ``source`` was meant as a file or folder rather than a model name: it has a folder part or a file
+    suffix (``hf-hub:ORG/REPO`` is a name)."""
+    if source.startswith(HF_PREFIX):
+        return False
+    return "/" in source or os.sep in source or Path(source).suffix in (*WEIGHT_SUFFIXES, *ARCH_SUFFIXES)
+
+
+def check(source: str, *, published: bool = False) -> None:
+    """Refuse a source that cannot resolve, without building anything: a path that does not exist, an unknown model
+    or tag. ``published``: a bare ``MODEL`` stands for its default published weights, which must exist."""
+    from ..registry import get_entry
+
+    if source.startswith(HF_PREFIX) or Path(source).expanduser().exists():
+        return
+    if looks_like_path(source):
+        raise ValueError(f"{source}: no such run folder or file")
+    name, _, tag = source.replace(":", ".", 1).partition(".")
+    get_entry(name)  # unknown model: ValueError naming the closest
+    if tag or published:
+        resolve_pretrained(name, f"{name}.{tag}" if tag else True)  # an unknown tag: the message lists the model's
