@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["make_divisible", "resolve_layer"]
+__all__ = ["ceil_divisible", "make_divisible", "resolve_layer"]
 
 
 def resolve_layer(value: Any, table: Mapping[str, Callable[..., Any]], what: str) -> Callable[..., Any] | None:
@@ -18,6 +19,11 @@ def resolve_layer(value: Any, table: Mapping[str, Callable[..., Any]], what: str
         except KeyError:
             raise ValueError(f"unknown {what} {value!r}; expected one of {sorted(table)}") from None
     raise TypeError(f"{what} must be a name, a module class or None, got {type(value).__name__}")
+
+
+def ceil_divisible(value: float, divisor: int = 8) -> int:
+    """``value`` rounded *up* to a multiple of ``divisor`` (AsymmNet's ``make_divisible``: no minimum, no 0.9 rule)."""
+    return int(math.ceil(value / divisor) * divisor)
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:

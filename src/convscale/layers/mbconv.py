@@ -1,9 +1,11 @@
 """The inverted-residual blocks of the MobileNetV2 / EfficientNet line, one implementation each.
 
-``MBConv`` (Sandler et al., 2018; Tan & Le, 2019) is shared by EfficientNet V1/V2 and the MobileNets: expand 1×1 →
-depthwise k×k → squeeze-excite → project 1×1, with a residual when the shape is kept. With ``expand_ratio == 1`` it has
-no expansion conv (EfficientNet's MBConv1, MobileNetV2's first block). ``FusedMBConv`` (EfficientNetV2, §3.2) replaces
-the expansion and depthwise convs by one regular k×k conv.
+``MBConv`` (Sandler et al., 2018; Tan & Le, 2019) is shared by EfficientNet V1/V2, the MobileNets and AsymmNet: expand
+1×1 → depthwise k×k → squeeze-excite → project 1×1, with a residual when the shape is kept. With ``expand_ratio == 1``
+it has no expansion conv (EfficientNet's MBConv1, MobileNetV2's first block). AsymmNet's asymmetrical bottleneck (Yang
+et al., 2021) is its feature-reuse option (``reuse=r``): the expansion computes only ``mid − r·in`` channels and the
+depthwise conv sees ``[x]·r, expand(x), [x]·r`` concatenated (``mid + r·in`` channels), the block input reused.
+``FusedMBConv`` (EfficientNetV2, §3.2) replaces the expansion and depthwise convs by one regular k×k conv.
 """
 
 from __future__ import annotations
@@ -43,14 +45,23 @@ class MBConv(nn.Module):
         padding: Padding = "symmetric",
         drop_path_rate: float = 0.0,
         noskip: bool = False,
+        mid_chs: int | None = None,
+        reuse: int = 0,
     ) -> None:
         super().__init__()
-        mid_chs = make_divisible(in_chs * expand_ratio) if expand_ratio != 1 else in_chs
+        explicit = mid_chs is not None
+        if mid_chs is None:
+            mid_chs = make_divisible(in_chs * expand_ratio) if expand_ratio != 1 else in_chs
+        if reuse:  # AsymmNet expands only when the expanded width exceeds what reusing the input gives
+            expands = mid_chs > max(in_chs, reuse * in_chs)
+        else:
+            expands = mid_chs != in_chs if explicit else expand_ratio != 1
+        self.reuse = reuse if expands else 0
         self.has_skip = stride == 1 and in_chs == out_chs and not noskip
         cna = dict(norm_layer=norm_layer, padding=padding)
-        self.expand = (
-            ConvNormAct(in_chs, mid_chs, 1, act_layer=act_layer, **cna) if expand_ratio != 1 else nn.Identity()
-        )
+        computed = mid_chs - self.reuse * in_chs  # what the expansion computes; the reused input fills the rest
+        self.expand = ConvNormAct(in_chs, computed, 1, act_layer=act_layer, **cna) if expands else nn.Identity()
+        mid_chs = computed + 2 * self.reuse * in_chs if expands else in_chs  # what the depthwise conv sees
         self.dw = ConvNormAct(mid_chs, mid_chs, kernel_size, stride, groups=mid_chs, act_layer=act_layer, **cna)
         self.se = se.build(in_chs, mid_chs, act_layer) if se else nn.Identity()
         self.project = ConvNormAct(mid_chs, out_chs, 1, act_layer=None, **cna)
@@ -58,7 +69,10 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        x = self.expand(x)  # (N, C_in, H, W) -> (N, C_mid, H, W)
+        if self.reuse:  # AsymmNet: (N, C_in, H, W) -> [x]·r, expand(x), [x]·r: (N, C_mid + r·C_in, H, W)
+            x = torch.cat([x] * self.reuse + [self.expand(x)] + [x] * self.reuse, dim=1)
+        else:
+            x = self.expand(x)  # (N, C_in, H, W) -> (N, C_mid, H, W)
         x = self.dw(x)  # depthwise k×k, stride s: -> (N, C_mid, H/s, W/s)
         x = self.se(x)
         x = self.project(x)  # linear bottleneck: -> (N, C_out, H/s, W/s)

@@ -8,20 +8,29 @@ import torch
 from torch import nn
 
 from .activations import ActLayer, create_act
-from .helpers import make_divisible
+from .helpers import ceil_divisible, make_divisible
 
 __all__ = ["SEConfig", "SqueezeExcite", "se_channels"]
 
 
 def se_channels(
-    in_chs: int, mid_chs: int, ratio: float, *, from_expanded: bool = False, divisor: int | None = None
+    in_chs: int,
+    mid_chs: int,
+    ratio: float,
+    *,
+    from_expanded: bool = False,
+    divisor: int | None = None,
+    ceil: bool = False,
 ) -> int:
     """Width of the SE bottleneck.
 
     EfficientNet (V1 and V2) takes ``ratio`` of the block's *input* channels (``int(in_chs * 0.25)``, TPU code);
-    MobileNetV3 takes it of the *expanded* channels and rounds to a multiple of 8 (``divisor=8``).
+    MobileNetV3 takes it of the *expanded* channels and rounds to a multiple of 8 (``divisor=8``); AsymmNet takes
+    ``int(C * ratio)`` of its (concatenated) width and rounds that *up* to the divisor (``ceil=True``).
     """
     base = mid_chs if from_expanded else in_chs
+    if divisor and ceil:
+        return ceil_divisible(int(base * ratio), divisor)
     if divisor:
         return make_divisible(base * ratio, divisor)
     return max(1, int(base * ratio))
@@ -54,7 +63,10 @@ class SEConfig:
     divisor: int | None = None
     act_layer: ActLayer = None  # None: the block's own activation
     gate_layer: ActLayer = "sigmoid"
+    ceil: bool = False  # round the bottleneck width up to the divisor (AsymmNet), not to the nearest multiple
 
     def build(self, in_chs: int, mid_chs: int, block_act: ActLayer) -> SqueezeExcite:
-        rd = se_channels(in_chs, mid_chs, self.ratio, from_expanded=self.from_expanded, divisor=self.divisor)
+        rd = se_channels(
+            in_chs, mid_chs, self.ratio, from_expanded=self.from_expanded, divisor=self.divisor, ceil=self.ceil
+        )
         return SqueezeExcite(mid_chs, rd, act_layer=self.act_layer or block_act, gate_layer=self.gate_layer)

@@ -1,6 +1,6 @@
 """Model families. Importing this package registers every variant."""
 
-from . import convnext, efficientnet, ghostnet, mobilenet, nfnet, repvgg, resnet, roadmap, shufflenet  # noqa: F401  (register their variants)
+from . import asymmnet, convnext, efficientnet, ghostnet, mobilenet, nfnet, repvgg, resnet, roadmap, shufflenet  # noqa: F401  (register their variants)
 from .base import ClassifierHead, ConvNet, FeatureInfo
 from .convnext import ConvNeXt, ConvNeXtConfig
 from .efficientnet import EfficientNet, EfficientNetConfig, MBStage

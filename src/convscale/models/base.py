@@ -77,10 +77,11 @@ class ClassifierHead(nn.Module):
         *,
         hidden: int = 0,
         hidden_act: ActLayer = None,
+        hidden_bias: bool = True,
     ):
         super().__init__()
         self.norm = norm if norm is not None else nn.Identity()
-        self.hidden = nn.Linear(in_features, hidden) if hidden else nn.Identity()
+        self.hidden = nn.Linear(in_features, hidden, bias=hidden_bias) if hidden else nn.Identity()
         self.hidden_act = create_act(hidden_act, inplace=True) if hidden else nn.Identity()
         self.in_features = hidden or in_features  # what the classifier sees
         self.drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()

@@ -18,6 +18,7 @@ from torch import nn
 from ..config import ModelConfig, Published, Recipe
 from ..layers import ConvNormAct, FusedMBConv, MBConv, SEConfig
 from ..layers.conv import Padding
+from ..layers.helpers import ceil_divisible
 from ..registry import register_model
 from ..scaling import round_filters, round_repeats
 from ..weights.keymap import TIMM_SE_KEYS, Counterpart, Pairs
@@ -42,6 +43,7 @@ class MBStage:
     se_ratio: float = 0.0  # of the block's input channels (EfficientNet), of the expanded ones (MobileNetV3)
     act: str | None = None  # None: the network's activation (MobileNetV3 starts with ReLU rows, then hard-swish)
     continues: bool = False  # the row joins the previous row's stage (MobileNetV3 stages mix settings)
+    mid_chs: int = 0  # the expanded width itself, scaled like the others (AsymmNet's tables); 0: from ``expand``
 
     def __post_init__(self) -> None:
         if self.block not in _BLOCKS:
@@ -70,14 +72,24 @@ class EfficientNetConfig(ModelConfig):
     padding: Padding = "symmetric"
     se: SEConfig = EFFICIENTNET_SE  # how SE is built; the ratio comes from each row
     head_hidden: int = 0  # MobileNetV3: a linear layer of this width (with the activation) after pooling
+    head_hidden_bias: bool = True  # AsymmNet's is a 1×1 conv without bias
+    ceil_channels: bool = False  # AsymmNet rounds every scaled width up to a multiple of 8 (no 0.9 rule, no minimum)
+    reuse: int = 0  # AsymmNet's feature reuse in the expansion (its asymmrate r; see ``MBConv``)
 
     def channels(self, c: int) -> int:
+        if self.ceil_channels:
+            return ceil_divisible(c * self.width_mult)
         return round_filters(c, self.width_mult, round_limit=self.round_limit)
 
     def scaled_stages(self) -> tuple[MBStage, ...]:
         """The stage table after width and depth scaling: what is actually built."""
         return tuple(
-            dataclasses.replace(s, repeats=round_repeats(s.repeats, self.depth_mult), out_chs=self.channels(s.out_chs))
+            dataclasses.replace(
+                s,
+                repeats=round_repeats(s.repeats, self.depth_mult),
+                out_chs=self.channels(s.out_chs),
+                mid_chs=self.channels(s.mid_chs) if s.mid_chs else 0,
+            )
             for s in self.stages
         )
 
@@ -87,7 +99,8 @@ class EfficientNetConfig(ModelConfig):
 
         rows = [row("stem", "Conv3x3", 3, 2, 1, self.channels(self.stem_chs))]
         for i, s in enumerate(self.scaled_stages()):
-            op = f"{'FusedMBConv' if s.block == 'fused' else 'MBConv'}{s.expand:g}" + (f" {s.act}" if s.act else "")
+            width = f" exp {s.mid_chs}" if s.mid_chs else f"{s.expand:g}"
+            op = f"{'FusedMBConv' if s.block == 'fused' else 'MBConv'}{width}" + (f" {s.act}" if s.act else "")
             rows.append(row(i, op, s.kernel, s.stride, s.repeats, s.out_chs, f"se{s.se_ratio:g}" if s.se_ratio else ""))
         rows.append(row("head", "Conv1x1+pool+FC", 1, 1, 1, self.channels(self.head_chs)))
         return rows
@@ -154,6 +167,7 @@ def make_block(
         se=dataclasses.replace(cfg.se, ratio=stage.se_ratio) if stage.se_ratio else None,
         drop_path_rate=drop_path_rate,
         **{**_layer_kwargs(cfg), "act_layer": stage.act or cfg.act_layer},
+        **({"mid_chs": stage.mid_chs, "reuse": cfg.reuse} if stage.mid_chs else {}),
     )
 
 
@@ -161,7 +175,11 @@ def make_head(cfg: EfficientNetConfig, in_chs: int, num_classes: int) -> tuple[n
     """The 1×1 conv to the head width, and the classifier head (pool, dropout, FC)."""
     head_chs = cfg.channels(cfg.head_chs)
     final = ConvNormAct(in_chs, head_chs, 1, **_layer_kwargs(cfg))
-    return final, ClassifierHead(head_chs, num_classes, cfg.drop_rate, hidden=cfg.head_hidden, hidden_act=cfg.act_layer)
+    head = ClassifierHead(
+        head_chs, num_classes, cfg.drop_rate, hidden=cfg.head_hidden, hidden_act=cfg.act_layer,
+        hidden_bias=cfg.head_hidden_bias,
+    )  # fmt: skip
+    return final, head
 
 
 def _init_weights_tf(m: nn.Module) -> None:
@@ -174,7 +192,8 @@ def _init_weights_tf(m: nn.Module) -> None:
     elif isinstance(m, nn.Linear):
         bound = 1.0 / m.out_features**0.5
         nn.init.uniform_(m.weight, -bound, bound)
-        nn.init.zeros_(m.bias)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
     elif isinstance(m, nn.BatchNorm2d):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
