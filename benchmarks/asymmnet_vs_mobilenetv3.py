@@ -9,9 +9,9 @@ repository builds it* (the same tables, rounding and head: AsymmNet without the 
 the paper's own baseline; timm's MobileNetV3 (``mobilenetv3_large_100`` / ``small_100``) is timed beside them.
 
 1. Counts: parameters and MAdds at 224 px (convscale's counter, on the meta device).
-2. Speed: each pair fused, in eager PyTorch and in the best deploy path (``deploy.optimize`` over eager, torch.compile
-   and ONNX Runtime, at its batch), timed interleaved in one loop at batch 1 and 16, 224 px; ``--repeats`` passes
-   give the spread.
+2. Speed: each pair fused, in eager PyTorch and in the best deploy path (``deploy.optimize`` over ``--runtimes``,
+   default eager and ONNX Runtime, at its batch), timed interleaved in one loop at batch 1 and 16, 224 px;
+   ``--repeats`` passes give the spread.
 3. Accuracy: a short proxy training on scikit-learn's digits (``finetune_digits.py``'s ImageFolder:
    ``--train-per-class`` images per class to train, the rest to validate, 32 px) from scratch, the same recipe for
    every model, for each of
@@ -74,18 +74,23 @@ def counts(model: str) -> tuple[int, float]:
     return params, macs[224] / 1e6
 
 
-def speed(models: dict[str, str], batch: int, min_time: float) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
-    """Both models of a pair, eager and each one's best deploy path, timed interleaved at ``batch`` (ms per batch)."""
+def runners(models: dict[str, str], batch: int, runtimes: tuple[str, ...], min_time: float):
+    """For both models of a pair: the fused model in eager PyTorch and its best deploy path (``deploy.optimize``)."""
     x = torch.randn(batch, 3, 224, 224)
-    runners, best = {}, {}
+    out, best = {}, {}
     for tag, name in models.items():
         model = create_model(name).eval()
-        runners[f"{tag} eager"] = build_runner("eager", fuse(model), x, torch.device("cpu"))
-        chosen = optimize(model, x, runtimes=("eager", "compile", "onnxruntime"), min_time=min_time / 2)
+        out[f"{tag} eager"] = build_runner("eager", fuse(model), x, torch.device("cpu"))
+        chosen = optimize(model, x, runtimes=runtimes, min_time=min_time / 2)
         best[tag] = chosen.choice
-        runners[f"{tag} best"] = chosen.runner
+        out[f"{tag} best"] = chosen.runner
+    return x, out, best
+
+
+def speed(x: torch.Tensor, runners: dict, min_time: float) -> dict[str, dict[str, float]]:
+    """Every runner of a pair timed interleaved in one loop: ms per batch, median and p10/p90."""
     timings = time_runners(runners, x, torch.device("cpu"), min_time=min_time)
-    return {k: {"ms": t.median * 1e3, "p10": t.p10 * 1e3, "p90": t.p90 * 1e3} for k, t in timings.items()}, best
+    return {k: {"ms": t.median * 1e3, "p10": t.p10 * 1e3, "p90": t.p90 * 1e3} for k, t in timings.items()}
 
 
 def accuracy(data: Path, work: Path, model: str, tag: str, seed: int, epochs: int) -> float:
@@ -107,6 +112,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--min-time", type=float, default=1.0)
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--runtimes", nargs="+", default=["eager", "onnxruntime"], help="deploy paths to try")
     args = p.parse_args()
     cpu = cpu_label()
     print(cpu, flush=True)
@@ -115,9 +121,10 @@ def main() -> None:
     for size in ("large", "small"):
         for width in WIDTHS:
             models = contenders(args.work, size, width)
-            for repeat in range(args.repeats):
-                for batch in (1, 16):
-                    times, best = speed(models, batch, args.min_time)
+            for batch in (1, 16):
+                x, built, best = runners(models, batch, tuple(args.runtimes), args.min_time)
+                for repeat in range(args.repeats):
+                    times = speed(x, built, args.min_time)
                     for tag, model in models.items():
                         params, madds = counts(model)
                         row = {"cpu": cpu, "model": f"{tag}_{size}_{width}", "size": size, "width": int(width) / 100,

@@ -96,3 +96,23 @@ def test_bad_input_names_the_mismatch():
         from_asymmnet("mobilenetv3_large_100", weights)
     with pytest.raises(ValueError, match="not the official port's asymmnet_small_100"):
         from_asymmnet("asymmnet_small_100", weights)
+
+
+#: MobileNetV3 as the AsymmNet repository builds it (its tables, rounding and head: AsymmNet without the reuse), the
+#: paper's baseline: params (M) and MAdds (M) at 224 px from shared/reference/ASYMMNET.md
+REPO_MOBILENETV3 = {
+    "large_100": (5.482, 216.59), "large_075": (3.937, 142.14), "large_050": (2.681, 65.91),
+    "large_035": (2.127, 41.68), "small_100": (2.945, 56.91), "small_075": (2.388, 40.36),
+    "small_050": (1.906, 19.96), "small_035": (1.703, 14.78),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", sorted(REPO_MOBILENETV3))
+def test_without_the_reuse_it_is_the_repositorys_mobilenetv3(variant):
+    from convscale.counting import count_macs
+
+    params, madds = REPO_MOBILENETV3[variant]
+    with torch.device("meta"):
+        model = create_model(f"asymmnet_{variant}", reuse=0)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 3) == params
+    assert round(count_macs(model, 224) / 1e6, 2) == madds
