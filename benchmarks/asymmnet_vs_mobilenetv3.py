@@ -147,7 +147,7 @@ def main() -> None:
 def read_csv(path: Path) -> list[dict]:
     import csv
 
-    numeric = ("params", "madds_m", "batch", "repeat", "width")
+    numeric = ("params", "madds_m", "batch", "repeat", "width", "seed", "top1", "wall_s")
     with open(path) as f:
         rows = list(csv.DictReader(f))
     for r in rows:
@@ -220,7 +220,8 @@ def plot(rows: list[dict], acc: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for tag, marker in (("asymmnet", "o"), ("mobilenetv3", "s")):
         for size, color in (("large", "tab:blue"), ("small", "tab:orange")):
-            ms = [m for m in dict.fromkeys(r["model"] for r in rows) if m.startswith(f"{tag}_{size}")]
+            trained = {a["model"] for a in acc}
+            ms = [m for m in dict.fromkeys(r["model"] for r in rows) if m.startswith(f"{tag}_{size}") and m in trained]
             madds = [next(r["madds_m"] for r in rows if r["model"] == m) for m in ms]
             lat = [statistics.median(r["best_ms"] for r in rows if r["model"] == m and r["batch"] == 1) for m in ms]
             tops = [statistics.mean(a["top1"] for a in acc if a["model"] == m) for m in ms]
