@@ -97,7 +97,7 @@ def evaluate(
     from .train.steps import evaluate as evaluate_batches
     from .utils.device import device_named
 
-    dev = device_named(device) if isinstance(device, str) else device
+    dev = device_named(device)
     src = resolve(source, pretrained=pretrained, weights=weights, device=dev)
     data = data or src.data
     if data is None:
@@ -134,7 +134,7 @@ def predict(
     from .data import DECODE_ERRORS, load_rgb
     from .utils.device import device_named
 
-    dev = device_named(device) if isinstance(device, str) else device
+    dev = device_named(device)
     paths = image_paths([str(p) for p in images])
     src = resolve(source, pretrained=pretrained, weights=weights, device=dev)
     transform = src.transform(res)

@@ -134,7 +134,7 @@ def _model_source(name: str, pretrained, device, model_args: dict, *, kind: str)
     arch = name.split(".", 1)[0] if kind == "tag" else name
     if w is not None:
         labels = w.classes or [str(i) for i in range(w.num_classes)]
-        return Source(model, arch, kind, w.name, EvalPolicy.from_weights(w), labels, w.folders)
+        return Source(model, arch, kind, w.name, w.policy, labels, w.folders)
     what = "random" if pretrained in (None, False) else str(pretrained)
     if kind == "model" and what != "random":
         kind = "file"
@@ -175,7 +175,7 @@ def _file_source(path: Path, device, model_args: dict) -> Source:
     cfg = json.loads(config.read_text())
     w = config_weights(arch, cfg, tag=path.name)
     src = _model_source(arch, path, device, {"num_classes": w.num_classes, **model_args}, kind="file")
-    policy = EvalPolicy.from_weights(w) if isinstance(cfg.get("pretrained_cfg"), dict) else src.policy
+    policy = w.policy if isinstance(cfg.get("pretrained_cfg"), dict) else src.policy
     return replace(src, policy=policy, labels=w.classes or src.labels, folders=w.folders if w.label_names else None)
 
 

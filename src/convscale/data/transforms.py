@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,9 +13,6 @@ from PIL import Image
 
 from ..augment.crop import sample_boxes
 from ..augment.normalize import IMAGENET_MEAN, IMAGENET_STD, normalize
-
-if TYPE_CHECKING:
-    from ..weights.table import Weights
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -124,8 +120,3 @@ class EvalPolicy:
         return EvalTransform(
             res or self.test_res, self.crop_pct, self.interpolation, self.mean, self.std, self.crop_mode
         )
-
-    @classmethod
-    def from_weights(cls, w: Weights) -> EvalPolicy:
-        """The policy published weights were measured with: their sizes, crop, resampling and normalization."""
-        return cls(w.input_size, w.test_input_size, w.eval_crop_pct, w.interpolation, w.mean, w.std, w.crop_mode)

@@ -15,6 +15,7 @@ A run that starts from published weights takes their sizes, crop, resampling and
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 from dataclasses import dataclass, field
@@ -66,10 +67,8 @@ def eval_policy(cfg: TrainConfig) -> EvalPolicy:
     w = published_weights(cfg)
     if w is None:
         return EvalPolicy(train_res, test_res, crop)
-    if cfg.data != BUILTIN:
-        crop = w.eval_crop_pct
-    mode = w.crop_mode if cfg.data != BUILTIN else "center"
-    return EvalPolicy(train_res, test_res, crop, w.interpolation, w.mean, w.std, mode)
+    whole = {"crop_pct": 1.0, "crop_mode": "center"} if cfg.data == BUILTIN else {}  # synthetic scenes: used whole
+    return dataclasses.replace(w.policy, train_res=train_res, test_res=test_res, **whole)
 
 
 @dataclass(frozen=True)

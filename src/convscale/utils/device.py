@@ -15,8 +15,11 @@ def has_mps() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
-def device_named(name: str, local_rank: int = 0) -> torch.device:
-    """The device ``name`` (one of :data:`DEVICES`) means here; CUDA's is the ``local_rank``-th GPU, made current."""
+def device_named(name: str | torch.device, local_rank: int = 0) -> torch.device:
+    """The device ``name`` (one of :data:`DEVICES`) means here; CUDA's is the ``local_rank``-th GPU, made current. A
+    ``torch.device`` is taken as it is."""
+    if isinstance(name, torch.device):
+        return name
     if name not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
     if name == "auto":

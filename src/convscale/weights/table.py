@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from ..data.transforms import EvalTransform
+from ..data.transforms import EvalPolicy, EvalTransform
 
 __all__ = [
     "Weights",
@@ -100,11 +100,23 @@ class Weights:
         """The centre-crop fraction of evaluation: the test-size one where published, else the training one."""
         return self.test_crop_pct or self.crop_pct
 
+    @property
+    def policy(self) -> EvalPolicy:
+        """How these weights are fed: their sizes, evaluation crop, resampling and normalization."""
+        return EvalPolicy(
+            self.input_size,
+            self.test_input_size,
+            self.eval_crop_pct,
+            self.interpolation,
+            self.mean,
+            self.std,
+            self.crop_mode,
+        )
+
     def transforms(self, res: int | None = None) -> EvalTransform:
         """The evaluation transform the published top-1 was measured with: at the test size (or ``res``), its crop
         fraction and mode, interpolation, mean and std."""
-        crop = self.eval_crop_pct
-        return EvalTransform(res or self.test_input_size, crop, self.interpolation, self.mean, self.std, self.crop_mode)
+        return self.policy.transform(res)
 
 
 @cache
