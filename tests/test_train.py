@@ -437,7 +437,9 @@ def test_ddp_two_processes_match_one(tmp_path, sam):
         "convscale.cli",
     ]
     run = subprocess.run([*torchrun, "train", *flags, "--name", "two"], env=_ENV, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-2000:]
+    why = [line for line in run.stderr.splitlines() if "what()" in line or "terminate" in line or "Error" in line]
+    assert run.returncode == 0, "\n".join(why[:10]) + "\n" + run.stderr[-2000:]
+    assert run.stdout.count("done:") == 1  # rank 0 reports
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5), k

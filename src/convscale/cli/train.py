@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["add"]
@@ -36,6 +37,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     except TrainingStopped as e:
         print(f"convscale: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     m = result.metrics
     best = max((v for k, v in m.items() if k.endswith("_top1") and not k.startswith("train")), default=None)
     line = f"done: {result.run_dir}" + (f"  (best val top-1 of the last epoch {best:.2f}%)" if best is not None else "")

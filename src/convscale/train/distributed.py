@@ -43,13 +43,24 @@ def setup(device: str = "auto") -> Dist:
 
 
 def teardown(finished: bool = False) -> None:
-    """Leave the process group. ``finished``: every rank got here normally, so they meet at a barrier first and no
-    rank tears its Gloo/NCCL threads down while another still talks to it (never after an error: a rank that raised
-    would wait there for the others forever)."""
+    """Leave the process group. ``finished``: every rank got here normally, so they first meet at the rendezvous
+    store, outside Gloo/NCCL: no rank closes its connections while another still has a message of the last collective
+    in flight (a barrier *in* Gloo followed by destruction is itself that race: gloo issue 155, a rank aborts). Never
+    after an error: a rank that raised would wait there for the others until the timeout."""
     if dist.is_initialized():
         if finished:
-            dist.barrier()
+            _meet_at_the_store()
         dist.destroy_process_group()
+
+
+def _meet_at_the_store(timeout_s: float = 300.0) -> None:
+    """Every rank has completed its last collective: each writes its key, then waits for all the others'."""
+    import datetime
+
+    store = dist.distributed_c10d._get_default_store()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    store.set(f"convscale/finished/{rank}", "1")
+    store.wait([f"convscale/finished/{r}" for r in range(world)], datetime.timedelta(seconds=timeout_s))
 
 
 def all_sum(values: list[float], d: Dist) -> list[float]:
