@@ -38,24 +38,45 @@ def _batch_arg(text: str) -> int:
 
 def _cmd_deploy(args: argparse.Namespace) -> None:
     from ..deploy import deploy_model
+    from ..deploy.quantize import QuantSettings
 
-    runtimes = split_list(args.runtimes)
+    settings = QuantSettings(
+        per_channel=not args.per_tensor, symmetric_activations=args.symmetric_activations,
+        keep=tuple(split_list(args.int8_keep)) if args.int8_keep else (), keep_ends=args.int8_keep_ends,
+    )  # fmt: skip
     r = deploy_model(
         args.source, args.out, pretrained=args.pretrained, weights=args.weights, res=args.res, batch=args.batch,
-        runtimes=runtimes, tolerance=args.tolerance, val=args.val, max_top1_drop=args.max_top1_drop,
-        int8=args.int8, calibrate=args.calibrate, min_time=args.min_time, force=args.force,
+        runtimes=split_list(args.runtimes), tolerance=args.tolerance, val=args.val, max_top1_drop=args.max_top1_drop,
+        int8=args.int8, calibrate=args.calibrate, calibration_images=args.calibration_images, settings=settings,
+        min_time=args.min_time, force=args.force,
     )  # fmt: skip
-    print(f"{'runtime':16s} {'ms/batch':>9s} {'img/s':>8s} {'max rel err':>11s} {'top-1':>6s}  kept")
+    m = r["machine"]
+    print(f"{m['cpu']}, {m['threads']} threads, {' '.join(m['isa']) or 'no AVX2'}; peaks (GMAC/s) {r['peaks_gmac_s']}")
+    print(f"{'runtime':19s} {'precision':9s} {'ms/batch':>9s} {'img/s':>8s} {'%peak':>6s} {'max rel err':>11s} "
+          f"{'top-1':>6s} {'agree':>6s}  kept")  # fmt: skip
     for c in r["candidates"]:
-        top1 = f"{c['top1']:.2f}" if c["top1"] is not None else "-"
-        line = f"{c['runtime']:16s} {c['median_ms']:9.2f} {c['img_s']:8.1f} {c['max_rel_error']:11.1e} {top1:>6s}"
-        print(line + ("  yes" if c["kept"] else "  no") + (f" ({c['note']})" if c["note"] else ""))
-    print(f"chosen: {r['choice']} -> {Path(args.out) / r['file']} (batch {r['batch']}, {r['res']} px)")
+        print(_candidate_line(c))
+    where = Path(args.out) / r["file"]
+    print(f"chosen: {r['choice']} ({r['precision']}) -> {where} (batch {r['batch']}, {r['res']} px)")
+    if r["settings"]:
+        print(f"  {r['settings']}")
     if "int8" in r:
         q = r["int8"]
         top = f"; top-1 {q['top1_fp32']:.2f} -> {q['top1_int8']:.2f}" if q["top1_int8"] is not None else ""
         print(f"int8: {q['file']}, {q['speedup_vs_fp32_onnx']:.2f}x the fp32 ONNX model{top}")
     print(f"wrote {', '.join(r['written'])} in {args.out}")
+
+
+def _candidate_line(c: dict) -> str:
+    def num(v, fmt: str) -> str:
+        return "-" if v is None or v != v else format(v, fmt)
+
+    peak = num(None if c["peak_fraction"] is None else 100 * c["peak_fraction"], ".1f")
+    line = f"{c['runtime']:19s} {c['precision']:9s} {num(c['median_ms'], '9.2f'):>9s} {num(c['img_s'], '.1f'):>8s} "
+    line += f"{peak:>6s} {num(c['max_rel_error'], '.1e'):>11s} {num(c['top1'], '.2f'):>6s} "
+    line += f"{num(c['agreement'], '.1f'):>6s}"
+    why = c["note"] or c["rejected"]
+    return line + ("  yes" if c["kept"] else "  no") + (f" ({why})" if why else "")
 
 
 def add_export(sub) -> None:
@@ -92,9 +113,15 @@ def add_deploy(sub) -> None:
     p.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"which to try [{','.join(RUNTIMES)}]")
     p.add_argument("--tolerance", type=bounded(float, 0, 1), default=2e-2, help="max relative error vs fp32")
     p.add_argument("--val", help="score each runtime's top-1 here (default: a run's own data)")
-    p.add_argument("--max-top1-drop", type=bounded(float, 0, 100), default=0.5, help="points of top-1 [0.5]")
-    p.add_argument("--int8", action="store_true", help="also an int8 ONNX model (ONNX Runtime, QDQ)")
-    p.add_argument("--calibrate", help="int8 calibration images: a folder (default: a run's own training data)")
+    p.add_argument("--max-top1-drop", type=bounded(float, 0, 100),
+                   help="points of top-1 a form may lose against fp32 [1.0 for int8, 0.5 otherwise]")  # fmt: skip
+    p.add_argument("--int8", action="store_true", help="also an int8 ONNX model beside the chosen form")
+    p.add_argument("--calibrate", help="int8 calibration images: a folder or a dataset name (default: a run's own)")
+    p.add_argument("--calibration-images", type=bounded(int, 1, 100_000), default=300, help="how many [300]")
+    p.add_argument("--per-tensor", action="store_true", help="int8 weights per tensor, not per channel")
+    p.add_argument("--symmetric-activations", action="store_true", help="int8 activations symmetric")
+    p.add_argument("--int8-keep", help="modules left in higher precision, by name (comma-separated)")
+    p.add_argument("--int8-keep-ends", action="store_true", help="the first conv and the classifier too")
     p.add_argument("--min-time", type=bounded(float, 0, 3600), default=2.0, help="seconds of timing each [2]")
     p.add_argument("--force", action="store_true", help="replace the deployed model --out already holds")
     p.set_defaults(func=_cmd_deploy)

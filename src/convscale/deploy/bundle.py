@@ -1,5 +1,9 @@
 """``convscale deploy``: the fastest correct form of a model (:func:`~.optimize.optimize`) written into a folder with
-its report: ``model.onnx`` or ``model.pt2``, ``report.csv``, ``deploy.json`` and, with int8, ``model.int8.onnx``.
+its report: the chosen form's file (``model.onnx`` or ``model.pt2`` for the floating-point forms of PyTorch and ONNX
+Runtime, ``model.int8.pt2`` for the compiler's int8 graph, ``model.int8.onnx``, or OpenVINO's ``model.xml`` and
+``model.bin``), ``report.csv`` (every candidate) and ``deploy.json`` (the choice, its settings, this machine's CPU
+and instruction sets, the libraries' versions, the roofline's peaks). The int8 candidates are calibrated on the
+run's own training images, ``calibrate`` (a folder or a named dataset) or nothing (then they are not built).
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from .optimize import Optimized, optimize, top1_on
-from .runtimes import RUNTIMES, check_runtimes, max_rel_error, time_runners
+from .quantize import QuantSettings
+from .runtimes import INT8, RUNTIMES, check_runtimes, max_rel_error, time_runners
 
 if TYPE_CHECKING:
     from ..source import Source
@@ -64,24 +69,28 @@ def deploy_model(
     runtimes: Sequence[str] = RUNTIMES,
     tolerance: float = 2e-2,
     val: str | None = None,
-    max_top1_drop: float = 0.5,
+    max_top1_drop: float | None = None,
     int8: bool = False,
     calibrate: str | None = None,
+    calibration_images: int = 300,
+    settings: QuantSettings | None = None,
     min_time: float = 2.0,
     force: bool = False,
 ) -> dict:
     """``convscale deploy``: choose the fastest correct runtime for ``source`` (a run folder, or a registered model
-    with ``pretrained`` weights) at ``batch``, write it into the folder ``out`` (``model.onnx`` for ONNX Runtime,
-    else ``model.pt2``, the fused graph) with ``report.csv`` and ``deploy.json``; with ``int8``, also
-    ``model.int8.onnx`` calibrated on ``calibrate`` (default: the run's own training images). ``val`` (default: the
-    run's own data) scores every candidate's top-1. A folder that already holds a deployed model is refused unless
+    with ``pretrained`` weights) at ``batch`` and write it into the folder ``out`` with ``report.csv`` and
+    ``deploy.json``. The int8 runtimes are calibrated on ``calibration_images`` images of ``calibrate`` (default:
+    the run's own training images) with ``settings``; ``val`` (default: the run's own data) scores every candidate's
+    top-1 for the guard (``max_top1_drop``: default 1.0 point for int8, 0.5 otherwise). With ``int8``, also
+    ``model.int8.onnx`` beside the chosen form. A folder that already holds a deployed model is refused unless
     ``force``, which replaces that model's files. ``report["written"]`` lists every file written, and the folder holds
     no other file of this command's."""
     import dataclasses
     from pathlib import Path
 
     from ..source import resolve
-    from .exporter import export, export_spec
+    from .exporter import export_spec
+    from .roofline import peaks
 
     check_runtimes(runtimes)
     folder = Path(out)
@@ -91,27 +100,71 @@ def deploy_model(
     d = _Data.of(src, spec.res)
     val = val or d.default
     scored = list(_batches(val, d, batch, "val")) if val and d.folders else None
+    calibration = _calibration(calibrate or d.default, d, batch, calibration_images, runtimes, int8)
+    found = peaks()
     result = optimize(
-        model, torch.randn(batch, 3, spec.res, spec.res), runtimes=runtimes, tolerance=tolerance,
-        top1=top1_on(scored) if scored else None, max_top1_drop=max_top1_drop, min_time=min_time,
+        model, torch.randn(batch, 3, spec.res, spec.res), runtimes=runtimes, tolerance=tolerance, val=scored,
+        max_top1_drop=max_top1_drop, calibration=calibration, settings=settings, peaks=found, min_time=min_time,
     )  # fmt: skip
-    fmt = "onnx" if result.choice == "onnxruntime" else "pt2"
     fused_spec = dataclasses.replace(spec, fused=True)
-    path = export(result.fused, folder / f"model.{fmt}", fused_spec, fmt=fmt)  # fusing a fused model: a no-op
-    report = {
-        "source": source, "choice": result.choice, "file": path.name, "batch": batch, "res": spec.res,
-        "tolerance": tolerance, "val": val, "candidates": [dataclasses.asdict(c) for c in result.candidates],
-    }  # fmt: skip
+    files = _write_choice(result, folder, fused_spec)
+    report = _report(source, result, files, spec, tolerance, val, calibrate or d.default, calibration, found)
     if int8:
         report["int8"] = _int8(result, fused_spec, folder, d, calibrate or d.default, scored, min_time)
-    report["written"] = [path.name, *(["model.fp32.onnx", report["int8"]["file"]] if int8 else [])]
+    report["written"] = [*files, *(["model.fp32.onnx", report["int8"]["file"]] if int8 else [])]
     report["written"] += ["report.csv", "deploy.json"]
     _write_report(folder, report)
     return report
 
 
+def _report(source, result: Optimized, files, spec, tolerance, val, calibrated_on, calibration, found) -> dict:
+    """``deploy.json``'s content: the choice and its settings, this machine, the versions, every candidate."""
+    import dataclasses
+
+    from ..utils.machine import machine, versions
+
+    chosen = next(c for c in result.candidates if c.runtime == result.choice)
+    return {
+        "source": source, "choice": result.choice, "file": files[0], "files": files, "batch": spec.batch,
+        "res": spec.res, "precision": chosen.precision, "settings": chosen.settings, "tolerance": tolerance,
+        "val": val, "calibration": {"source": calibrated_on, "images": sum(map(len, calibration or []))},
+        "machine": machine().to_dict(), "versions": versions("torchao", "openvino", "nncf", "onnxruntime"),
+        "peaks_gmac_s": {k: round(v / 1e9, 1) for k, v in found.items()},
+        "candidates": [dataclasses.asdict(c) for c in result.candidates],
+    }  # fmt: skip
+
+
+def _calibration(source: str | None, d: _Data, batch: int, images: int, runtimes, int8: bool):
+    """Batches of ``batch`` images for the int8 runtimes (None when none is asked for, or there is no source)."""
+    if source is None or not (int8 or any(r in INT8 for r in runtimes)):
+        return None
+    split = "train" if source == d.default else "val"
+    return [x for x, _ in _batches(source, d, batch, split, limit=images)]
+
+
+def _write_choice(result: Optimized, folder, spec) -> list[str]:
+    """The chosen form's file(s) in ``folder``, each written under a private name and renamed into place."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from .exporter import export
+
+    if result.runner.save is None:
+        fmt = "onnx" if result.choice == "onnxruntime" else "pt2"
+        return [export(result.fused, folder / f"model.{fmt}", spec, fmt=fmt).name]  # fusing a fused model: no-op
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".deploy-") as tmp:
+        names = result.runner.save(Path(tmp))
+        for name in names:
+            os.replace(Path(tmp) / name, folder / name)
+    return names
+
+
 #: every file a deploy may write into its folder
-DEPLOY_FILES = ("model.onnx", "model.pt2", "model.fp32.onnx", "model.int8.onnx", "report.csv", "deploy.json")
+DEPLOY_FILES = (
+    "model.onnx", "model.pt2", "model.fp32.onnx", "model.int8.onnx", "model.int8.pt2", "model.xml", "model.bin",
+    "report.csv", "deploy.json",
+)  # fmt: skip
 
 
 def _claim(folder, force: bool) -> None:

@@ -1,6 +1,8 @@
 """The forms a trained model can run in on this machine, side by side: PyTorch eager (the fused form, channels_last),
-eager in bf16, ``torch.compile`` (inductor with weight freezing), and ONNX Runtime (the exported graph, its thread
-count set to this machine's). Each :class:`Runner` is a callable on a float32 NCHW batch; its outputs are checked
+eager in bf16, ``torch.compile`` (inductor with weight freezing), ONNX Runtime (the exported graph, its thread
+count set to this machine's), OpenVINO (``openvino.py``), and int8 by each of them — ``inductor-int8`` (PT2E, the
+rest in fp32 or, ``-bf16``, in bf16), ``onnxruntime-int8`` (QDQ) and ``openvino-int8`` (NNCF) — calibrated on the
+images given (``quantize.py``). Each :class:`Runner` is a callable on a float32 NCHW batch; its outputs are checked
 against the fused model in fp32 (:func:`max_rel_error`), and :func:`time_runners` times them interleaved in one
 process (``timing.measure``). ``deploy.optimize`` and ``convscale bench --runtime`` are built on these.
 """
@@ -12,15 +14,17 @@ import copy
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..utils.timing import bf16_ok
+from .quantize import QuantSettings
+from .runner import Runner
 
 __all__ = [
+    "INT8",
     "RUNTIMES",
     "Runner",
     "build_runner",
@@ -31,50 +35,114 @@ __all__ = [
     "time_runners",
 ]
 
-RUNTIMES = ("eager", "eager-bf16", "compile", "compile-bf16", "onnxruntime")
+RUNTIMES = (
+    "eager", "eager-bf16", "compile", "compile-bf16", "onnxruntime", "openvino",
+    "inductor-int8", "inductor-int8-bf16", "onnxruntime-int8", "openvino-int8",
+)  # fmt: skip
+#: the runtimes that need calibration images
+INT8 = tuple(r for r in RUNTIMES if "int8" in r)
 
 
-@dataclass
-class Runner:
-    """One runtime's way to run the model: ``fn(x) -> logits`` (float32 out), and what it keeps alive."""
-
-    name: str
-    fn: Callable[[torch.Tensor], torch.Tensor]
-    keep: list = field(default_factory=list)  # files and sessions that must outlive fn
-
-
-def build_runner(name: str, fused: nn.Module, example: torch.Tensor, device: torch.device) -> Runner | None:
+def build_runner(
+    name: str,
+    fused: nn.Module,
+    example: torch.Tensor,
+    device: torch.device,
+    *,
+    calibration: Sequence[torch.Tensor] | None = None,
+    settings: QuantSettings | None = None,
+) -> Runner | None:
     """The runner ``name`` (one of :data:`RUNTIMES`) for ``fused`` (an eval-mode model, already in its inference
-    form, on ``device``); None where this machine cannot run it (bf16 without hardware support, ONNX Runtime on a
-    device it is not built for). ``example``: a batch of the size that will be run. Each runner works on its own copy
-    of ``fused`` (``Module.to`` converts in place: one runner's memory format must not become another's)."""
+    form, on ``device``); None where this machine cannot run it (bf16 without hardware support, a CPU runtime on
+    another device). ``example``: a batch of the size that will be run. The int8 runtimes need ``calibration``
+    (batches of that size) and take ``settings``. Each runner works on its own copy of ``fused`` (``Module.to``
+    converts in place: one runner's memory format must not become another's)."""
     check_runtimes([name])
     bf16 = name.endswith("-bf16")
-    if bf16 and not bf16_ok(device):
+    if (bf16 and not bf16_ok(device)) or (device.type != "cpu" and name not in _ANY_DEVICE):
         return None
-    if name == "onnxruntime":
-        return None if device.type != "cpu" else _onnxruntime(fused, example)
+    if name in INT8 and not calibration:
+        raise ValueError("needs calibration images (--calibrate DIR, or a run's own training data)")
+    settings = settings or QuantSettings()
+    if name.startswith("openvino"):
+        from .openvino import openvino_runner
+
+        return openvino_runner(fused, example, calibration if name in INT8 else None, settings)
+    if name.startswith("onnxruntime"):
+        return _onnxruntime(fused, example, calibration if name in INT8 else None, settings)
+    if name.startswith("inductor-int8"):
+        return _inductor_int8(fused, example, calibration, settings, bf16)
     model = copy.deepcopy(fused).to(memory_format=torch.channels_last)
     if name.startswith("compile"):
         model = torch.compile(model, options={"freezing": True})  # weights constant-folded into the graph
+    return Runner(name, _runs(model, bf16, device, channels_last=True), precision="bf16" if bf16 else "fp32")
+
+
+_ANY_DEVICE = ("eager", "eager-bf16", "compile", "compile-bf16")
+
+
+def _runs(model: Callable, bf16: bool, device: torch.device, *, channels_last: bool) -> Callable:
+    """``model`` as a runner's function: inference mode, bf16 autocast if asked, float32 logits out."""
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
 
     def run(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast:
-            return model(x.contiguous(memory_format=torch.channels_last)).float()
+            return model(x.contiguous(memory_format=layout)).float()
 
-    return Runner(name, run)
+    return run
 
 
-def _onnxruntime(fused: nn.Module, example: torch.Tensor) -> Runner:
+def _inductor_int8(fused: nn.Module, example: torch.Tensor, calibration, settings: QuantSettings, bf16: bool):
+    """PT2E int8, compiled with weight freezing (oneDNN's int8 convolutions and linears); with ``bf16`` the
+    operations left in floating point run in bf16."""
+    import torch._inductor.config as inductor
+
+    from .quantize import quantize_pt2e
+
+    graph = quantize_pt2e(fused, example, calibration, settings)
+    compiled = torch.compile(graph)
+    lowered = _runs(compiled, bf16, example.device, channels_last=False)
+
+    def run(x: torch.Tensor) -> torch.Tensor:  # the int8 lowering reads the global setting, not compile's options
+        with inductor.patch(freezing=True):
+            return lowered(x)
+
+    def save(folder: Path) -> list[str]:
+        with torch.no_grad():  # the quantized graph, to be compiled where it runs (torch.export.load + compile)
+            torch.export.save(torch.export.export(graph, (example.float(),)), str(folder / "model.int8.pt2"))
+        return ["model.int8.pt2"]
+
+    name = "inductor-int8-bf16" if bf16 else "inductor-int8"
+    return Runner(name, run, [graph], "int8+bf16" if bf16 else "int8", settings.describe(fused), save)
+
+
+def _onnxruntime(fused: nn.Module, example: torch.Tensor, calibration, settings: QuantSettings) -> Runner:
+    """The fused model exported to ONNX and run in ONNX Runtime; int8 (QDQ) when ``calibration`` is given."""
+    import shutil
+
     from .exporter import ExportSpec, export
+    from .quantize import quantize_onnx
 
     folder = tempfile.TemporaryDirectory(prefix="convscale-ort-")
     spec = ExportSpec("model", "runtime", example.shape[-1], example.shape[0], (0.0,) * 3, (1.0,) * 3, 1.0,
                       "center", "bicubic", False, False, 0)  # fmt: skip
     mine = copy.deepcopy(fused).float().to(memory_format=torch.contiguous_format)
-    runner = onnx_runner(export(mine, Path(folder.name) / "m.onnx", spec))
+    path = export(mine, Path(folder.name) / "m.onnx", spec)
+    name, file = "onnxruntime", "model.onnx"
+    if calibration is not None:
+        path = quantize_onnx(path, Path(folder.name) / "m.int8.onnx", calibration, settings)
+        name, file = "onnxruntime-int8", "model.int8.onnx"
+    runner = onnx_runner(path, name)
     runner.keep.append(folder)
+    if calibration is not None:
+
+        def save(out: Path) -> list[str]:
+            shutil.copyfile(path, out / file)
+            return [file]
+
+        runner.precision, runner.settings = "int8", settings.describe(fused, keeps=False) + " (QDQ)"
+        runner.save = save
     return runner
 
 

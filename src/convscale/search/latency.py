@@ -14,9 +14,7 @@ the whole-network measurement that checks them).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import platform
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -27,6 +25,7 @@ from torch import nn
 
 from ..models.efficientnet import EfficientNetConfig, MBStage, make_block, make_head, make_stem
 from ..utils.atomic import atomic_write_text
+from ..utils.machine import machine
 from ..utils.paths import cache_root
 from ..utils.timing import measure
 
@@ -135,9 +134,7 @@ def _seconds(fn: Callable[[], object], min_time: float) -> float:
 def table_path(root: str | Path | None = None) -> Path:
     """This machine's table: ``$CONVSCALE_CACHE`` (default ``~/.cache/convscale``)``/latency/<machine>.json``, the
     machine being the CPU model, the thread count and the torch version."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):  # Linux names the model; elsewhere platform's answer stays
-        cpu = next(iter(re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())), cpu)
+    cpu = machine().cpu
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{cpu}-{torch.get_num_threads()}t-torch{torch.__version__}").strip("-")
     base = Path(root) if root else cache_root()
     return base / "latency" / f"{slug[:150]}.json"

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.machine import machine
 from ..utils.timing import bf16_ok
 from .config import DISTILL_MODES
 from .hooks import Hook
@@ -112,16 +113,7 @@ class Teacher:
 
 def _has_bf16(device: torch.device) -> bool:
     """bf16 where PyTorch runs it (``timing.bf16_ok``) and, on a CPU, natively: emulated bf16 is slower than fp32."""
-    return bf16_ok(device) and (device.type != "cpu" or _cpu_bf16())
-
-
-def _cpu_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX-512 BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bf16_ok(device) and (device.type != "cpu" or machine().native_bf16)
 
 
 def make_loss(mode: str, teacher: Teacher, *, alpha: float, temperature: float, smoothing: float = 0.0) -> Loss:

@@ -23,6 +23,9 @@ EXTRAS = {
     "onnxscript": "onnx",
     "onnxruntime": "onnx",
     "tensorboard": "tensorboard",
+    "torchao": "int8",
+    "openvino": "openvino",
+    "nncf": "openvino",
 }
 
 
