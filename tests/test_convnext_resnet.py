@@ -139,3 +139,22 @@ def test_roadmap_step_trains(step):
     before = model.head.fc.weight.detach().clone()
     opt.step()
     assert torch.isfinite(loss) and not torch.equal(before, model.head.fc.weight)
+
+
+@pytest.mark.parametrize("name", ["test_convnext", "test_convnext_isotropic"])
+def test_convnext_block_layouts_are_the_same_function(name):
+    """``conv_mlp`` (LayerNorm over channels and 1×1 convs on (N, C, H, W)) computes what the channels-last Linear
+    layout does, with the same parameters up to shape: a checkpoint of one loads into the other."""
+    from convscale.weights.checkpoint import load_mapped
+
+    torch.manual_seed(0)
+    linear = convscale.create_model(name, conv_mlp=False).eval()
+    conv = convscale.create_model(name, conv_mlp=True).eval()
+    for p in linear.parameters():  # layer scale away from its 1e-6 init, so that the MLP shows in the output
+        p.data.add_(0.1 * torch.randn_like(p))
+    load_mapped(conv, linear.state_dict())
+    assert sum(p.numel() for p in linear.parameters()) == sum(p.numel() for p in conv.parameters())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), linear(x), rtol=1e-4, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.Linear) for b in conv.modules() if hasattr(b, "mlp") for m in b.mlp.modules())

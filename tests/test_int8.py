@@ -130,3 +130,40 @@ def test_quant_settings_name_what_they_keep_and_refuse_what_a_tool_cannot():
     x = torch.randn(2, 3, 64, 64)
     r = optimize(model, x, runtimes=("inductor-int8",), calibration=[x], settings=QuantSettings(per_channel=False))
     assert "per channel" in {c.runtime: c for c in r.candidates}["inductor-int8"].note
+
+
+def test_per_block_sensitivity_and_the_blocks_kept_for_the_guard():
+    from convscale.deploy.fuse import fuse
+    from convscale.deploy.quantize import quantize_pt2e
+    from convscale.deploy.sensitivity import blocks, keep_for_guard, sensitivity
+
+    pytest.importorskip("torchao")
+    model = fuse(convscale.create_model("test_resnet").eval())
+    units = blocks(model)
+    assert units[0].startswith("stem") and units[-1].startswith("head") and any(".0" in u for u in units)
+    x = torch.randn(4, 3, 64, 64)
+    everything_kept = quantize_pt2e(model, x, [x], QuantSettings(keep=tuple(units)))
+    assert not any("quantize" in str(n.target) for n in everything_kept.graph.nodes)  # names match the graph's
+    val = [(torch.randn(4, 3, 64, 64), torch.randint(0, 1000, (4,))) for _ in range(2)]
+    rows = sensitivity(model, [x], val)
+    assert sorted(r.block for r in rows) == sorted(units) and all(0 <= r.agreement <= 100 for r in rows)
+    assert [r.top1_drop for r in rows] == sorted((r.top1_drop for r in rows), reverse=True)
+    kept, drop = keep_for_guard(model, [x], val, rows, max_drop=-1.0)  # a guard nothing meets: half the blocks
+    assert len(kept) == max(1, len(units) // 2) and drop > -1.0
+    assert keep_for_guard(model, [x], val, rows, max_drop=100.0)[0] == ()  # int8 throughout already passes
+
+
+def test_deploy_int8_keep_auto_writes_the_sensitivity_table(trained_run, tmp_path, capsys):
+    pytest.importorskip("torchao")
+    out = tmp_path / "auto"
+    argv = ["deploy", str(trained_run), "--out", str(out), "--runtimes", "eager,inductor-int8", "--batch", "4",
+            "--min-time", "0.05", "--calibration-images", "8", "--int8-keep", "auto"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "deploy.json").read_text())
+    rows = (out / "sensitivity.csv").read_text().splitlines()
+    assert rows[0] == "block,top1,top1_drop,agreement" and len(rows) > 3
+    s = report["sensitivity"]
+    assert s["within_guard"] == (s["top1_drop_with_kept"] <= 1.0) and "sensitivity.csv" in report["written"]
+    c = {c["runtime"]: c for c in report["candidates"]}["inductor-int8"]
+    assert c["note"] or all(k in c["settings"] for k in s["kept"])
+    assert "int8 sensitivity: kept" in capsys.readouterr().out

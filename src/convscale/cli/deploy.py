@@ -60,6 +60,9 @@ def _cmd_deploy(args: argparse.Namespace) -> None:
     print(f"chosen: {r['choice']} ({r['precision']}) -> {where} (batch {r['batch']}, {r['res']} px)")
     if r["settings"]:
         print(f"  {r['settings']}")
+    if "sensitivity" in r:
+        s = r["sensitivity"]
+        print(f"int8 sensitivity: kept {', '.join(s['kept']) or 'none'}; top-1 drop {s['top1_drop_with_kept']:.2f}")
     if "int8" in r:
         q = r["int8"]
         top = f"; top-1 {q['top1_fp32']:.2f} -> {q['top1_int8']:.2f}" if q["top1_int8"] is not None else ""
@@ -120,7 +123,8 @@ def add_deploy(sub) -> None:
     p.add_argument("--calibration-images", type=bounded(int, 1, 100_000), default=300, help="how many [300]")
     p.add_argument("--per-tensor", action="store_true", help="int8 weights per tensor, not per channel")
     p.add_argument("--symmetric-activations", action="store_true", help="int8 activations symmetric")
-    p.add_argument("--int8-keep", help="modules left in higher precision, by name (comma-separated)")
+    keep = "modules left in higher precision, by name (comma-separated), or 'auto': the fewest of the most sensitive"
+    p.add_argument("--int8-keep", help=keep + " blocks that keep int8 within the guard (writes sensitivity.csv)")
     p.add_argument("--int8-keep-ends", action="store_true", help="the first conv and the classifier too")
     p.add_argument("--min-time", type=bounded(float, 0, 3600), default=2.0, help="seconds of timing each [2]")
     p.add_argument("--force", action="store_true", help="replace the deployed model --out already holds")

@@ -101,6 +101,7 @@ def deploy_model(
     val = val or d.default
     scored = list(_batches(val, d, batch, "val")) if val and d.folders else None
     calibration = _calibration(calibrate or d.default, d, batch, calibration_images, runtimes, int8)
+    settings, sensitive = _auto_keep(settings, model, calibration, scored, max_top1_drop, folder)
     found = peaks()
     result = optimize(
         model, torch.randn(batch, 3, spec.res, spec.res), runtimes=runtimes, tolerance=tolerance, val=scored,
@@ -109,10 +110,12 @@ def deploy_model(
     fused_spec = dataclasses.replace(spec, fused=True)
     files = _write_choice(result, folder, fused_spec)
     report = _report(source, result, files, spec, tolerance, val, calibrate or d.default, calibration, found)
+    if sensitive is not None:
+        report["sensitivity"] = sensitive
     if int8:
         report["int8"] = _int8(result, fused_spec, folder, d, calibrate or d.default, scored, min_time)
     report["written"] = [*files, *(["model.fp32.onnx", report["int8"]["file"]] if int8 else [])]
-    report["written"] += ["report.csv", "deploy.json"]
+    report["written"] += ["report.csv", "deploy.json", *(["sensitivity.csv"] if sensitive is not None else [])]
     _write_report(folder, report)
     return report
 
@@ -132,6 +135,34 @@ def _report(source, result: Optimized, files, spec, tolerance, val, calibrated_o
         "peaks_gmac_s": {k: round(v / 1e9, 1) for k, v in found.items()},
         "candidates": [dataclasses.asdict(c) for c in result.candidates],
     }  # fmt: skip
+
+
+def _auto_keep(settings: QuantSettings | None, model, calibration, scored, max_drop, folder):
+    """``--int8-keep auto``: the per-block sensitivity table (``sensitivity.csv``) and the settings with the fewest
+    blocks kept in higher precision that bring int8 within the guard; other settings pass through."""
+    import csv
+    import dataclasses
+    import io
+
+    from ..utils.atomic import atomic_write_text
+    from .fuse import fuse
+    from .sensitivity import keep_for_guard, sensitivity
+
+    if settings is None or settings.keep != ("auto",):
+        return settings, None
+    if not scored or not calibration:
+        raise ValueError("--int8-keep auto needs validation images (--val) and calibration images (--calibrate)")
+    fused = fuse(model.eval())
+    rows = sensitivity(fused, calibration, scored)
+    limit = 1.0 if max_drop is None else max_drop
+    kept, drop = keep_for_guard(fused, calibration, scored, rows, limit, dataclasses.replace(settings, keep=()))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[f.name for f in dataclasses.fields(rows[0])])
+    writer.writeheader()
+    writer.writerows(dataclasses.asdict(r) for r in rows)
+    atomic_write_text(folder / "sensitivity.csv", buf.getvalue())
+    found = {"kept": list(kept), "top1_drop_with_kept": round(drop, 3), "within_guard": drop <= limit}
+    return dataclasses.replace(settings, keep=kept), found
 
 
 def _calibration(source: str | None, d: _Data, batch: int, images: int, runtimes, int8: bool):
@@ -163,7 +194,7 @@ def _write_choice(result: Optimized, folder, spec) -> list[str]:
 #: every file a deploy may write into its folder
 DEPLOY_FILES = (
     "model.onnx", "model.pt2", "model.fp32.onnx", "model.int8.onnx", "model.int8.pt2", "model.xml", "model.bin",
-    "report.csv", "deploy.json",
+    "report.csv", "deploy.json", "sensitivity.csv",
 )  # fmt: skip
 
 

@@ -25,7 +25,10 @@ __all__ = ["CONVNEXT_RECIPE", "ConvNeXt", "ConvNeXtBlock", "ConvNeXtConfig", "Co
 
 
 class ConvNeXtBlock(nn.Module):
-    """depthwise 7×7 → LayerNorm → Linear C→4C → GELU → Linear 4C→C → layer scale → drop path, + input (Fig. 4)."""
+    """depthwise 7×7 → LayerNorm → Linear C→4C → GELU → Linear 4C→C → layer scale → drop path, + input (Fig. 4).
+
+    ``conv_mlp``: the same function on (N, C, H, W) — LayerNorm over channels and 1×1 convs, no permutes — the
+    layout that is faster at small widths (the module docstring)."""
 
     def __init__(
         self,
@@ -35,20 +38,25 @@ class ConvNeXtBlock(nn.Module):
         mlp_ratio: int = 4,
         ls_init: float | None = 1e-6,
         drop_path_rate: float = 0.0,
+        conv_mlp: bool = False,
     ) -> None:
         super().__init__()
+        self.conv_mlp = conv_mlp
         self.conv_dw = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, mlp_ratio * dim, act_layer="gelu")
-        self.ls = LayerScale(dim, ls_init) if ls_init else nn.Identity()
+        self.norm = LayerNorm2d(dim, eps=1e-6) if conv_mlp else nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, mlp_ratio * dim, act_layer="gelu", conv=conv_mlp)
+        self.ls = LayerScale(dim, ls_init, dim=1 if conv_mlp else -1) if ls_init else nn.Identity()
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.conv_dw(x)  # spatial mixing, per channel
-        x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
-        x = self.ls(self.mlp(self.norm(x)))  # channel mixing: one norm, one activation
-        x = self.drop_path(x.permute(0, 3, 1, 2))  # (N, H, W, C) -> (N, C, H, W)
+        if self.conv_mlp:
+            x = self.ls(self.mlp(self.norm(x)))  # channel mixing: one norm, one activation
+        else:
+            x = x.permute(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+            x = self.ls(self.mlp(self.norm(x))).permute(0, 3, 1, 2)  # the same, channels-last; back to (N, C, H, W)
+        x = self.drop_path(x)
         x += shortcut  # in place: the branch output is not needed for the backward pass
         return x
 
@@ -81,6 +89,7 @@ class ConvNeXtConfig(ModelConfig):
     kernel_size: int = 7
     ls_init: float | None = 1e-6  # layer scale; None turns it off (isotropic S/B)
     head_init_scale: float = 1.0  # 0.001 for fine-tuning, per the paper's Table 6
+    conv_mlp: bool = False  # the block's layout, chosen per width by measurement (the module docstring)
 
     def stage_rows(self) -> list[dict[str, object]]:
         rows: list[dict[str, object]] = [
@@ -124,6 +133,7 @@ class ConvNeXt(ConvNet):
                     rates[start : start + depth],
                     kernel_size=cfg.kernel_size,
                     ls_init=cfg.ls_init,
+                    conv_mlp=cfg.conv_mlp,
                 )
             )
             chs, start = dim, start + depth
