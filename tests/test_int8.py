@@ -84,6 +84,10 @@ def test_the_guard_allows_one_point_for_int8_and_half_a_point_otherwise():
     r = optimize(model, x, runtimes=("onnxruntime-int8",), calibration=[x], top1=lambda fn: 90.0, max_top1_drop=0.0,
                  **QUICK)  # fmt: skip
     assert {c.runtime: c for c in r.candidates}["onnxruntime-int8"].kept
+    # with a validation set the answers decide, not the logits' distance: a zero tolerance no longer excludes
+    r = optimize(model, x, runtimes=("onnxruntime",), tolerance=0.0, top1=lambda fn: 90.0, **QUICK)
+    ort = {c.runtime: c for c in r.candidates}["onnxruntime"]
+    assert ort.max_rel_error > 0.0 and ort.kept
 
 
 def test_a_missing_library_is_one_line_naming_the_extra(monkeypatch):

@@ -4,10 +4,12 @@ that form on this machine (:func:`optimize`): every runtime this device has (``r
 is tried, checked against fp32, timed interleaved, and the fastest that passes the guard is kept — the user's
 hardware decides, measured, not assumed.
 
-The guard: a floating-point form stays within ``tolerance`` (max relative error of its logits) and, with a
-validation set, within ``max_top1_drop`` points of fp32's top-1 (default 0.5); an int8 form's logits move by more
-than any useful tolerance, so it is judged by top-1 alone (default 1.0 point) and its agreement with fp32 (the share
-of images whose top class is the same) is reported — and without a validation set it is measured but not chosen.
+The guard: with a validation set, every form is judged by its top-1 there — at most ``max_top1_drop`` points below
+fp32's (default 1.0 for int8, 0.5 otherwise) — and its agreement with fp32 (the share of images whose top class is
+the same) is reported; the max relative error of its logits on one batch is reported too, but a trained model's
+logits under bf16 move by more than any fixed tolerance while its answers do not (measured: 0.094 for EfficientNet-B0
+in compile-bf16, top-1 +0.5). Without a validation set, a floating-point form must stay within ``tolerance`` and an
+int8 form is measured but not chosen.
 """
 
 from __future__ import annotations
@@ -86,10 +88,11 @@ def optimize(
     min_time: float = 2.0,
 ) -> Optimized:
     """Try every runtime this device has on ``model`` (fused first), keep those that pass the guard (the module's
-    docstring) against the fused model in fp32 — top-1 and agreement on ``val`` (batches of images and labels, -1
-    for padding), or scored by ``top1`` — and return the fastest of them, timed interleaved at ``example``'s batch.
-    The int8 runtimes are calibrated on ``calibration`` with ``settings``; ``peaks`` (``roofline.peaks()``) adds
-    each candidate's fraction of its precision's peak. Eager fp32 is always a candidate, so there is an answer."""
+    docstring; ``tolerance`` applies without a validation set) against the fused model in fp32 — top-1 and
+    agreement on ``val`` (batches of images and labels, -1 for padding), or scored by ``top1`` — and return the
+    fastest of them, timed interleaved at ``example``'s batch. The int8 runtimes are calibrated on ``calibration``
+    with ``settings``; ``peaks`` (``roofline.peaks()``) adds each candidate's fraction of its precision's peak. Eager
+    fp32 is always a candidate, so there is always an answer."""
     check_runtimes(runtimes)  # a typo is an error, not a runtime "unavailable here"
     device = torch.device(device)
     fused = fuse(model.eval()).to(device)
@@ -166,12 +169,14 @@ def _score(runners: dict[str, Runner], val: Batches | None, top1) -> tuple[dict[
 def _verdict(name: str, error: float, score: float | None, base: float | None, tolerance: float, drop) -> str:
     """Why ``name`` may not be chosen ("" when it may)."""
     limit = default_top1_drop(name) if drop is None else drop
-    if name not in INT8 and error > tolerance:
-        return f"max relative error {error:.2g} above the tolerance {tolerance:g}"
-    if name in INT8 and base is None:
+    if score is not None and base is not None:
+        if score < base - limit:
+            return f"top-1 {score:.2f} is {base - score:.2f} points below fp32's {base:.2f} (allowed {limit:g})"
+        return ""
+    if name in INT8:
         return "int8 is chosen only with a validation set to guard its top-1 (--val DIR)"
-    if score is not None and base is not None and score < base - limit:
-        return f"top-1 {score:.2f} is {base - score:.2f} points below fp32's {base:.2f} (allowed {limit:g})"
+    if error > tolerance:
+        return f"max relative error {error:.2g} above the tolerance {tolerance:g} (no validation set)"
     return ""
 
 
