@@ -1,10 +1,12 @@
 """ConvNeXt (Liu et al., 2022, "A ConvNet for the 2020s"): hierarchical and isotropic variants.
 
-Block layout, chosen by measurement (``benchmarks/convnext_layout.py``, ``docs/bench/convnext_layout.csv``; 2-core
-CPU, ConvNeXt-T, 224 px, channels_last): LayerNorm and the MLP run channels-last, as ``nn.LayerNorm`` + ``nn.Linear``
-on (N, H, W, C). The alternative, LayerNorm over channels + 1×1 convs on (N, C, H, W), computes the same function
-and was 8.5% slower in eval (batch 16) and 19% slower in a training step (batch 8). timm checkpoints in either layout
-load: a 1×1 conv weight is reshaped into the linear one.
+Block layout, chosen per width by measurement (``benchmarks/convnext_layout.py``, ``docs/bench/convnext_layout.csv``;
+2-core CPU, 224 px, eval at batch 16 and a training step at batch 8, channels_last and contiguous input): LayerNorm
+and the MLP run channels-last, as ``nn.LayerNorm`` + ``nn.Linear`` on (N, H, W, C), except where LayerNorm over
+channels + 1×1 convs on (N, C, H, W) (``conv_mlp``, the same function) measured faster: ConvNeXt-femto, whose eval
+was 4–8% faster that way in two runs on an AMX Xeon (training within ±4%). At atto, nano and tiny the two were
+within ±2% in eval and the linear layout 3–12% faster in training (an earlier AMD run: tiny 8.5% and 19%). timm
+checkpoints in either layout load into either: a 1×1 conv weight is the linear one reshaped.
 """
 
 from __future__ import annotations
@@ -213,6 +215,8 @@ def timm_keys(model: ConvNeXt) -> Pairs:
         yield name, name.removesuffix(".ls")
 
 
+_CONV_MLP = {"femto"}  # the widths where the (N, C, H, W) layout measured faster (module docstring)
+
 for _name, (_depths, _dpr, (_train, _test), _pub) in _HIER.items():
     _d = _DIMS[_name]
     register_model(
@@ -226,6 +230,7 @@ for _name, (_depths, _dpr, (_train, _test), _pub) in _HIER.items():
             test_res=_test,
             published=_pub,
             recipe=CONVNEXT_RECIPE,
+            conv_mlp=_name in _CONV_MLP,
         ),
         ConvNeXt,
         counterparts={"timm": Counterpart(f"convnext_{_name}", timm_keys)},
