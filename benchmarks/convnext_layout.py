@@ -12,6 +12,7 @@ not a test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 from pathlib import Path
@@ -34,12 +35,10 @@ def layouts(name: str) -> dict[str, torch.nn.Module]:
     conv = convscale.create_model(name, conv_mlp=True)
     conv.load_state_dict({k: v.reshape(conv.state_dict()[k].shape) for k, v in linear.state_dict().items()})
     out = {"linear (N,H,W,C)": linear, "1x1 conv (N,C,H,W)": conv}
-    try:
+    with contextlib.suppress(ImportError):  # timm's eager model beside ours where the environment has timm
         import timm
 
         out["timm"] = timm.create_model(name)
-    except ImportError:
-        pass
     return out
 
 

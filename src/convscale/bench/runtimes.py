@@ -6,8 +6,6 @@ images and guards the top-1."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -96,10 +94,6 @@ def format_runtimes(rows: list[RuntimeRow]) -> str:
 
 
 def write_runtimes(rows: list[RuntimeRow], folder: Path) -> Path:
-    from ..utils.atomic import atomic_write_text
+    from ..utils.atomic import atomic_write_csv
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(asdict(rows[0])))
-    writer.writeheader()
-    writer.writerows(asdict(r) for r in rows)
-    return atomic_write_text(folder / "runtimes.csv", buf.getvalue())
+    return atomic_write_csv(folder / "runtimes.csv", [asdict(r) for r in rows])

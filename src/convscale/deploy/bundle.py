@@ -113,7 +113,7 @@ def deploy_model(
     if sensitive is not None:
         report["sensitivity"] = sensitive
     if int8:
-        report["int8"] = _int8(result, fused_spec, folder, d, calibrate or d.default, scored, min_time)
+        report["int8"] = _int8(result, fused_spec, folder, calibration, scored, min_time)
     report["written"] = [*files, *(["model.fp32.onnx", report["int8"]["file"]] if int8 else [])]
     report["written"] += ["report.csv", "deploy.json", *(["sensitivity.csv"] if sensitive is not None else [])]
     _write_report(folder, report)
@@ -140,11 +140,9 @@ def _report(source, result: Optimized, files, spec, tolerance, val, calibrated_o
 def _auto_keep(settings: QuantSettings | None, model, calibration, scored, max_drop, folder):
     """``--int8-keep auto``: the per-block sensitivity table (``sensitivity.csv``) and the settings with the fewest
     blocks kept in higher precision that bring int8 within the guard; other settings pass through."""
-    import csv
     import dataclasses
-    import io
 
-    from ..utils.atomic import atomic_write_text
+    from ..utils.atomic import atomic_write_csv
     from .fuse import fuse
     from .sensitivity import keep_for_guard, sensitivity
 
@@ -156,11 +154,7 @@ def _auto_keep(settings: QuantSettings | None, model, calibration, scored, max_d
     rows = sensitivity(fused, calibration, scored)
     limit = 1.0 if max_drop is None else max_drop
     kept, drop = keep_for_guard(fused, calibration, scored, rows, limit, dataclasses.replace(settings, keep=()))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[f.name for f in dataclasses.fields(rows[0])])
-    writer.writeheader()
-    writer.writerows(dataclasses.asdict(r) for r in rows)
-    atomic_write_text(folder / "sensitivity.csv", buf.getvalue())
+    atomic_write_csv(folder / "sensitivity.csv", [dataclasses.asdict(r) for r in rows])
     found = {"kept": list(kept), "top1_drop_with_kept": round(drop, 3), "within_guard": drop <= limit}
     return dataclasses.replace(settings, keep=kept), found
 
@@ -214,17 +208,16 @@ def _claim(folder, force: bool) -> None:
         (folder / name).unlink()
 
 
-def _int8(result: Optimized, spec, folder, d: _Data, calibrate: str | None, scored, min_time: float) -> dict:
-    """The int8 model beside the fp32 ONNX one: its speed and top-1 against fp32 in ONNX Runtime."""
+def _int8(result: Optimized, spec, folder, batches, scored, min_time: float) -> dict:
+    """The int8 model beside the fp32 ONNX one, calibrated on ``batches`` (the candidates' calibration set): its
+    speed and top-1 against fp32 in ONNX Runtime."""
     from .exporter import export
     from .quantize import quantize_onnx
     from .runtimes import onnx_runner
 
-    if calibrate is None:
+    if not batches:
         raise ValueError("int8 needs calibration images: --calibrate DIR (a folder with train/ or val/)")
     fp32 = export(result.fused, folder / "model.fp32.onnx", spec)
-    split = "train" if calibrate == d.default else "val"
-    batches = [x for x, _ in _batches(calibrate, d, spec.batch, split, limit=32 * spec.batch)]
     int8 = quantize_onnx(fp32, folder / "model.int8.onnx", batches)
     runners = {name: onnx_runner(path, name) for name, path in (("onnxruntime", fp32), ("onnxruntime-int8", int8))}
     x = batches[0]
@@ -240,16 +233,9 @@ def _int8(result: Optimized, spec, folder, d: _Data, calibrate: str | None, scor
 
 
 def _write_report(folder, report: dict) -> None:
-    import csv
-    import io
     import json
 
-    from ..utils.atomic import atomic_write_text
+    from ..utils.atomic import atomic_write_csv, atomic_write_text
 
-    buf = io.StringIO()
-    rows = report["candidates"]
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(folder / "report.csv", buf.getvalue())
+    atomic_write_csv(folder / "report.csv", report["candidates"])
     atomic_write_text(folder / "deploy.json", json.dumps(report, indent=1, default=str) + "\n")

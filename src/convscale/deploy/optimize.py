@@ -21,10 +21,12 @@ import torch
 from torch import nn
 
 from ..counting import count_macs
+from . import scoring
 from .fuse import fuse
 from .quantize import QuantSettings
 from .roofline import peak_of
 from .runtimes import INT8, RUNTIMES, Runner, build_runner, check_runtimes, max_rel_error, time_runners
+from .scoring import Batches
 
 __all__ = ["Candidate", "Optimized", "default_top1_drop", "optimize", "top1_on"]
 
@@ -67,9 +69,6 @@ class Optimized:
 def default_top1_drop(runtime: str) -> float:
     """Points of top-1 a form may lose against fp32 unless told: 1.0 for int8, 0.5 otherwise."""
     return 1.0 if runtime in INT8 else 0.5
-
-
-Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
 def optimize(
@@ -155,15 +154,9 @@ def _score(runners: dict[str, Runner], val: Batches | None, top1) -> tuple[dict[
         return {k: top1(r.fn) for k, r in runners.items()}, {}
     if not val:
         return {}, {}
-    preds = {k: [r.fn(x).argmax(1) for x, _ in val] for k, r in runners.items()}
-    keep = [y >= 0 for _, y in val]
-    seen = max(1, sum(int(m.sum()) for m in keep))
-    scores, agreement = {}, {}
-    for k, p in preds.items():
-        hits = sum(int((a[m] == y[m]).sum()) for a, (_, y), m in zip(p, val, keep, strict=True))
-        same = sum(int((a[m] == b[m]).sum()) for a, b, m in zip(p, preds["eager"], keep, strict=True))
-        scores[k], agreement[k] = 100.0 * hits / seen, 100.0 * same / seen
-    return scores, agreement
+    preds = {k: scoring.predictions(r.fn, val) for k, r in runners.items()}
+    scores = {k: scoring.top1(p, val) for k, p in preds.items()}
+    return scores, {k: scoring.agreement(p, preds["eager"], val) for k, p in preds.items()}
 
 
 def _verdict(name: str, error: float, score: float | None, base: float | None, tolerance: float, drop) -> str:
@@ -180,15 +173,6 @@ def _verdict(name: str, error: float, score: float | None, base: float | None, t
     return ""
 
 
-def top1_on(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[Callable], float]:
+def top1_on(batches: Batches) -> Callable[[Callable], float]:
     """A scorer for :func:`optimize`: a runner's top-1 (%) over fixed ``batches`` (labels -1 are padding)."""
-
-    def score(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
-        hits = seen = 0
-        for x, y in batches:
-            keep = y >= 0
-            hits += int((fn(x).argmax(1)[keep] == y[keep]).sum())
-            seen += int(keep.sum())
-        return 100.0 * hits / max(1, seen)
-
-    return score
+    return lambda fn: scoring.top1(scoring.predictions(fn, batches), batches)

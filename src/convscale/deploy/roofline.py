@@ -6,6 +6,7 @@ form leaves: near 1, only a cheaper precision moves it."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -64,11 +65,9 @@ def _int8_kernels() -> list[tuple[Callable[[], object], int]]:
     """``torch._int_mm`` (int8 × int8 → int32) and a quantized 3×3 convolution on oneDNN, where they exist."""
     kernels = []
     a = torch.randint(-128, 127, (_N, _N), dtype=torch.int8)
-    try:
+    with contextlib.suppress(RuntimeError, AttributeError):  # a build without the int8 matmul: the conv alone
         torch._int_mm(a, a)
         kernels.append((lambda: torch._int_mm(a, a), _N**3))
-    except (RuntimeError, AttributeError):
-        pass
     conv = _quantized_conv()
     if conv is not None:
         kernels.append((conv, _conv_macs()))

@@ -6,7 +6,6 @@ in fp32 otherwise. Used by ``convscale deploy --int8-keep auto``; its table is `
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -14,10 +13,9 @@ import torch
 from torch import nn
 
 from .quantize import QuantSettings, quantize_pt2e
+from .scoring import Batches, agreement, predictions, top1
 
 __all__ = ["BlockSensitivity", "blocks", "keep_for_guard", "sensitivity"]
-
-Batches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -46,12 +44,13 @@ def sensitivity(
     """Each of ``units`` (default :func:`blocks`) quantized alone; the rows sorted by top-1 drop, largest first."""
     units = list(units or blocks(fused))
     reference = _predictions(fused, val)
-    base = _top1(reference, val)
+    base = top1(reference, val)
     rows = []
     for unit in units:
         others = tuple(u for u in units if u != unit)
         preds = _predictions(_int8(fused, calibration, QuantSettings(keep=others)), val)
-        rows.append(BlockSensitivity(unit, _top1(preds, val), base - _top1(preds, val), _agree(preds, reference, val)))
+        score = top1(preds, val)
+        rows.append(BlockSensitivity(unit, score, base - score, agreement(preds, reference, val)))
     return sorted(rows, key=lambda r: -r.top1_drop)
 
 
@@ -67,31 +66,20 @@ def keep_for_guard(
     most ``max_drop`` points: (the blocks, the drop reached). Stops at half the blocks: past that, int8 is not the
     form for this model, and the drop reached says so."""
     settings = settings or QuantSettings()
-    base = _top1(_predictions(fused, val), val)
+    base = rows[0].top1 + rows[0].top1_drop if rows else top1(_predictions(fused, val), val)  # fp32's, as measured
     kept: tuple[str, ...] = ()
     for row in [None, *rows[: max(1, len(rows) // 2)]]:
         kept = (*kept, row.block) if row is not None else kept
         model = _int8(fused, calibration, replace(settings, keep=(*settings.keep, *kept)))
-        drop = base - _top1(_predictions(model, val), val)
+        drop = base - top1(_predictions(model, val), val)
         if drop <= max_drop:
             return kept, drop
     return kept, drop
 
 
 def _int8(fused: nn.Module, calibration: Sequence[torch.Tensor], settings: QuantSettings) -> nn.Module:
-    return quantize_pt2e(copy.deepcopy(fused), calibration[0], calibration, settings)
+    return quantize_pt2e(fused, calibration[0], calibration, settings)  # it quantizes its own copy
 
 
 def _predictions(model: nn.Module, val: Batches) -> list[torch.Tensor]:
-    with torch.no_grad():
-        return [model(x.float()).argmax(1) for x, _ in val]
-
-
-def _top1(preds: list[torch.Tensor], val: Batches) -> float:
-    hits = sum(int((p[y >= 0] == y[y >= 0]).sum()) for p, (_, y) in zip(preds, val, strict=True))
-    return 100.0 * hits / max(1, sum(int((y >= 0).sum()) for _, y in val))
-
-
-def _agree(preds: list[torch.Tensor], reference: list[torch.Tensor], val: Batches) -> float:
-    same = sum(int((p[y >= 0] == r[y >= 0]).sum()) for p, r, (_, y) in zip(preds, reference, val, strict=True))
-    return 100.0 * same / max(1, sum(int((y >= 0).sum()) for _, y in val))
+    return predictions(lambda x: model(x.float()), val)

@@ -7,11 +7,11 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_output", "atomic_write", "atomic_write_text", "writable_folder"]
+__all__ = ["atomic_output", "atomic_write", "atomic_write_csv", "atomic_write_text", "writable_folder"]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -39,6 +39,18 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, object]]) -> Path:
+    """``rows`` (dicts with the same keys; the first one's order is the header's) as CSV, written atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
 
 
 @contextlib.contextmanager
