@@ -46,12 +46,12 @@ def digit_images(train_per_class: int, rng: np.random.Generator):
                 yield split, label, i, Image.fromarray((digits.images[i] * (255 / 16)).astype(np.uint8))
 
 
-def write_digits(root: Path, train_per_class: int, seed: int) -> Path:
-    """sklearn's digits as ``root/{train,val}/<digit>/<n>.png``, 32 px RGB (0–16 grey levels scaled to 0–255)."""
+def write_digits(root: Path, train_per_class: int, seed: int, size: int = 32) -> Path:
+    """sklearn's digits as ``root/{train,val}/<digit>/<n>.png``, ``size`` px RGB (0–16 grey levels scaled to 0–255)."""
     for split, label, i, grey in digit_images(train_per_class, np.random.default_rng(seed)):
         folder = root / split / str(label)
         folder.mkdir(parents=True, exist_ok=True)
-        grey.resize((32, 32), Image.Resampling.BICUBIC).convert("RGB").save(folder / f"{i}.png")
+        grey.resize((size, size), Image.Resampling.BICUBIC).convert("RGB").save(folder / f"{i}.png")
     return root
 
 

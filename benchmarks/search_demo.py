@@ -1,23 +1,26 @@
-"""The papers' searches re-run on this machine: compound scaling under measured latency against the paper's FLOPs
-grid, and EfficientNetV2's stage search under a training-step budget (``convscale.search``).
+"""The papers' searches re-run on this machine, with measured latency deciding and seeds deciding accuracy
+(``convscale.search``).
 
-1. From efficientnet_b0 at 32 px: the (α, β, γ) grid (step 0.1) constrained by this CPU's predicted latency (one
-   forward of a batch of 16, 2× the base's, ±10%) and the paper's grid constrained by FLOPs (α·β²·γ² = 2, ±10%);
-   three points of each (the first, middle and last of the grid), the base and the paper's own (α, β, γ) =
-   (1.2, 1.1, 1.15) at φ = 1 proxy-trained and each measured whole. The two winners side by side, and the Pareto
-   plot of all of them.
-2. From efficientnetv2_b0 at 32 px: the stage search with a budget equal to the base's measured training step at
-   batch 16; the best three and the base proxy-trained.
+1. From efficientnet_b0 at 64 px: the (α, β, γ) grid (step 0.1) pruned by this CPU's predicted latency (one forward
+   of a batch of 16, 2× the base's ± 10%), every shortlisted point measured whole against the base and dropped if
+   over 2× its measured time; beside it the paper's grid constrained by FLOPs (α·β²·γ² = 2 ± 10%) and the paper's
+   own (α, β, γ) = (1.2, 1.1, 1.15) at φ = 1. ``--candidates`` points of each grid, the base and the paper's point
+   are proxy-trained ``--seeds`` times; the most accurate inside the budget wins (``--objective accuracy``).
+2. Every trained scaling network measured again in one interleaved session against the base, and the searched
+   winner compared with the FLOPs-scaled networks at equal measured latency (± 5%): mean top-1 difference against
+   the spread (the larger standard deviation over seeds).
+3. From efficientnetv2_b0 at 64 px: the stage search under the base's measured training step at batch 16,
+   ``--objective accuracy``; the best ``--proxies`` inside the measured budget and the base, ``--seeds`` each.
 
-Proxy runs: scikit-learn's handwritten digits as an ImageFolder (100 per class for training, the other 797 for
-validation, 32 px; ``benchmarks/finetune_digits.write_digits``), 15 epochs, batch 32, AdamW 4e-3, crop scale 0.5, no
-dropout or drop path — EfficientNet-B0 reaches about 79% there in under a minute, where 5 epochs of synthetic-shapes
-left it near chance (12%).
+Proxy runs: scikit-learn's handwritten digits as an ImageFolder at 64 px (100 per class for training, the other 797
+for validation; ``benchmarks/finetune_digits.write_digits``), ``--epochs`` epochs, batch 32, AdamW 4e-3, crop scale
+0.5, no dropout or drop path.
 
-    python benchmarks/search_demo.py --out docs/search      # about 40 minutes on the 2-core CPU; reruns resume
+    python benchmarks/search_demo.py --out docs/search      # about an hour on the 2-core CPU, alone; reruns resume
 
 Writes ``OUT/scaling-latency``, ``OUT/scaling-gmacs``, ``OUT/paper-phi1``, ``OUT/stages`` (each search's
-candidates.csv, arch.yaml, search.json), ``OUT/search_demo.csv`` (the winners) and ``OUT/pareto.png``.
+candidates.csv, arch.yaml, search.json), ``OUT/search_demo.csv`` (every scaling network at the joint measurement),
+``OUT/search_compare.csv`` (the comparison at equal latency) and ``OUT/pareto.png``; each names the CPU.
 """
 
 from __future__ import annotations
@@ -31,79 +34,145 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from convscale.arch import write_arch
+from common import write_csv
+from convscale.arch import read_arch, write_arch
 from convscale.registry import get_entry
 from convscale.search.compound import ScalingSearch, search_scaling
 from convscale.search.latency import LatencyTable, Setting
-from convscale.search.proxy import Candidate, ProxyRun, measure_rows, run_candidates
+from convscale.search.measure import measure_against_base
+from convscale.search.proxy import Candidate, ProxyRun, measure_candidates, run_candidates
 from convscale.search.report import figures, plot_pareto
 from convscale.search.space import ScalePoint, scale
 from convscale.search.stages import StageSearch, search_stages
+from convscale.utils.machine import machine
 from finetune_digits import write_digits
 
-RES = 32
+RES = 64
+SETTING = Setting(batch=16)
+EQUAL = 0.05  # "equal measured latency": within 5%
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/search")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--proxies", type=int, default=2)
     parser.add_argument("--table", default="/tmp/convscale-search-table.json")
+    parser.add_argument("--skip-stages", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
+    m = machine()
+    cpu = f"{m.cpu}, {m.threads} threads, {' '.join(m.isa)}"
+    print(cpu, flush=True)
     table = LatencyTable(args.table)
-    digits = write_digits(out / "runs" / "digits", 100, seed=0)  # runs/ is not committed
+    digits = write_digits(out / "runs" / "digits", 100, seed=0, size=RES)  # runs/ is not committed
     proxy = ProxyRun(
         data=str(digits), epochs=args.epochs, batch_size=32, lr=4e-3, crop_scale=0.5, drop_rate=0.0, drop_path_rate=0.0
     )
-    results, series = [], {}
+    series, minutes = {}, {}
     for constraint in ("latency", "gmacs"):
         start = time.time()
         s = ScalingSearch(
-            "efficientnet_b0", RES, constraint, target=2.0, step=0.1, tolerance=0.1, phis=2,
-            max_candidates=args.candidates, batch=16,
+            "efficientnet_b0", RES, constraint, target=2.0, step=0.1, tolerance=0.1, phis=1,
+            max_candidates=args.candidates, batch=SETTING.batch, objective="accuracy", seeds=args.seeds,
         )  # fmt: skip
-        summary = search_scaling(s, out / f"scaling-{constraint}", proxy, table=table)
-        rows = list(csv.DictReader(open(out / f"scaling-{constraint}" / "candidates.csv")))
-        series[f"{constraint}-constrained grid"] = [{**r, **_numbers(r)} for r in rows]
-        results.append({"search": f"scaling, {constraint}", **_winner(summary["winner"]), "minutes": _min(start)})
-    series["paper's (1.2, 1.1, 1.15), phi 1"] = paper_point(out / "paper-phi1", proxy, table)
+        search_scaling(s, out / f"scaling-{constraint}", proxy, table=table)
+        series[constraint] = [r for r in _rows(out / f"scaling-{constraint}") if r["top1"]]
+        minutes[constraint] = _min(start)
     start = time.time()
-    st = StageSearch("efficientnetv2_b0", RES, mode="train", batch=16, proxies=3)
-    summary = search_stages(st, out / "stages", proxy, table=table)
-    base = next(r for r in csv.DictReader(open(out / "stages" / "candidates.csv")) if r["label"] == "base")
-    results.append({"search": "stages (base)", **_winner({**base, **_numbers(base)}), "minutes": 0.0})
-    results.append({"search": "stages, train-step budget", **_winner(summary["winner"]), "minutes": _min(start)})
-    with open(out / "search_demo.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
-    title = f"efficientnet_b0 at {RES} px: proxy top-1 (digits) vs measured latency (batch of 16)"
-    plot_pareto(series, out / "pareto.png", title=title)
-    for r in results:
-        print(r)
+    series["paper"] = paper_point(out / "paper-phi1", proxy, table, args.seeds)
+    minutes["paper"] = _min(start)
+    rows, compare = equal_latency(series, out)
+    for r in rows:
+        r["cpu"] = cpu
+    write_csv(out / "search_demo.csv", rows)
+    write_csv(out / "search_compare.csv", [c | {"cpu": cpu} for c in compare])
+    names = {"latency": "latency-constrained grid (winner ★)", "gmacs": "FLOPs-constrained grid",
+             "paper": "paper's (1.2, 1.1, 1.15), φ 1", "base": "efficientnet_b0"}  # fmt: skip
+    plot_series = {names[k]: [r for r in rows if r["search"] == k] for k in names}
+    title = f"efficientnet_b0 at {RES} px: digits top-1 (mean ± sd, {args.seeds} seeds) vs measured latency (b16)"
+    plot_pareto(plot_series, out / "pareto.png", title=title)
+    for c in compare:
+        print(c, flush=True)
+    print({k: f"{v} min" for k, v in minutes.items()}, flush=True)
+    if not args.skip_stages:
+        start = time.time()
+        st = StageSearch("efficientnetv2_b0", RES, mode="train", batch=16, proxies=args.proxies,
+                         objective="accuracy", seeds=args.seeds)  # fmt: skip
+        summary = search_stages(st, out / "stages", proxy, table=table)
+        print({"stages": summary["decision"], "minutes": _min(start)}, flush=True)
 
 
-def paper_point(out: Path, proxy: ProxyRun, table: LatencyTable) -> list[dict]:
+def paper_point(out: Path, proxy: ProxyRun, table: LatencyTable, seeds: int) -> list[dict]:
     """The paper's coefficients at phi = 1 (EfficientNet-B1's rule without the hand rounding), trained the same way."""
     cfg = get_entry("efficientnet_b0").config
     scaled, res = scale(cfg, RES, ScalePoint(1.2, 1.1, 1.15))
     arch = write_arch(
         out / "archs" / "paper-phi1.yaml", scaled, "efficientnet_b0", comment="paper's alpha, beta, gamma"
     )
-    figs = figures(scaled, res, table, Setting(batch=16)) | {"alpha": 1.2, "beta": 1.1, "gamma": 1.15}
-    rows = run_candidates([Candidate("paper-phi1", str(arch), res, figs)], proxy, out)
-    return measure_rows(rows, out, Setting(batch=16))
+    base_arch = write_arch(out / "archs" / "base.yaml", cfg, "efficientnet_b0", comment="the base")
+    figs = figures(scaled, res, table, SETTING) | {"alpha": 1.2, "beta": 1.1, "gamma": 1.15}
+    paper = Candidate("paper-phi1", str(arch), res, figs)
+    base = Candidate("base", str(base_arch), RES, figures(cfg, RES, table, SETTING))
+    measure_candidates([base, paper], base, out, SETTING)
+    return run_candidates([paper], proxy, out, seeds=seeds)
 
 
-def _numbers(row: dict) -> dict:
-    return {k: float(row[k]) for k in ("measured_ms", "predicted_ms", "top1", "gmacs", "params_m") if k in row}
+def equal_latency(series: dict[str, list[dict]], out: Path) -> tuple[list[dict], list[dict]]:
+    """Every trained network measured again, all in one interleaved session against the base; then the latency
+    search's winner against each FLOPs-scaled network (grid or paper) within ±5% of its measured time."""
+    nets, rows = {}, []
+    for search, found in series.items():
+        for r in found:
+            if r["label"] == "base":
+                if search == "latency":
+                    rows.append(r | {"search": "base"})
+                continue
+            key = f"{search}:{r['label']}"
+            nets[key] = (read_arch(r["arch"])[1], int(r["res"]))
+            rows.append(r | {"search": search, "key": key})
+    base_cfg = get_entry("efficientnet_b0").config
+    print(f"measuring {len(nets)} trained networks against the base, interleaved", flush=True)
+    base, measured = measure_against_base((base_cfg, RES), nets, SETTING, max_rounds=9)
+    keep = ("search", "label", "alpha", "beta", "gamma", "res", "gmacs", "params_m", "predicted_ms")
+    table = []
+    for r in rows:
+        m = base if r["search"] == "base" else measured[r["key"]]
+        table.append({k: r.get(k, "") for k in keep} | {
+            "measured_ms": round(m.ms, 3), "measured_ratio": round(m.ratio, 4), "spread": round(m.spread, 4),
+            "noisy": m.noisy, "search_measured_ratio": r["measured_ratio"], "top1": float(r["top1"]),
+            "top1_std": float(r["top1_std"]), "top1_seeds": r["top1_seeds"],
+        })  # fmt: skip
+    decision = _decision(out / "scaling-latency")
+    winner = next(t for t in table if t["search"] == "latency" and t["label"] == decision["winner"])
+    compare = []
+    for t in table:
+        if t["search"] in ("gmacs", "paper"):
+            gap = t["measured_ratio"] / winner["measured_ratio"] - 1
+            diff = winner["top1"] - t["top1"]
+            spread = max(winner["top1_std"], t["top1_std"])
+            compare.append({
+                "searched": winner["label"], "searched_ms": winner["measured_ms"], "searched_top1": winner["top1"],
+                "searched_std": winner["top1_std"], "flops_scaled": f"{t['search']}:{t['label']}",
+                "flops_ms": t["measured_ms"], "flops_top1": t["top1"], "flops_std": t["top1_std"],
+                "latency_gap": round(gap, 4), "equal_latency": abs(gap) <= EQUAL, "top1_difference": round(diff, 3),
+                "spread": round(spread, 3),
+                "verdict": ("searched better" if diff > spread else "FLOPs-scaled better" if -diff > spread else "tie"),
+            })  # fmt: skip
+    return table, compare
 
 
-def _winner(w: dict) -> dict:
-    keep = ("label", "alpha", "beta", "gamma", "stages", "res", "gmacs", "params_m", "predicted_ms", "measured_ms")
-    return {k: w.get(k, "") for k in keep} | {"top1": w["top1"], "reward": w.get("reward", "")}
+def _rows(folder: Path) -> list[dict]:
+    with open(folder / "candidates.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _decision(folder: Path) -> dict:
+    import json
+
+    return json.loads((folder / "search.json").read_text())["decision"]
 
 
 def _min(start: float) -> float:

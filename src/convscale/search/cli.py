@@ -33,7 +33,13 @@ def add_search(sub, bounded) -> None:
     t.add_argument("--stages", help="comma-separated stage indices that may change (default: all)")
     t.add_argument("--seed", type=bounded(int, 0, 2**31), default=0, help="of the evolutionary search [0]")
     t.set_defaults(func=_cmd_stages)
-    for q in (s, t):
+    for q, objective in ((s, "accuracy"), (t, "reward")):
+        q.add_argument(
+            "--objective", choices=("accuracy", "reward"), default=objective,
+            help="accuracy: the most accurate inside the measured budget; reward: EfficientNetV2's A*S^w*P^v "
+            f"[{objective}]",
+        )  # fmt: skip
+        q.add_argument("--seeds", type=bounded(int, 1, 100), default=1, help="proxy runs per candidate [1]")
         q.add_argument("--res", type=bounded(int, 32, 1024), default=64, help="the base's image size [64]")
         q.add_argument("--batch", type=bounded(int, 1, 4096), help="latency batch [scaling 1, stages 16]")
         q.add_argument("--data", default="synthetic-shapes", help="proxy data: synthetic-shapes or a folder")
@@ -57,7 +63,7 @@ def _cmd_scaling(args: argparse.Namespace) -> None:
 
     s = ScalingSearch(
         args.base, args.res, args.constraint, args.target, args.step, args.tolerance, args.phi, args.max_candidates,
-        args.batch or 1,
+        args.batch or 1, args.objective, args.seeds,
     )  # fmt: skip
     proxy, table = _common(args)
     search_scaling(s, args.out, proxy, table=table, jobs=args.jobs)
@@ -73,6 +79,9 @@ def _cmd_stages(args: argparse.Namespace) -> None:
         except ValueError:
             raise ValueError(f"--stages takes comma-separated stage indices, got {args.stages!r}") from None
     mode, budget = ("eval", args.budget_ms) if args.budget_ms is not None else ("train", args.budget_step_ms)
-    s = StageSearch(args.base, args.res, budget, mode, args.batch or 16, args.proxies, stages, args.seed)
+    s = StageSearch(
+        args.base, args.res, budget, mode, args.batch or 16, args.proxies, stages, args.seed,
+        objective=args.objective, seeds=args.seeds,
+    )  # fmt: skip
     proxy, table = _common(args)
     search_stages(s, args.out, proxy, table=table, jobs=args.jobs)

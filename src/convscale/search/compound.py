@@ -2,9 +2,13 @@
 
 Step 1: the grid of (α, β, γ) that meets the constraint — the paper's α·β²·γ² ≈ target (``gmacs``), or the scaled
 network's latency predicted from this device's table within a tolerance of target × the base's (``latency``: one
-forward at ``batch``; ``train-step``: forward + backward) — is thinned to ``max_candidates`` spread over it; each is
-trained by a short proxy run, and the most accurate is kept (ties: the faster measured). Step 2: the base scaled by
-α^φ, β^φ, γ^φ for φ = 1…K, written as architecture files.
+forward at ``batch``; ``train-step``: forward + backward) — is thinned to ``max_candidates`` spread over it. The
+prediction only prunes: each of those is then measured whole against the base (:mod:`.measure`), and under a latency
+constraint the ones measured over target × the base's time are dropped (and counted) and replaced by further grid
+points, up to three times ``max_candidates`` measured. The ones inside are trained by short
+proxy runs, ``seeds`` times each, and the winner is chosen by ``objective`` over the seeds' means
+(:mod:`.choose`: the most accurate, or EfficientNetV2's reward), with a verdict against the runner-up. Step 2: the
+base scaled by α^φ, β^φ, γ^φ for φ = 1…K, written as architecture files.
 """
 
 from __future__ import annotations
@@ -16,8 +20,17 @@ from typing import Any
 
 from ..arch import write_arch
 from ..models.efficientnet import EfficientNetConfig
+from .choose import check_objective, choose, score_rows
 from .latency import LatencyTable, Setting
-from .proxy import DEFAULT_PROXY, Candidate, ProxyRun, is_main_rank, measure_rows, run_candidates
+from .proxy import (
+    DEFAULT_PROXY,
+    Candidate,
+    ProxyRun,
+    is_main_rank,
+    measure_candidates,
+    measure_until_inside,
+    run_candidates,
+)
 from .report import figures, finish_search
 from .space import ScalePoint, family, scale, scaling_grid
 
@@ -39,8 +52,11 @@ class ScalingSearch:
     phis: int = 3
     max_candidates: int = 6
     batch: int = 1  # latency constraints: the batch they are measured at
+    objective: str = "accuracy"
+    seeds: int = 1
 
     def __post_init__(self) -> None:
+        check_objective(self.objective, self.seeds)
         if self.constraint not in CONSTRAINTS:
             raise ValueError(f"constraint must be one of {', '.join(CONSTRAINTS)}, got {self.constraint!r}")
         if not 0 < self.tolerance < 1:
@@ -107,22 +123,39 @@ def search_scaling(
     out = Path(out)
     table = table or LatencyTable()
     points = sorted(constrained_grid(s, cfg, table))
-    chosen = spread(points, s.max_candidates)
-    log(f"{len(points)} grid points meet the {s.constraint} constraint; {len(chosen)} proxy-trained, and the base")
-    candidates = [_candidate(out, s, cfg, ScalePoint(1.0, 1.0, 1.0), 1.0, table, "base")]
-    candidates += [_candidate(out, s, cfg, p, cost, table) for p, cost in chosen]
-    rows = run_candidates(candidates, proxy, out, jobs=jobs, log=log)
+    log(f"{len(points)} grid points meet the {s.constraint} constraint; {s.max_candidates} wanted inside, and the base")
+    first = spread(points, s.max_candidates)
+    queue = [p for p in first + spread(points, 3 * s.max_candidates) if p[0] != ScalePoint(1.0, 1.0, 1.0)]
+    queue = list(dict.fromkeys(queue))  # the base is measured anyway; each point once
+    base = _candidate(out, s, cfg, ScalePoint(1.0, 1.0, 1.0), 1.0, table, "base")
+    measure_candidates([base], base, out, s.setting, log=log)
+    budget = None if s.constraint == "gmacs" else s.target
+    picks, dropped = measure_until_inside(
+        queue, lambda pc, _: _candidate(out, s, cfg, *pc, table), s.max_candidates, base, out, s.setting, budget,
+        log=log,
+    )  # fmt: skip
+    rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
     if not is_main_rank():
-        return {}  # rank 0 measures and reports
-    rows = measure_rows(rows, out, s.setting)
-    best = max(rows[1:], key=lambda r: (r["top1"], -r["measured_ms"]))
+        return {}  # rank 0 reports
+    score_rows(rows, s.target, rows[0]["params_m"])  # the reward's budget: target x the base's measured time
+    grown = [r for r in rows if r["label"] != "base"]
+    if not grown:
+        raise ValueError(
+            f"all {len(dropped)} scaled candidates measured over {s.target}x the base's time: widen --tolerance or "
+            "refine --step"
+        )
+    decision = choose(grown, s.objective)
+    best = next(r for r in grown if r["label"] == decision["winner"])
     point = ScalePoint(best["alpha"], best["beta"], best["gamma"])
     members = []
     for phi, scaled, res in family(cfg, s.res, point, range(1, s.phis + 1)):
         path = write_arch(out / "family" / f"phi{phi}.yaml", scaled, s.base, comment=f"phi {phi} of {point.label()}")
         members.append({"phi": phi, "arch": str(path), "res": res, **figures(scaled, res, table, s.setting)})
-    summary = {"search": "scaling", **vars(s), "grid_points": len(points), "winner": best, "family": members}
-    return finish_search(out, rows, best, summary, log)
+    summary = {
+        "search": "scaling", **vars(s), "grid_points": len(points), "measured": len(picks) + len(dropped),
+        "dropped_by_measurement": len(dropped), "decision": decision, "winner": best, "family": members,
+    }  # fmt: skip
+    return finish_search(out, rows + dropped, best, summary, log)
 
 
 def _candidate(

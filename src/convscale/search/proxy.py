@@ -1,13 +1,18 @@
 """Proxy runs: each candidate architecture trained briefly on the user's data through ``convscale train``'s own
-trainer, its accuracy the search's estimate. Candidates are independent, so they run in parallel over local
-processes (``jobs``) and, under ``torchrun``, split across ranks (each rank takes every WORLD_SIZE-th candidate;
-rank 0 waits for the others' results in the shared output folder, then measures each network's latency alone).
-Each finished candidate is one JSON file in ``OUT/candidates/``, written atomically, so a search restarted with the
-same folder skips what is done.
+trainer, its accuracy the search's estimate — ``seeds`` times, each with another seed, so that candidates are compared
+by their mean with its spread. The (candidate, seed) runs are independent, so they run in parallel over local
+processes (``jobs``) and, under ``torchrun``, split across ranks (each rank takes every WORLD_SIZE-th run; the others'
+results are waited for in the shared output folder). Latency is measured before anything trains, on rank 0 alone
+(:func:`measure_candidates`), the other ranks waiting for its rows.
+
+The store, ``OUT/candidates/``: ``<label>.json`` holds a candidate's figures and measurement, ``<label>.seed<K>.json``
+each finished run, all written atomically, so a search restarted with the same folder measures and trains only what
+is missing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -15,11 +20,23 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..utils.atomic import atomic_write_text
+from ..utils.stats import mean_spread
 
-__all__ = ["DEFAULT_PROXY", "Candidate", "ProxyRun", "Store", "is_main_rank", "measure_rows", "run_candidates"]
+__all__ = [
+    "DEFAULT_PROXY",
+    "Candidate",
+    "ProxyRun",
+    "Store",
+    "is_main_rank",
+    "measure_candidates",
+    "measure_until_inside",
+    "run_candidates",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,24 +71,24 @@ class Candidate:
 
 
 class Store:
-    """``OUT/candidates/<label>.json``: the finished candidates' rows."""
+    """``OUT/candidates/``: each candidate's row (``<label>.json``) and each finished run (``<label>.seed<K>.json``)."""
 
     def __init__(self, out: str | Path) -> None:
         self.folder = Path(out) / "candidates"
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def path(self, label: str) -> Path:
-        return self.folder / f"{label}.json"
+    def path(self, label: str, seed: int | None = None) -> Path:
+        return self.folder / (f"{label}.json" if seed is None else f"{label}.seed{seed}.json")
 
-    def get(self, label: str) -> dict[str, Any] | None:
-        p = self.path(label)
+    def get(self, label: str, seed: int | None = None) -> dict[str, Any] | None:
+        p = self.path(label, seed)
         try:
             return json.loads(p.read_text()) if p.is_file() else None
         except ValueError:
-            return None  # a damaged file: the candidate runs again
+            return None  # a damaged file: measured or trained again
 
-    def put(self, row: dict[str, Any]) -> None:
-        atomic_write_text(self.path(row["label"]), json.dumps(row, indent=1))
+    def put(self, row: dict[str, Any], seed: int | None = None) -> None:
+        atomic_write_text(self.path(row["label"], seed), json.dumps(row, indent=1))
 
 
 def proxy_train(arch: str, res: int, proxy: ProxyRun, runs: str, name: str, threads: int = 0) -> dict[str, Any]:
@@ -99,24 +116,34 @@ def is_main_rank() -> bool:
     return _rank()[0] == 0
 
 
-def measure_rows(
-    rows: list[dict[str, Any]], out: str | Path, setting, known: dict[str, float] | None = None
+def measure_candidates(
+    candidates: Sequence[Candidate],
+    base: Candidate,
+    out: str | Path,
+    setting,
+    *,
+    log: Callable[[str], None] = print,
+    wait_s: float = 24 * 3600,
 ) -> list[dict[str, Any]]:
-    """Each row's network measured whole (``measured_ms``, the median of three copies), one after another once
-    all training is done — never beside a proxy run or another rank — and kept in the store; a row measured before
-    (or in ``known``) is not measured again."""
+    """Each candidate's row with its measured latency against ``base`` (:func:`measure.measure_against_base`: the
+    same rounds, freshly built copies), in order. Rows measured before are read from the store; the rest are
+    measured here on rank 0 — before any training, so never beside a proxy run — while other ranks wait for them."""
     from ..arch import read_arch
-    from .latency import measure_network
+    from .measure import measure_against_base
 
     store = Store(out)
-    for row in rows:
-        if "measured_ms" not in row:
-            ms = (known or {}).get(row["label"])
-            if ms is None:
-                ms = measure_network(read_arch(row["arch"])[1], row["res"], setting, repeats=3) * 1e3
-            row["measured_ms"] = round(ms, 3)
-            store.put(row)
-    return rows
+    todo = [c for c in candidates if "measured_ms" not in (store.get(c.label) or {})]
+    if todo and is_main_rank():
+        log(f"measuring {len(todo)} networks whole against {base.label}, interleaved")
+        nets = {c.label: (read_arch(c.arch)[1], c.res) for c in todo if c.label != base.label}
+        base_now, measured = measure_against_base((read_arch(base.arch)[1], base.res), nets, setting, log=log)
+        known = store.get(base.label) or {}
+        base_ms = known.get("measured_ms", base_now.ms)  # ratios are scaled by the base's first measurement
+        for c in todo:
+            m = base_now if c.label == base.label else measured[c.label]
+            m = dataclasses.replace(m, ms=m.ratio * base_ms)
+            store.put({"label": c.label, "arch": c.arch, "res": c.res, **c.figures, **m.row()})
+    return _gather(store, [(c.label, None) for c in candidates], wait_s if todo and not is_main_rank() else 0.0)
 
 
 def run_candidates(
@@ -124,48 +151,102 @@ def run_candidates(
     proxy: ProxyRun,
     out: str | Path,
     *,
+    seeds: int = 1,
     jobs: int = 1,
     log: Callable[[str], None] = print,
     wait_s: float = 24 * 3600,
 ) -> list[dict[str, Any]]:
-    """Every candidate's row (its figures, ``top1`` and ``train_s``): finished ones from the store, the rest
-    trained here — in ``jobs`` processes, on this rank's share under torchrun. Returns the rows in order."""
+    """Each candidate's row with its accuracy over ``seeds`` proxy runs (seed ``proxy.seed + k``): ``top1`` the
+    mean, ``top1_std`` the sample standard deviation, ``top1_seeds`` each run's. Finished runs come from the store;
+    the rest train here — in ``jobs`` processes, this rank's share under torchrun. Rows in order."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
     store = Store(out)
     rank, world = _rank()
     runs = str(Path(out) / "runs")
-    todo = [c for i, c in enumerate(candidates) if i % world == rank and store.get(c.label) is None]
-    done = len(candidates) - len([c for c in candidates if store.get(c.label) is None])
-    if done:
-        log(f"{done} of {len(candidates)} candidates already done in {store.folder}: skipped")
+    pairs = [(c, k) for c in candidates for k in range(seeds)]
+    missing = [(c, k) for c, k in pairs if store.get(c.label, k) is None]
+    if len(missing) < len(pairs):
+        done = len(pairs) - len(missing)
+        log(f"{done} of {len(pairs)} (candidate, seed) runs already done in {store.folder}: skipped")
+    todo = [x for i, x in enumerate(pairs) if i % world == rank and x in missing]
+
+    def task(c: Candidate, k: int) -> tuple:
+        name = c.label if k == 0 else f"{c.label}-seed{k}"
+        return c.arch, c.res, dataclasses.replace(proxy, seed=proxy.seed + k), runs, name
+
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     if jobs > 1 and len(todo) > 1:
         import multiprocessing
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {c.label: pool.submit(proxy_train, c.arch, c.res, proxy, runs, c.label, threads) for c in todo}
-            for c in todo:
-                _finish(store, c, futures[c.label].result(), log)
+            futures = [pool.submit(proxy_train, *task(c, k), threads) for c, k in todo]
+            for (c, k), future in zip(todo, futures, strict=True):
+                _finish(store, c, k, proxy.seed + k, future.result(), log)
     else:
-        for c in todo:
-            _finish(store, c, proxy_train(c.arch, c.res, proxy, runs, c.label), log)
-    rows = _gather(store, candidates, wait_s if world > 1 else 0.0)
+        for c, k in todo:
+            _finish(store, c, k, proxy.seed + k, proxy_train(*task(c, k)), log)
+    results = _gather(store, [(c.label, k) for c, k in pairs], wait_s if world > 1 else 0.0)
+    rows = []
+    for i, c in enumerate(candidates):
+        top1 = [r["top1"] for r in results[i * seeds : (i + 1) * seeds]]
+        mean, std = mean_spread(top1)
+        train_s = sum(r["train_s"] for r in results[i * seeds : (i + 1) * seeds])
+        row = {"label": c.label, "arch": c.arch, "res": c.res, **c.figures, **(store.get(c.label) or {})}
+        rows.append(row | {
+            "top1": round(mean, 3), "top1_std": round(std, 3), "top1_seeds": " ".join(f"{t:.2f}" for t in top1),
+            "seeds": seeds, "train_s": round(train_s, 1),
+        })  # fmt: skip
     return rows
 
 
-def _finish(store: Store, c: Candidate, scores: dict[str, Any], log: Callable[[str], None]) -> None:
-    row = {"label": c.label, "arch": c.arch, "res": c.res, **c.figures, **scores}
-    store.put(row)
-    log(f"  {c.label}: top-1 {scores['top1']:.2f}% ({scores['train_s']:.0f} s)")
+def _finish(store: Store, c: Candidate, k: int, seed: int, scores: dict[str, Any], log: Callable[[str], None]) -> None:
+    store.put({"label": c.label, "seed": seed, **scores}, k)
+    log(f"  {c.label} seed {seed}: top-1 {scores['top1']:.2f}% ({scores['train_s']:.0f} s)")
 
 
-def _gather(store: Store, candidates: Sequence[Candidate], wait_s: float) -> list[dict[str, Any]]:
+def _gather(store: Store, keys: Sequence[tuple[str, int | None]], wait_s: float) -> list[dict[str, Any]]:
     deadline = time.monotonic() + wait_s
     while True:
-        rows = [store.get(c.label) for c in candidates]
+        rows = [store.get(label, k) for label, k in keys]
         if all(r is not None for r in rows) or time.monotonic() > deadline:
             break
-        time.sleep(2.0)  # other ranks are still training their share
-    missing = [c.label for c, r in zip(candidates, rows, strict=True) if r is None]
+        time.sleep(2.0)  # other ranks are still measuring or training their share
+    missing = [store.path(*key).name for key, r in zip(keys, rows, strict=True) if r is None]
     if missing:
-        raise RuntimeError(f"{len(missing)} candidates have no result in {store.folder} (first: {missing[0]})")
+        raise RuntimeError(f"{len(missing)} results are missing in {store.folder} (first: {missing[0]})")
     return rows  # type: ignore[return-value]
+
+
+def measure_until_inside(
+    items: Sequence[T],
+    make: Callable[[T, int], Candidate],
+    need: int,
+    base: Candidate,
+    out: str | Path,
+    setting,
+    budget_ratio: float | None,
+    *,
+    log: Callable[[str], None] = print,
+) -> tuple[list[Candidate], list[dict[str, Any]]]:
+    """Walk ``items`` (best first), measuring whole networks against ``base`` until ``need`` are inside
+    ``budget_ratio`` × the base's measured time (None: no budget) or the items run out; ``make(item, index)`` builds
+    each item's candidate when it is about to be measured. Returns (candidates inside, rows of those dropped)."""
+    from .choose import inside
+
+    picks: list[Candidate] = []
+    dropped: list[dict[str, Any]] = []
+    queue = list(items)
+    while len(picks) < need and queue:
+        n = len(picks) + len(dropped)
+        group = [make(item, n + i) for i, item in enumerate(queue[: need - len(picks)])]
+        queue = queue[need - len(picks) :]
+        for c, row in zip(group, measure_candidates(group, base, out, setting, log=log), strict=True):
+            if inside(row, budget_ratio):
+                picks.append(c)
+            else:
+                dropped.append(row | {"dropped": "measured over the budget"})
+    if budget_ratio is not None:
+        log(f"{len(dropped)} of {len(picks) + len(dropped)} candidates dropped by measurement (over "
+            f"{budget_ratio:.3g}x the base's measured time)")  # fmt: skip
+    return picks, dropped

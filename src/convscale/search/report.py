@@ -1,6 +1,6 @@
-"""A search's artifacts: every candidate in ``candidates.csv``, the winner as ``arch.yaml``, the summary in
-``search.json``, and the Pareto plot of proxy accuracy against measured latency (``pareto.png``, with the
-``convscale[plot]`` extra)."""
+"""A search's artifacts: every candidate in ``candidates.csv`` (the ones dropped by measurement too), the winner as
+``arch.yaml``, the summary in ``search.json``, and the Pareto plot of mean proxy accuracy (with its spread over
+seeds) against measured latency (``pareto.png``, with the ``convscale[plot]`` extra)."""
 
 from __future__ import annotations
 
@@ -63,33 +63,43 @@ def finish_search(
     (out / "arch.yaml.tmp").replace(out / "arch.yaml")
     atomic_write_text(out / "search.json", json.dumps(summary, indent=1, default=str))
     try:
+        trained = [r for r in rows if "top1" in r]
         plot_pareto(
-            {summary["search"]: rows}, out / "pareto.png", title=f"{summary['search']} search from {summary['base']}"
+            {summary["search"]: trained}, out / "pareto.png", title=f"{summary['search']} search from {summary['base']}"
         )
     except ImportError as e:
         from ..utils.extras import note_missing
 
         note_missing(e, "pareto.png", log)
-    log(f"winner {best['label']}: top-1 {best['top1']:.2f}%, {best['measured_ms']:.2f} ms measured "
-        f"({best['predicted_ms']:.2f} predicted), {best['gmacs']:.3f} GMACs -> {out / 'arch.yaml'}")  # fmt: skip
+    d = summary["decision"]
+    log(f"winner {best['label']}: top-1 {best['top1']:.2f}% (± {best['top1_std']:.2f} over {best['seeds']} seeds), "
+        f"{best['measured_ms']:.2f} ms measured ({best['predicted_ms']:.2f} predicted), {best['gmacs']:.3f} GMACs "
+        f"-> {out / 'arch.yaml'}")  # fmt: skip
+    if "runner_up" in d:
+        log(f"{d['verdict']}: {d['objective']} {d['score']:.2f} against {d['runner_up']}'s {d['runner_up_score']:.2f} "
+            f"(margin {d['margin']:.2f}, spread {d['spread']:.2f})")  # fmt: skip
+    log(f"{summary['dropped_by_measurement']} of {summary['measured']} candidates dropped by measurement")
     return summary
 
 
 def plot_pareto(series: dict[str, Sequence[dict[str, Any]]], path: str | Path, title: str = "") -> Path:
-    """Proxy top-1 against measured latency for each named series of rows, its Pareto front drawn as a line."""
+    """Mean proxy top-1 (bars: the spread over seeds, where a row has ``top1_std``) against measured latency for
+    each named series of rows, its Pareto front drawn as a line."""
     from ..utils.plotting import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, rows in series.items():
-        dots = ax.scatter([r["measured_ms"] for r in rows], [r["top1"] for r in rows], s=18, alpha=0.6, label=name)
-        front = pareto_front(rows)
-        ax.plot([r["measured_ms"] for r in front], [r["top1"] for r in front], color=dots.get_facecolor()[0])
+        xs, ys = [float(r["measured_ms"]) for r in rows], [float(r["top1"]) for r in rows]
+        bars = [float(r.get("top1_std") or 0.0) for r in rows]
+        drawn = ax.errorbar(xs, ys, yerr=bars, fmt="o", ms=4, alpha=0.7, capsize=2, label=name)
+        front = pareto_front([{**r, "measured_ms": x, "top1": y} for r, x, y in zip(rows, xs, ys, strict=True)])
+        ax.plot([r["measured_ms"] for r in front], [r["top1"] for r in front], color=drawn[0].get_color())
         for r in rows:
             if r["label"] == "base":
-                ax.annotate("base", (r["measured_ms"], r["top1"]), fontsize=8)
+                ax.annotate("base", (float(r["measured_ms"]), float(r["top1"])), fontsize=8)
     ax.set_xlabel("measured latency (ms)")
-    ax.set_ylabel("proxy top-1 (%)")
+    ax.set_ylabel("proxy top-1 (%), mean ± sd over seeds")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

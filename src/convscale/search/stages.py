@@ -1,15 +1,17 @@
 """EfficientNetV2's stage search (§3.2, after MnasNet), against this device's measured latency.
 
 Per stage: block (MBConv / Fused-MBConv), expansion (1, 4, 6), kernel (3, 5), layers (the base's ± 1). The
-reward is EfficientNetV2's A · (S/T)^w · (P/P0)^v with w = −0.07, v = −0.05: A the proxy accuracy, S the step time
-(a training step, or one forward with ``--budget-ms``) against the budget T, P the params against the base's.
+objective (:mod:`.choose`) is EfficientNetV2's reward A · (S/T)^w · (P/P0)^v with w = −0.07, v = −0.05 — A the proxy
+accuracy, S the step time (a training step, or one forward with ``--budget-ms``) against the budget T, P the params
+against the base's — or ``accuracy``: the most accurate inside the budget, parameters not penalised.
 
 Predicted times are anchored on the base (× its measured / predicted time), so that they compare with a budget in
 measured milliseconds. Ranking the space cannot use A (nothing is trained yet), so candidates within the budget
-(predicted S ≤ T) are
-ranked by the same reward with GMACs in A's place — the most computation the budget buys, the usual zero-cost
-stand-in — by enumeration when the space is small and by a seeded evolutionary search otherwise. The best few
-distinct ones and the base are proxy-trained, measured whole, and scored by the full reward; the best wins.
+(predicted S ≤ T) are ranked by the same reward with GMACs in A's place — the most computation the budget buys, the
+usual zero-cost stand-in — by enumeration when the space is small and by a seeded evolutionary search otherwise.
+The prediction only prunes: the best-ranked are measured whole against the base, those measured over the budget are
+dropped (counted) and the next ones measured, up to three times ``proxies``, until ``proxies`` are inside; those and
+the base are trained ``seeds`` times each, and the winner is chosen over the seeds' means, inside the measured budget.
 Latency is a sum over parts and each stage's parts depend on that stage's choice alone (its input width and size
 are the base's), so the fastest network of the space is the fastest choice per stage: a budget below it is
 refused before anything runs.
@@ -27,14 +29,23 @@ from typing import Any
 
 from ..arch import write_arch
 from ..models.efficientnet import EfficientNetConfig
-from .latency import LatencyTable, Setting, measure_network
-from .proxy import DEFAULT_PROXY, Candidate, ProxyRun, is_main_rank, measure_rows, run_candidates
+from .choose import check_objective, choose, inside, reward, score_rows
+from .latency import LatencyTable, Setting
+from .proxy import (
+    DEFAULT_PROXY,
+    Candidate,
+    ProxyRun,
+    is_main_rank,
+    measure_candidates,
+    measure_until_inside,
+    run_candidates,
+)
 from .report import counts, figures, finish_search
 from .space import StageChoice, apply_choices, base_choices, is_mbconv_family, stage_options
 
-__all__ = ["StageSearch", "search_stages"]
+__all__ = ["StageSearch", "reward", "search_stages"]
 
-W, V = -0.07, -0.05  # EfficientNetV2's reward exponents for step time and parameters
+W = -0.07  # EfficientNetV2's reward exponent for step time (the pre-training rank uses it too)
 
 
 @dataclass(frozen=True)
@@ -52,15 +63,15 @@ class StageSearch:
     max_enumerate: int = 4096
     population: int = 32
     generations: int = 20
+    objective: str = "reward"
+    seeds: int = 1  # proxy runs per candidate
+
+    def __post_init__(self) -> None:
+        check_objective(self.objective, self.seeds)
 
     @property
     def setting(self) -> Setting:
         return Setting(batch=self.batch, mode=self.mode)
-
-
-def reward(accuracy: float, step: float, budget: float, params: float, base_params: float) -> float:
-    """EfficientNetV2's reward A · (S/T)^w · (P/P0)^v."""
-    return accuracy * (step / budget) ** W * (params / base_params) ** V
 
 
 class _Space:
@@ -163,7 +174,8 @@ def search_stages(
     out = Path(out)
     table = table or LatencyTable()
     space = _Space(s, cfg, table)
-    base_ms = measure_network(cfg, s.res, s.setting, repeats=3) * 1e3
+    base = _candidate(out, s, cfg, base_choices(cfg), "base", table)
+    base_ms = measure_candidates([base], base, out, s.setting, log=log)[0]["measured_ms"]
     space.anchor = base_ms / 1e3 / space.latency(base_choices(cfg))
     budget = (s.budget_ms if s.budget_ms is not None else base_ms) / 1e3
     fastest = space.fastest()
@@ -173,20 +185,20 @@ def search_stages(
             f"predicted for a {s.setting.mode} call at batch {s.batch}, {s.res} px)"
         )
     ranked = _ranked(space, budget, log)
-    picks = [c for _, c in ranked[: s.proxies]]
-    base = base_choices(cfg)
-    candidates = [_candidate(out, s, cfg, base, "base", table)]
-    candidates += [
-        _candidate(out, s, cfg, c, f"c{i}-" + "-".join(x.label() for x in c), table) for i, c in enumerate(picks)
-    ]
-    rows = run_candidates(candidates, proxy, out, jobs=jobs, log=log)
+    budget_ratio = budget * 1e3 / base_ms
+
+    def make(c: tuple[StageChoice, ...], i: int) -> Candidate:
+        return _candidate(out, s, cfg, c, f"c{i}-" + "-".join(x.label() for x in c), table)
+
+    queue = [c for _, c in ranked if c != base_choices(cfg)][: 3 * s.proxies]
+    picks, dropped = measure_until_inside(queue, make, s.proxies, base, out, s.setting, budget_ratio, log=log)
+    rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
     if not is_main_rank():
-        return {}  # rank 0 measures and reports
-    rows = measure_rows(rows, out, s.setting, known={"base": base_ms})
-    p0 = rows[0]["params_m"]
-    for r in rows:
-        r["reward"] = round(reward(r["top1"], r["measured_ms"] / 1e3, budget, r["params_m"], p0), 4)
-    best = max(rows, key=lambda r: r["reward"])
+        return {}  # rank 0 reports
+    score_rows(rows, budget_ratio, rows[0]["params_m"])
+    eligible = [r for r in rows if inside(r, budget_ratio)]  # the base too, unless the budget is below it
+    decision = choose(eligible, s.objective)
+    best = next(r for r in rows if r["label"] == decision["winner"])
     summary = {
         "search": "stages",
         "anchor": round(space.anchor, 4),
@@ -195,10 +207,13 @@ def search_stages(
         "base_measured_ms": round(base_ms, 3),
         "space": space.size,
         "within_budget": len(ranked),
+        "measured": len(picks) + len(dropped),
+        "dropped_by_measurement": len(dropped),
+        "decision": decision,
         "winner": best,
         "table": _table(best, cfg),
     }
-    return finish_search(out, rows, best, summary, log)
+    return finish_search(out, rows + dropped, best, summary, log)
 
 
 def _table(row: dict[str, Any], cfg: EfficientNetConfig) -> list[str]:
