@@ -15,11 +15,12 @@ def add_search(sub, bounded) -> None:
     s.add_argument("--base", default="efficientnet_b0", help="an MBConv-family model to scale [efficientnet_b0]")
     s.add_argument(
         "--constraint", choices=("gmacs", "latency", "train-step"), default="gmacs",
-        help="gmacs: alpha*beta^2*gamma^2 ~ target; latency / train-step: predicted on this device",
+        help="gmacs: alpha*beta^2*gamma^2 ~ target; latency / train-step: a budget of target x the base's time, "
+        "predicted on this device to prune, measured to decide",
     )  # fmt: skip
     s.add_argument("--target", type=bounded(float, 1.01, 100), default=2.0, help="cost x the base's [2.0]")
     s.add_argument("--step", type=bounded(float, 0.01, 1), default=0.05, help="grid step [0.05]")
-    s.add_argument("--tolerance", type=bounded(float, 0.001, 0.99), default=0.05, help="of the target [0.05]")
+    s.add_argument("--tolerance", type=bounded(float, 0.001, 0.99), default=0.05, help="of the target (latency: below it) [0.05]")
     s.add_argument("--phi", type=bounded(int, 0, 10), default=3, help="step 2: the family phi = 1..K [3]")
     s.add_argument("--max-candidates", type=bounded(int, 1, 1000), default=6, help="proxy-trained grid points [6]")
     s.set_defaults(func=_cmd_scaling)

@@ -5,7 +5,8 @@ network's latency predicted from this device's table within a tolerance of targe
 forward at ``batch``; ``train-step``: forward + backward) — is thinned to ``max_candidates`` spread over it. The
 prediction only prunes: each of those is then measured whole against the base (:mod:`.measure`), and under a latency
 constraint the ones measured over target × the base's time are dropped (and counted) and replaced by further grid
-points, up to three times ``max_candidates`` measured. The ones inside are trained by short
+points — the band moved by the measured / predicted ratio seen so far — up to three times ``max_candidates``
+measured. The ones inside are trained by short
 proxy runs, ``seeds`` times each, and the winner is chosen by ``objective`` over the seeds' means
 (:mod:`.choose`: the most accurate, or EfficientNetV2's reward), with a verdict against the runner-up. Step 2: the
 base scaled by α^φ, β^φ, γ^φ for φ = 1…K, written as architecture files.
@@ -13,6 +14,7 @@ base scaled by α^φ, β^φ, γ^φ for φ = 1…K, written as architecture files
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 
 from ..arch import write_arch
 from ..models.efficientnet import EfficientNetConfig
-from .choose import check_objective, choose, score_rows
+from .choose import check_objective, choose, inside, score_rows
 from .latency import LatencyTable, Setting
 from .proxy import (
     DEFAULT_PROXY,
@@ -28,7 +30,6 @@ from .proxy import (
     ProxyRun,
     is_main_rank,
     measure_candidates,
-    measure_until_inside,
     run_candidates,
 )
 from .report import figures, finish_search
@@ -69,24 +70,36 @@ class ScalingSearch:
         return Setting(batch=self.batch, mode="train" if self.constraint == "train-step" else "eval")
 
 
+def grid_costs(s: ScalingSearch, cfg: EfficientNetConfig, table: LatencyTable | None) -> list[tuple[ScalePoint, float]]:
+    """The grid points to choose from, each with its cost relative to the base: under ``gmacs`` the points within
+    the tolerance and their FLOPs factor; under a latency constraint a wide FLOPs band (latency is not FLOPs, but not
+    unrelated; β, γ up to 1.25 √target) and each point's predicted latency ratio."""
+    if s.constraint == "gmacs":
+        return [(p, p.flops_factor) for p in scaling_grid(s.target, s.step, s.tolerance)]
+    assert table is not None
+    base = table.predict(cfg, s.res, s.setting)
+    wide = scaling_grid(s.target, s.step, tolerance=0.75, top=s.target)
+    wide = [p for p in wide if max(p.beta, p.gamma) <= 1.25 * s.target**0.5 + 1e-9]
+    return [(p, table.predict(*scale(cfg, s.res, p), s.setting) / base) for p in wide]
+
+
+def in_band(
+    points: list[tuple[ScalePoint, float]], s: ScalingSearch, correction: float = 1.0
+) -> list[tuple[ScalePoint, float]]:
+    """The points whose cost × ``correction`` is within the tolerance of the target — under a latency constraint, a
+    budget, within the tolerance below it — the base left out."""
+    low = s.target * (1 - s.tolerance)
+    high = s.target * (1 + s.tolerance) if s.constraint == "gmacs" else s.target
+    near = [(p, c) for p, c in points if low - 1e-9 <= c * correction <= high + 1e-9]
+    return sorted(x for x in near if x[0] != ScalePoint(1.0, 1.0, 1.0))
+
+
 def constrained_grid(
     s: ScalingSearch, cfg: EfficientNetConfig, table: LatencyTable | None
 ) -> list[tuple[ScalePoint, float]]:
     """The grid points meeting the constraint, each with its cost relative to the base (FLOPs factor or predicted
     latency ratio). ValueError when none does."""
-    if s.constraint == "gmacs":
-        points = [(p, p.flops_factor) for p in scaling_grid(s.target, s.step, s.tolerance)]
-    else:
-        assert table is not None
-        base = table.predict(cfg, s.res, s.setting)
-        # a wide FLOPs band first (latency is not FLOPs, but not unrelated), and β, γ up to 1.25 √target
-        wide = scaling_grid(s.target, s.step, tolerance=0.75, top=s.target)
-        wide = [p for p in wide if max(p.beta, p.gamma) <= 1.25 * s.target**0.5 + 1e-9]
-        points = []
-        for p in wide:
-            ratio = table.predict(*scale(cfg, s.res, p), s.setting) / base
-            if abs(ratio - s.target) <= s.tolerance * s.target:
-                points.append((p, ratio))
+    points = in_band(grid_costs(s, cfg, table), s)
     if not points:
         raise ValueError(
             f"no grid point (step {s.step}) has a {s.constraint} cost within {s.tolerance:.0%} of {s.target}x the "
@@ -122,18 +135,11 @@ def search_scaling(
         raise ValueError(f"the scaling search needs an MBConv-family base (efficientnet*, mobilenetv3*), got {s.base}")
     out = Path(out)
     table = table or LatencyTable()
-    points = sorted(constrained_grid(s, cfg, table))
+    points = constrained_grid(s, cfg, table)
     log(f"{len(points)} grid points meet the {s.constraint} constraint; {s.max_candidates} wanted inside, and the base")
-    first = spread(points, s.max_candidates)
-    queue = [p for p in first + spread(points, 3 * s.max_candidates) if p[0] != ScalePoint(1.0, 1.0, 1.0)]
-    queue = list(dict.fromkeys(queue))  # the base is measured anyway; each point once
     base = _candidate(out, s, cfg, ScalePoint(1.0, 1.0, 1.0), 1.0, table, "base")
     measure_candidates([base], base, out, s.setting, log=log)
-    budget = None if s.constraint == "gmacs" else s.target
-    picks, dropped = measure_until_inside(
-        queue, lambda pc, _: _candidate(out, s, cfg, *pc, table), s.max_candidates, base, out, s.setting, budget,
-        log=log,
-    )  # fmt: skip
+    picks, dropped = _shortlist(s, cfg, table, base, out, log)
     rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
     if not is_main_rank():
         return {}  # rank 0 reports
@@ -156,6 +162,42 @@ def search_scaling(
         "dropped_by_measurement": len(dropped), "decision": decision, "winner": best, "family": members,
     }  # fmt: skip
     return finish_search(out, rows + dropped, best, summary, log)
+
+
+def _shortlist(
+    s: ScalingSearch, cfg: EfficientNetConfig, table: LatencyTable, base: Candidate, out: Path, log
+) -> tuple[list[Candidate], list[dict[str, Any]]]:
+    """``max_candidates`` grid points measured inside the budget (target × the base's measured time; none under
+    ``gmacs``), spread over the band. After each measured group the band moves by the median of measured / predicted
+    ratio so far (the table's bias at this size and batch, which the whole networks reveal), and points not yet
+    measured are taken from it; at most three times ``max_candidates`` are measured."""
+    costs = grid_costs(s, cfg, table)
+    budget = None if s.constraint == "gmacs" else s.target
+    picks: list[Candidate] = []
+    dropped: list[dict[str, Any]] = []
+    seen: set[ScalePoint] = set()
+    correction, measured = 1.0, []
+    while len(picks) < s.max_candidates and len(picks) + len(dropped) < 3 * s.max_candidates:
+        band = [(p, c) for p, c in in_band(costs, s, correction) if p not in seen]
+        if not band:
+            break
+        chosen = spread(band, s.max_candidates - len(picks))
+        seen.update(p for p, _ in chosen)
+        group = [_candidate(out, s, cfg, p, c, table) for p, c in chosen]
+        for c, row in zip(group, measure_candidates(group, base, out, s.setting, log=log), strict=True):
+            measured.append(float(row["measured_ratio"]) / float(row["cost"]))
+            if inside(row, budget):
+                picks.append(c)
+            else:
+                dropped.append(row | {"dropped": "measured over the budget"})
+        if budget is None:
+            break
+        correction = statistics.median(measured)
+        log(f"measured / predicted latency ratio so far: {correction:.3f} (median of {len(measured)})")
+    if budget is not None:
+        log(f"{len(dropped)} of {len(picks) + len(dropped)} candidates dropped by measurement (over {budget:.3g}x the "
+            "base's measured time)")  # fmt: skip
+    return picks, dropped
 
 
 def _candidate(
