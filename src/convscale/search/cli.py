@@ -20,7 +20,9 @@ def add_search(sub, bounded) -> None:
     )  # fmt: skip
     s.add_argument("--target", type=bounded(float, 1.01, 100), default=2.0, help="cost x the base's [2.0]")
     s.add_argument("--step", type=bounded(float, 0.01, 1), default=0.05, help="grid step [0.05]")
-    s.add_argument("--tolerance", type=bounded(float, 0.001, 0.99), default=0.05, help="of the target (latency: below it) [0.05]")
+    s.add_argument(
+        "--tolerance", type=bounded(float, 0.001, 0.99), default=0.05, help="of the target (latency: below it) [0.05]"
+    )
     s.add_argument("--phi", type=bounded(int, 0, 10), default=3, help="step 2: the family phi = 1..K [3]")
     s.add_argument("--max-candidates", type=bounded(int, 1, 1000), default=6, help="proxy-trained grid points [6]")
     s.set_defaults(func=_cmd_scaling)

@@ -158,7 +158,9 @@ def search_scaling(
         path = write_arch(out / "family" / f"phi{phi}.yaml", scaled, s.base, comment=f"phi {phi} of {point.label()}")
         members.append({"phi": phi, "arch": str(path), "res": res, **figures(scaled, res, table, s.setting)})
     summary = {
-        "search": "scaling", **vars(s), "grid_points": len(points), "measured": len(picks) + len(dropped),
+        "search": "scaling", **vars(s), "grid_points": len(points), "base_measured_ms": rows[0]["measured_ms"],
+        "budget_ms": None if s.constraint == "gmacs" else round(s.target * rows[0]["measured_ms"], 3),
+        "measured": len(picks) + len(dropped),
         "dropped_by_measurement": len(dropped), "decision": decision, "winner": best, "family": members,
     }  # fmt: skip
     return finish_search(out, rows + dropped, best, summary, log)

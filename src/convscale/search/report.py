@@ -64,9 +64,10 @@ def finish_search(
     atomic_write_text(out / "search.json", json.dumps(summary, indent=1, default=str))
     try:
         trained = [r for r in rows if "top1" in r]
-        plot_pareto(
-            {summary["search"]: trained}, out / "pareto.png", title=f"{summary['search']} search from {summary['base']}"
-        )
+        gone = [float(r["measured_ms"]) for r in rows if "top1" not in r]
+        title = f"{summary['search']} search from {summary['base']}"
+        budget = summary["budget_ms"]
+        plot_pareto({summary["search"]: trained}, out / "pareto.png", title, budget_ms=budget, dropped=gone)
     except ImportError as e:
         from ..utils.extras import note_missing
 
@@ -82,9 +83,17 @@ def finish_search(
     return summary
 
 
-def plot_pareto(series: dict[str, Sequence[dict[str, Any]]], path: str | Path, title: str = "") -> Path:
+def plot_pareto(
+    series: dict[str, Sequence[dict[str, Any]]],
+    path: str | Path,
+    title: str = "",
+    *,
+    budget_ms: float | None = None,
+    dropped: Sequence[float] = (),
+) -> Path:
     """Mean proxy top-1 (bars: the spread over seeds, where a row has ``top1_std``) against measured latency for
-    each named series of rows, its Pareto front drawn as a line."""
+    each named series of rows, its Pareto front drawn as a line; the budget as a dashed line and the measured
+    latencies of the candidates dropped by it (never trained) as crosses along the bottom."""
     from ..utils.plotting import pyplot, save_figure
 
     plt = pyplot()
@@ -98,6 +107,11 @@ def plot_pareto(series: dict[str, Sequence[dict[str, Any]]], path: str | Path, t
         for r in rows:
             if r["label"] == "base":
                 ax.annotate("base", (float(r["measured_ms"]), float(r["top1"])), fontsize=8)
+    if budget_ms is not None:
+        ax.axvline(budget_ms, color="grey", linestyle="--", linewidth=1, label="budget")
+    if dropped:
+        bottom = ax.get_ylim()[0]
+        ax.scatter(list(dropped), [bottom] * len(dropped), marker="x", color="grey", label="dropped: measured over")
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel("proxy top-1 (%), mean ± sd over seeds")
     ax.set_title(title)
