@@ -14,7 +14,6 @@ base scaled by α^φ, β^φ, γ^φ for φ = 1…K, written as architecture files
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from ..arch import write_arch
 from ..models.efficientnet import EfficientNetConfig
-from .choose import check_objective, choose, inside, score_rows
+from .choose import check_objective, choose, score_rows
 from .latency import LatencyTable, Setting
 from .proxy import (
     DEFAULT_PROXY,
@@ -30,6 +29,7 @@ from .proxy import (
     ProxyRun,
     is_main_rank,
     measure_candidates,
+    measure_until_inside,
     run_candidates,
 )
 from .report import figures, finish_search
@@ -139,7 +139,9 @@ def search_scaling(
     log(f"{len(points)} grid points meet the {s.constraint} constraint; {s.max_candidates} wanted inside, and the base")
     base = _candidate(out, s, cfg, ScalePoint(1.0, 1.0, 1.0), 1.0, table, "base")
     measure_candidates([base], base, out, s.setting, log=log)
-    picks, dropped = _shortlist(s, cfg, table, base, out, log)
+    budget = None if s.constraint == "gmacs" else s.target
+    propose = _proposer(s, cfg, table, out)
+    picks, dropped = measure_until_inside(propose, s.max_candidates, base, out, s.setting, budget, log=log)
     rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
     if not is_main_rank():
         return {}  # rank 0 reports
@@ -166,40 +168,18 @@ def search_scaling(
     return finish_search(out, rows + dropped, best, summary, log)
 
 
-def _shortlist(
-    s: ScalingSearch, cfg: EfficientNetConfig, table: LatencyTable, base: Candidate, out: Path, log
-) -> tuple[list[Candidate], list[dict[str, Any]]]:
-    """``max_candidates`` grid points measured inside the budget (target × the base's measured time; none under
-    ``gmacs``), spread over the band. After each measured group the band moves by the median of measured / predicted
-    ratio so far (the table's bias at this size and batch, which the whole networks reveal), and points not yet
-    measured are taken from it; at most three times ``max_candidates`` are measured."""
+def _proposer(s: ScalingSearch, cfg: EfficientNetConfig, table: LatencyTable, out: Path):
+    """The next grid points to measure: spread over the band (the predicted cost × the correction within the
+    tolerance of the target), those measured before left out."""
     costs = grid_costs(s, cfg, table)
-    budget = None if s.constraint == "gmacs" else s.target
-    picks: list[Candidate] = []
-    dropped: list[dict[str, Any]] = []
     seen: set[ScalePoint] = set()
-    correction, measured = 1.0, []
-    while len(picks) < s.max_candidates and len(picks) + len(dropped) < 3 * s.max_candidates:
-        band = [(p, c) for p, c in in_band(costs, s, correction) if p not in seen]
-        if not band:
-            break
-        chosen = spread(band, s.max_candidates - len(picks))
+
+    def propose(correction: float, n: int) -> list[Candidate]:
+        chosen = spread([(p, c) for p, c in in_band(costs, s, correction) if p not in seen], n)
         seen.update(p for p, _ in chosen)
-        group = [_candidate(out, s, cfg, p, c, table) for p, c in chosen]
-        for c, row in zip(group, measure_candidates(group, base, out, s.setting, log=log), strict=True):
-            measured.append(float(row["measured_ratio"]) / float(row["cost"]))
-            if inside(row, budget):
-                picks.append(c)
-            else:
-                dropped.append(row | {"dropped": "measured over the budget"})
-        if budget is None:
-            break
-        correction = statistics.median(measured)
-        log(f"measured / predicted latency ratio so far: {correction:.3f} (median of {len(measured)})")
-    if budget is not None:
-        log(f"{len(dropped)} of {len(picks) + len(dropped)} candidates dropped by measurement (over {budget:.3g}x the "
-            "base's measured time)")  # fmt: skip
-    return picks, dropped
+        return [_candidate(out, s, cfg, p, c, table) for p, c in chosen]
+
+    return propose
 
 
 def _candidate(

@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..utils.atomic import atomic_write_text
 from ..utils.stats import mean_spread
@@ -35,8 +36,6 @@ __all__ = [
     "measure_until_inside",
     "run_candidates",
 ]
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -219,8 +218,7 @@ def _gather(store: Store, keys: Sequence[tuple[str, int | None]], wait_s: float)
 
 
 def measure_until_inside(
-    items: Sequence[T],
-    make: Callable[[T, int], Candidate],
+    propose: Callable[[float, int], list[Candidate]],
     need: int,
     base: Candidate,
     out: str | Path,
@@ -229,23 +227,30 @@ def measure_until_inside(
     *,
     log: Callable[[str], None] = print,
 ) -> tuple[list[Candidate], list[dict[str, Any]]]:
-    """Walk ``items`` (best first), measuring whole networks against ``base`` until ``need`` are inside
-    ``budget_ratio`` × the base's measured time (None: no budget) or the items run out; ``make(item, index)`` builds
-    each item's candidate when it is about to be measured. Returns (candidates inside, rows of those dropped)."""
+    """Measure whole networks against ``base`` until ``need`` are inside ``budget_ratio`` × the base's measured time
+    (None: no budget, one group), at most three times ``need``. ``propose(correction, n)`` gives the next ``n``
+    candidates not yet measured, best first, their predicted latency ratio (``figures["cost"]``) to be read × the
+    ``correction``: the median of measured / predicted ratio over the networks measured so far — the table's bias at
+    this size and batch, which whole networks reveal. Returns (candidates inside, rows of those dropped)."""
     from .choose import inside
 
     picks: list[Candidate] = []
     dropped: list[dict[str, Any]] = []
-    queue = list(items)
-    while len(picks) < need and queue:
-        n = len(picks) + len(dropped)
-        group = [make(item, n + i) for i, item in enumerate(queue[: need - len(picks)])]
-        queue = queue[need - len(picks) :]
+    correction, seen = 1.0, []
+    while len(picks) < need and len(picks) + len(dropped) < 3 * need:
+        group = propose(correction, min(need - len(picks), 3 * need - len(picks) - len(dropped)))
+        if not group:
+            break
         for c, row in zip(group, measure_candidates(group, base, out, setting, log=log), strict=True):
+            seen.append(float(row["measured_ratio"]) / float(row["cost"]))
             if inside(row, budget_ratio):
                 picks.append(c)
             else:
                 dropped.append(row | {"dropped": "measured over the budget"})
+        if budget_ratio is None:
+            break
+        correction = statistics.median(seen)
+        log(f"measured / predicted latency ratio so far: {correction:.3f} (median of {len(seen)})")
     if budget_ratio is not None:
         log(f"{len(dropped)} of {len(picks) + len(dropped)} candidates dropped by measurement (over "
             f"{budget_ratio:.3g}x the base's measured time)")  # fmt: skip

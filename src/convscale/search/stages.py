@@ -10,8 +10,9 @@ measured milliseconds. Ranking the space cannot use A (nothing is trained yet), 
 (predicted S ≤ T) are ranked by the same reward with GMACs in A's place — the most computation the budget buys, the
 usual zero-cost stand-in — by enumeration when the space is small and by a seeded evolutionary search otherwise.
 The prediction only prunes: the best-ranked are measured whole against the base, those measured over the budget are
-dropped (counted) and the next ones measured, up to three times ``proxies``, until ``proxies`` are inside; those and
-the base are trained ``seeds`` times each, and the winner is chosen over the seeds' means, inside the measured budget.
+dropped (counted) and the space ranked again with the predictions read through the measured / predicted ratio seen so
+far, the next ones measured, up to three times ``proxies``, until ``proxies`` are inside; those and the base are
+trained ``seeds`` times each, and the winner is chosen over the seeds' means, inside the measured budget.
 Latency is a sum over parts and each stage's parts depend on that stage's choice alone (its input width and size
 are the base's), so the fastest network of the space is the fastest choice per stage: a budget below it is
 refused before anything runs.
@@ -19,6 +20,7 @@ refused before anything runs.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -185,13 +187,25 @@ def search_stages(
             f"predicted for a {s.setting.mode} call at batch {s.batch}, {s.res} px)"
         )
     ranked = _ranked(space, budget, log)
+    within = len(ranked)
     budget_ratio = budget * 1e3 / base_ms
+    base_choice, tried, ranks = base_choices(cfg), set(), {1.0: ranked}
+
+    def propose(correction: float, n: int) -> list[Candidate]:
+        """The best-ranked not yet measured, ranked within the budget as the correction reads the predictions."""
+        if correction not in ranks:
+            ranks[correction] = _ranked(space, budget / correction, log)
+        queue = [c for _, c in ranks[correction] if c != base_choice and c not in tried][:n]
+        tried.update(queue)
+        k = len(tried) - len(queue)
+        return [make(c, k + i) for i, c in enumerate(queue)]
 
     def make(c: tuple[StageChoice, ...], i: int) -> Candidate:
-        return _candidate(out, s, cfg, c, f"c{i}-" + "-".join(x.label() for x in c), table)
+        cand = _candidate(out, s, cfg, c, f"c{i}-" + "-".join(x.label() for x in c), table)
+        cost = space.latency(c) / space.latency(base_choice)  # predicted, relative to the base
+        return dataclasses.replace(cand, figures=cand.figures | {"cost": round(cost, 4)})
 
-    queue = [c for _, c in ranked if c != base_choices(cfg)][: 3 * s.proxies]
-    picks, dropped = measure_until_inside(queue, make, s.proxies, base, out, s.setting, budget_ratio, log=log)
+    picks, dropped = measure_until_inside(propose, s.proxies, base, out, s.setting, budget_ratio, log=log)
     rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
     if not is_main_rank():
         return {}  # rank 0 reports
@@ -206,7 +220,7 @@ def search_stages(
         "budget_ms": round(budget * 1e3, 3),
         "base_measured_ms": round(base_ms, 3),
         "space": space.size,
-        "within_budget": len(ranked),
+        "within_budget": within,
         "measured": len(picks) + len(dropped),
         "dropped_by_measurement": len(dropped),
         "decision": decision,
