@@ -10,7 +10,8 @@
    winner compared with the FLOPs-scaled networks at equal measured latency (± 5%): mean top-1 difference against
    the spread (the larger standard deviation over seeds).
 3. From efficientnetv2_b0 at 64 px: the stage search under the base's measured training step at batch 16,
-   ``--objective accuracy``; the best ``--proxies`` inside the measured budget and the base, ``--seeds`` each.
+   ``--objective accuracy``; the best ``--proxies`` inside the measured budget and the base, ``--stage-seeds`` each
+   (the committed run: 2, for time).
 
 Proxy runs: scikit-learn's handwritten digits as an ImageFolder at 64 px (100 per class for training, the other 797
 for validation; ``benchmarks/finetune_digits.write_digits``), ``--epochs`` epochs, batch 32, AdamW 4e-3, crop scale
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=3)
     parser.add_argument("--proxies", type=int, default=2)
+    parser.add_argument("--stage-seeds", type=int, help="seeds per stage-search candidate (default: --seeds)")
     parser.add_argument("--table", default="/tmp/convscale-search-table.json")
     parser.add_argument("--skip-stages", action="store_true")
     args = parser.parse_args()
@@ -103,7 +105,7 @@ def main() -> None:
     if not args.skip_stages:
         start = time.time()
         st = StageSearch("efficientnetv2_b0", RES, mode="train", batch=16, proxies=args.proxies,
-                         objective="accuracy", seeds=args.seeds)  # fmt: skip
+                         objective="accuracy", seeds=args.stage_seeds or args.seeds)  # fmt: skip
         summary = search_stages(st, out / "stages", proxy, table=table)
         print({"stages": summary["decision"], "minutes": _min(start)}, flush=True)
 

@@ -189,22 +189,7 @@ def search_stages(
     ranked = _ranked(space, budget, log)
     within = len(ranked)
     budget_ratio = budget * 1e3 / base_ms
-    base_choice, tried, ranks = base_choices(cfg), set(), {1.0: ranked}
-
-    def propose(correction: float, n: int) -> list[Candidate]:
-        """The best-ranked not yet measured, ranked within the budget as the correction reads the predictions."""
-        if correction not in ranks:
-            ranks[correction] = _ranked(space, budget / correction, log)
-        queue = [c for _, c in ranks[correction] if c != base_choice and c not in tried][:n]
-        tried.update(queue)
-        k = len(tried) - len(queue)
-        return [make(c, k + i) for i, c in enumerate(queue)]
-
-    def make(c: tuple[StageChoice, ...], i: int) -> Candidate:
-        cand = _candidate(out, s, cfg, c, f"c{i}-" + "-".join(x.label() for x in c), table)
-        cost = space.latency(c) / space.latency(base_choice)  # predicted, relative to the base
-        return dataclasses.replace(cand, figures=cand.figures | {"cost": round(cost, 4)})
-
+    propose = _proposer(s, cfg, space, table, out, budget, ranked, log)
     picks, dropped = measure_until_inside(propose, s.proxies, base, out, s.setting, budget_ratio, log=log)
     rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
     if not is_main_rank():
@@ -228,6 +213,30 @@ def search_stages(
         "table": _table(best, cfg),
     }
     return finish_search(out, rows + dropped, best, summary, log)
+
+
+def _proposer(
+    s: StageSearch, cfg: EfficientNetConfig, space: _Space, table: LatencyTable, out: Path, budget: float,
+    ranked: list, log: Callable[[str], None],
+) -> Callable[[float, int], list[Candidate]]:  # fmt: skip
+    """The next networks to measure: the best-ranked not yet measured, the space ranked within the budget as the
+    correction (measured / predicted so far) reads the predictions."""
+    base_choice, tried, ranks = base_choices(cfg), set(), {1.0: ranked}
+
+    def make(c: tuple[StageChoice, ...], i: int) -> Candidate:
+        cand = _candidate(out, s, cfg, c, f"c{i}-" + "-".join(x.label() for x in c), table)
+        cost = space.latency(c) / space.latency(base_choice)  # predicted, relative to the base
+        return dataclasses.replace(cand, figures=cand.figures | {"cost": round(cost, 4)})
+
+    def propose(correction: float, n: int) -> list[Candidate]:
+        if correction not in ranks:
+            ranks[correction] = _ranked(space, budget / correction, log)
+        queue = [c for _, c in ranks[correction] if c != base_choice and c not in tried][:n]
+        tried.update(queue)
+        k = len(tried) - len(queue)
+        return [make(c, k + i) for i, c in enumerate(queue)]
+
+    return propose
 
 
 def _table(row: dict[str, Any], cfg: EfficientNetConfig) -> list[str]:
