@@ -91,9 +91,9 @@ def evaluate(
     pretrained: bool | str | None = None,
 ) -> EvalResult:
     """Evaluate ``source`` on ``data``'s validation split (a folder with ``val/<class>/``, a named dataset, or
-    synthetic-shapes; default: a run's own data) at ``res`` (default: the test size), with the model's own
+    synthetic-shapes, or ``wds:`` shards; default: a run's own data) at ``res`` (default: the test size), with the model's own
     evaluation transform. The model's classes give the labels: a class folder it never saw is a ValueError."""
-    from .data import EpochOrder, build_loader, make_val_dataset
+    from .data import build_loader, epoch_order, make_val_dataset
     from .train.steps import evaluate as evaluate_batches
     from .utils.device import device_named
 
@@ -106,7 +106,7 @@ def evaluate(
         raise ValueError(f"{src.label} has no class folder names to match {data}'s folders with")
     val, _ = make_val_dataset(data, classes=src.folders, **src.data_options)
     res = res or src.policy.test_res
-    order = EpochOrder(len(val), batch, shuffle=False)
+    order = epoch_order(val, batch, shuffle=False)
     loader = build_loader(val, src.transform(res), order, workers=workers, pin_memory=dev.type == "cuda")
     confusion = torch.zeros(len(src.labels), len(src.labels), dtype=torch.long)
     r = evaluate_batches(src.model, loader, dev, confusion=confusion)

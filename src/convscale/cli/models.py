@@ -112,6 +112,20 @@ def _cmd_cache(args: argparse.Namespace) -> None:
         print(build_cache(ds, args.res, folder, workers=args.workers, progress=True).describe())
 
 
+def _cmd_shards(args: argparse.Namespace) -> None:
+    from ..data.shards.write import ShardSettings, parse_size, write_shards
+
+    settings = ShardSettings(parse_size(args.shard_size), args.res, args.quality, args.seed)
+    info = write_shards(args.data, args.out, settings, workers=args.workers)
+    for name, split in info["splits"].items():
+        skipped = info["convscale"]["skipped"][name]
+        print(
+            f"{name}: {split['num_samples']} samples in {len(split['filenames'])} shards"
+            + (f"; {skipped} files did not decode and were left out" if skipped else "")
+        )
+    print(f"wrote {args.out}/_info.json; train with --data wds:{args.out}")
+
+
 def _cmd_roadmap(args: argparse.Namespace) -> None:
     from ..factory import count_model
     from ..models.roadmap import ROADMAP
@@ -174,6 +188,17 @@ def add(sub) -> None:
     p.add_argument("--cache-dir", help="where caches live (default ~/.cache/convscale/images)")
     p.add_argument("--workers", type=bounded(int, 0, 256), default=2, help="decoding processes [2]")
     p.set_defaults(func=_cmd_cache)
+    p = sub.add_parser(
+        "shards", help="write an ImageFolder (or a dataset by name) as tar shards in timm's WebDataset layout"
+    )
+    p.add_argument("data", metavar="DATA", help="a folder with train/ (and val/), or a dataset by name")
+    p.add_argument("--out", required=True, help="the folder for the shards and their _info.json")
+    p.add_argument("--shard-size", default="256MB", help="bytes per shard, about (256MB, 1GiB, ...) [256MB]")
+    p.add_argument("--res", type=bounded(int, 16, 16384), help="re-encode as JPEG, shorter side at most N px")
+    p.add_argument("--quality", type=bounded(int, 1, 100), default=90, help="JPEG quality with --res [90]")
+    p.add_argument("--seed", type=bounded(int, 0, 2**63 - 1), default=0, help="seed of the samples' order [0]")
+    p.add_argument("--workers", type=bounded(int, 0, 256), default=2, help="encoding processes [2]")
+    p.set_defaults(func=_cmd_shards)
     p = sub.add_parser("info", help="one model: params, GMACs, resolutions, published numbers, stage table")
     p.add_argument("name")
     p.set_defaults(func=_cmd_info)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .folder import DECODE_ERRORS, ImageFolder, class_folders, load_rgb
-from .loader import Batch, EpochOrder, build_loader
+from .loader import Batch, EpochOrder, build_loader, epoch_order
 from .shapes import SHAPE_CLASSES, SyntheticShapes, render_all
 from .transforms import EvalTransform, TrainTransform
 
@@ -19,6 +19,7 @@ __all__ = [
     "SyntheticShapes",
     "TrainTransform",
     "build_loader",
+    "epoch_order",
     "load_rgb",
     "make_datasets",
     "make_val_dataset",
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 BUILTIN = "synthetic-shapes"
+SHARDS = "wds:"  # --data wds:FOLDER_OR_URL: tar shards in timm's WebDataset layout
 
 
 def resolve_data(data: str) -> Path:
@@ -45,9 +47,17 @@ def make_datasets(
     shapes_res: int = 32,
     draft: int | None = None,
     workers: int = 0,
+    shards: dict | None = None,
 ):
-    """(train, val, classes, native resolution or None) for ``synthetic-shapes`` or a folder with ``train/`` and
-    ``val/`` (one sub-folder per class). Missing or empty splits are a ValueError, raised before any training."""
+    """(train, val, classes, native resolution or None) for ``synthetic-shapes``, a folder with ``train/`` and
+    ``val/`` (one sub-folder per class), or shards (``wds:SOURCE``; ``shards``: :class:`ShardDataset`'s options).
+    Missing or empty splits are a ValueError, raised before any training."""
+    if data.startswith(SHARDS):
+        from .shards import ShardDataset, read_info
+
+        source = read_info(data.removeprefix(SHARDS), (shards or {}).get("timeout_s", 30.0))
+        train, val = (ShardDataset(source, split, **(shards or {})) for split in ("train", "val"))
+        return train, val, train.classes, None
     if data == BUILTIN:
         train = render_all(SyntheticShapes("train", size=shapes_train, res=shapes_res, seed=seed), workers)
         val, classes = make_val_dataset(data, seed=seed, shapes_val=shapes_val, shapes_res=shapes_res, workers=workers)
@@ -75,9 +85,18 @@ def make_val_dataset(
     shapes_res: int = 32,
     draft: int | None = None,
     workers: int = 0,
+    shards: dict | None = None,
 ):
     """(val split, classes) of ``data``: ``classes`` give the label indices (a trained run's); without them, the
-    class folders of ``train/`` when it exists (as training saw them), else those of ``val/``."""
+    class folders of ``train/`` when it exists (as training saw them), else those of ``val/`` (shards: the classes
+    their ``_info.json`` names)."""
+    if data.startswith(SHARDS):
+        from .shards import ShardDataset, read_info
+
+        val = ShardDataset(read_info(data.removeprefix(SHARDS), (shards or {}).get("timeout_s", 30.0)), "val", **(shards or {}))
+        if classes is not None and list(classes) != val.classes:
+            raise ValueError(f"{data} has other classes than the run ({len(val.classes)} vs {len(classes)})")
+        return val, val.classes
     if data == BUILTIN:
         if classes is not None and list(classes) != list(SHAPE_CLASSES):
             raise ValueError(f"{BUILTIN} has other classes than asked ({len(SHAPE_CLASSES)} vs {len(classes)})")

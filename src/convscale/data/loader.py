@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-__all__ = ["Batch", "EpochOrder", "build_loader"]
+__all__ = ["Batch", "EpochOrder", "build_loader", "epoch_order"]
 
 
 class EpochOrder(Sampler):
@@ -65,6 +65,16 @@ class EpochOrder(Sampler):
         return max(0, len(self._indices()) - self.start * self.per_rank)
 
 
+def epoch_order(
+    dataset, global_batch: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1
+) -> EpochOrder:
+    """The order ``dataset`` is read in: its own when it streams (shards: :class:`~.shards.ShardOrder`, the same
+    interface), else an :class:`EpochOrder` over its indices."""
+    if hasattr(dataset, "order"):
+        return dataset.order(global_batch, shuffle=shuffle, seed=seed, rank=rank, world=world)
+    return EpochOrder(len(dataset), global_batch, shuffle=shuffle, seed=seed, rank=rank, world=world)
+
+
 class _Transformed:
     """``base[index]`` (a PIL image and its label, or None) through ``transform`` with the sample's own generator."""
 
@@ -75,7 +85,7 @@ class _Transformed:
         index, seed = item
         sample = self.base[index]
         if sample is None:
-            return None, index
+            return None, getattr(index, "key", index)  # a streamed sample is named by its shard and key
         img, label = sample
         return self.transform(img, np.random.default_rng(seed)), label
 

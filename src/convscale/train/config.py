@@ -88,7 +88,12 @@ class TrainConfig:
     is for that batch. ``data`` is ``synthetic-shapes`` or a folder with ``train/`` and ``val/``."""
 
     model: str = _f("resnet18", text, "a registered model name (convscale list)")
-    data: str = _f("synthetic-shapes", text, "synthetic-shapes (built in) or a folder with train/ and val/")
+    data: str = _f(
+        "synthetic-shapes",
+        text,
+        "synthetic-shapes (built in), a folder with train/ and val/, a dataset by name (convscale datasets), or "
+        "wds:FOLDER_OR_URL (tar shards in timm's WebDataset layout, streamed; convscale shards writes them)",
+    )
     epochs: int = _f(10, integer(1, 100_000), "training epochs")
     batch_size: int = _f(64, integer(1, 1 << 20), "global batch size (split across processes)")
     lr: float = _f(2e-3, number(1e-8, 100), "peak learning rate, for batch_size")
@@ -133,6 +138,14 @@ class TrainConfig:
     )
     cache_dir: str | None = _f(
         None, optional(text), "where image caches live (default ~/.cache/convscale/images; use a node-local disk)"
+    )
+    shuffle_buffer: int = _f(
+        4096, integer(1, 10_000_000), "wds: samples held in each process's shuffle buffer (raw bytes, not decoded)"
+    )
+    shard_timeout_s: float = _f(30.0, number(0.1, 3600), "wds: seconds without an answer before a shard read fails")
+    max_bad_shards: int = _f(
+        3, integer(0, 1_000_000), "wds: shards that may fail or break off per epoch (each counted, its samples "
+        "skipped) before the run stops"
     )
     seed: int = _f(0, integer(0, 2**63 - 1), "seed of the data order, augmentation and initialization")
     device: str = _f("auto", choice(*DEVICES), "auto (CUDA when available), cpu, cuda or mps")
@@ -269,6 +282,11 @@ class TrainConfig:
         return f"{model}-{safe(Path(self.data).name, 'data')}"[:100]
 
     @property
+    def shard_options(self) -> dict[str, Any]:
+        """How ``wds:`` shards are read (:class:`~convscale.data.shards.ShardDataset`'s options)."""
+        return {"buffer": self.shuffle_buffer, "timeout_s": self.shard_timeout_s, "max_bad": self.max_bad_shards}
+
+    @property
     def val_options(self) -> dict[str, Any]:
         """``make_val_dataset``'s settings that rebuild this run's synthetic-shapes val split."""
         return {"seed": self.seed, "shapes_val": self.shapes_val, "shapes_res": self.shapes_res}
@@ -295,7 +313,7 @@ def field_help() -> dict[str, str]:
 #: learns at a step. ``out`` and ``name`` are ignored there (the run keeps its folder).
 RESUMABLE = frozenset(
     {"epochs", "workers", "device", "compile", "deterministic", "checkpoint_minutes", "checkpoint_steps", "cache_dir"}
-    | {"max_steps", "max_nonfinite", "data", "out", "name"}
+    | {"max_steps", "max_nonfinite", "data", "out", "name", "shard_timeout_s", "max_bad_shards"}
 )
 
 

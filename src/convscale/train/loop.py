@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..augment import AugmentSettings, BatchShare, augment_batch
-from ..data import EpochOrder, TrainTransform, build_loader, make_datasets
+from ..data import EpochOrder, TrainTransform, build_loader, epoch_order, make_datasets
 from ..data.folder import skip_reason
 from ..data.transforms import to_uint8
 from ..factory import create_model
@@ -160,6 +160,7 @@ def _data(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None):
         shapes_val=cfg.shapes_val,
         shapes_res=cfg.shapes_res,
         workers=cfg.workers,
+        shards=cfg.shard_options,
     )
     if ckpt is not None and ckpt.classes != classes:
         raise ValueError(f"the checkpoint was trained on other classes ({len(ckpt.classes)}) than --data has")
@@ -176,6 +177,11 @@ def _cached(cfg: TrainConfig, d: Dist, train_res: int, splits: tuple, log: Log) 
     rank 0 while the other processes wait; every rank then checks the cache against the files it lists."""
     from ..data.cache import CachedImages, build_cache, cache_folder
 
+    if cfg.data.startswith("wds:"):
+        raise ValueError(
+            "config key 'cache_res': shards are streamed, not cached; write them at the size you train from "
+            "(convscale shards --res N) instead"
+        )
     if cfg.cache_res < train_res:
         raise ValueError(
             f"config key 'cache_res': {cfg.cache_res} px is below the training size {train_res}; every crop would be "
@@ -492,7 +498,7 @@ def _train_loader(t: Trainer, batch_size: int) -> tuple[DataLoader, EpochOrder]:
     def make() -> tuple:
         crop = TrainTransform(t.policy.train_res, (t.crop_scale, 1.0), flip=0.0, normalize=False)
         d = t.dist
-        order = EpochOrder(len(t.train_ds), batch_size, shuffle=True, seed=t.cfg.seed, rank=d.rank, world=d.world)
+        order = epoch_order(t.train_ds, batch_size, shuffle=True, seed=t.cfg.seed, rank=d.rank, world=d.world)
         return t.train_ds, to_uint8 if t.crop_on_device else crop, order
 
     return _kept_loader(t, ("train", batch_size), make)
@@ -501,7 +507,7 @@ def _train_loader(t: Trainer, batch_size: int) -> tuple[DataLoader, EpochOrder]:
 def _validate(t: Trainer, net: nn.Module, res: int) -> EvalTotals:
     def make() -> tuple:
         d = t.dist
-        order = EpochOrder(len(t.val_ds), t.cfg.batch_size, shuffle=False, rank=d.rank, world=d.world)
+        order = epoch_order(t.val_ds, t.cfg.batch_size, shuffle=False, rank=d.rank, world=d.world)
         return t.val_ds, t.policy.transform(res), order
 
     loader, _ = _kept_loader(t, ("val", res), make)
@@ -534,9 +540,11 @@ def _validation_columns(t: Trainer) -> dict[str, float]:
 def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
     """Validate, write the epoch's metrics row, save the checkpoint, log."""
     state, cfg = t.state, t.cfg
-    loss, correct, count, seconds, wait = all_sum(
-        [state.epoch_loss_sum, state.epoch_correct, state.epoch_images, state.epoch_seconds, state.epoch_wait_s], t.dist
-    )
+    bad = _bad_shards(t)
+    loss, correct, count, seconds, wait, bad_count = all_sum(
+        [state.epoch_loss_sum, state.epoch_correct, state.epoch_images, state.epoch_seconds, state.epoch_wait_s,
+         len(bad)], t.dist,
+    )  # fmt: skip
     if count == 0:
         raise TrainingStopped(f"no training image of epoch {state.epoch + 1} decoded: check {cfg.data}", t.folder.path)
     seconds, wait = seconds / t.dist.world, wait / t.dist.world  # the mean over processes
@@ -565,6 +573,8 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
     new = sorted(t.epoch_skipped - t.skipped)
     t.skipped |= t.epoch_skipped
     row |= {"elapsed_s": round(state.elapsed_s, 1), "nonfinite": state.nonfinite, "skipped": len(t.epoch_skipped)}
+    if cfg.data.startswith("wds:"):
+        row["bad_shards"] = int(bad_count)
     row["skipped_total"] = len(t.skipped)
     t.epoch_skipped = set()
     state.history.append(row)
@@ -575,6 +585,14 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
         t.log(_summary(row))
         _board(t.board, row)
     _report_skipped(t, new)
+
+
+def _bad_shards(t: Trainer) -> list[str]:
+    """This process's shards that failed or broke off in the epoch (streamed data), each logged with its reason."""
+    bad = [line for key, (_, order) in t.loaders.items() if key[0] == "train" for line in getattr(order, "bad", ())]
+    for line in bad:
+        t.log(f"bad shard, its samples skipped: {line}")
+    return bad
 
 
 def _report_skipped(t: Trainer, new: list[int], shown: int = 10) -> None:

@@ -1,0 +1,153 @@
+"""Which samples of a shard split one rank reads in one epoch, and in which order — a pure function of (seed, epoch,
+rank, world, global batch), so that a run stopped anywhere resumes at the same sample with the same pixels.
+
+Training: the split's shards are put in an order drawn from (seed, epoch) and read as one sequence; it is cut into
+``world`` contiguous ranges of ``batches x per_rank`` samples (the epoch's batches from ``_info.json``: the samples
+divided by the global batch, the remainder left out as a folder's incomplete last batch is), so each sample is read by
+one rank once, every rank takes the same number of steps, and a range may begin or end inside a shard (the samples
+before it are read past, not decoded). A rank's samples pass through a shuffle buffer seeded by (seed, epoch, rank).
+Decoding is spread over the loader's workers: each sample goes to one of them. A shard that cannot be read or breaks
+off is counted (``bad``) and the rank's range is filled by reading it again from its start, so no rank runs short of
+steps; more than ``max_bad`` bad shards in one epoch stop the run with the last one's error.
+
+Evaluation (``shuffle=False``): every sample once, in the listed order, rank ``r`` taking the ``r``-th of ``world``
+contiguous parts.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from .layout import ShardError, Shards, ShardSplit
+from .stream import RawSample, ahead, shard_samples
+
+__all__ = ["ShardOrder", "buffered_shuffle"]
+
+
+def buffered_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
+    """``items`` shuffled through a buffer of ``size``: each new item takes the place of a random one, which leaves."""
+    buf: list = []
+    for item in items:
+        if len(buf) < size:
+            buf.append(item)
+            continue
+        j = int(rng.integers(size))
+        yield buf[j]
+        buf[j] = item
+    rng.shuffle(buf)
+    yield from buf
+
+
+class ShardOrder(Sampler):
+    """The ``(raw sample, augmentation seed)`` pairs one rank reads in one epoch, from batch ``start`` on (the same
+    interface as :class:`~convscale.data.loader.EpochOrder`)."""
+
+    def __init__(
+        self, shards: Shards, split: ShardSplit, global_batch: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
+        world: int = 1, buffer: int = 4096, timeout_s: float = 30.0, max_bad: int = 3,
+    ) -> None:  # fmt: skip
+        if shuffle and global_batch % world:
+            raise ValueError(f"batch size {global_batch} must be divisible by the {world} processes")
+        self.shards, self.split, self.global_batch, self.shuffle = shards, split, global_batch, shuffle
+        self.seed, self.rank, self.world = seed, rank, world
+        self.buffer, self.timeout_s, self.max_bad = buffer, timeout_s, max_bad
+        self.epoch, self.start = 0, 0
+        self.bad: list[str] = []  # this epoch's bad shards, each with its reason
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    @property
+    def size(self) -> int:
+        return self.split.num_samples
+
+    @property
+    def per_rank(self) -> int:
+        share = self.global_batch // self.world
+        return share if self.shuffle else max(1, share)
+
+    @property
+    def batches(self) -> int:
+        if self.shuffle:
+            return self.size // self.global_batch
+        first, end = self.span
+        return -(-(end - first) // self.per_rank)
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """This rank's samples: [first, end) of the epoch's sequence."""
+        if self.shuffle:
+            quota = self.batches * self.per_rank
+            return self.rank * quota, (self.rank + 1) * quota
+        return self.rank * self.size // self.world, (self.rank + 1) * self.size // self.world
+
+    def pieces(self) -> list[tuple[str, int, int]]:
+        """(shard address, samples to read past, samples to take) of this rank's span, in the epoch's shard order."""
+        names, lengths = self.split.filenames, self.split.shard_lengths
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(names)) if self.shuffle else range(len(names))
+        first, end = self.span
+        out, at = [], 0
+        for i in order:
+            lo, hi = max(first, at), min(end, at + lengths[i])
+            if lo < hi:
+                out.append((self.shards.url(names[i]), lo - at, hi - lo))
+            at += lengths[i]
+        return out
+
+    def _read(self) -> Iterator[RawSample]:
+        """This rank's samples in their stored order; when bad shards left it short (training), read again."""
+        first, end = self.span
+        want, got = end - first, 0
+        while got < want:
+            before = got
+            for url, skip, take in self.pieces():
+                for sample in self._piece(url, skip, take):
+                    yield sample
+                    got += 1
+                    if got == want:
+                        return
+            if not self.shuffle:
+                return
+            if got == before:
+                raise ShardError(f"none of this process's shards could be read: {self.bad[-1]}")
+
+    def _piece(self, url: str, skip: int, take: int) -> Iterator[RawSample]:
+        n = 0
+        try:
+            for i, sample in enumerate(shard_samples(url, self.timeout_s)):
+                if i < skip:
+                    continue
+                yield sample
+                n += 1
+                if n == take:
+                    return
+        except (OSError, tarfile.TarError, EOFError, ValueError) as e:
+            self._count_bad(url, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
+            return
+        self._count_bad(url, f"ended after {skip + n} samples, {skip + take} expected (truncated?)")
+
+    def _count_bad(self, url: str, why: str) -> None:
+        self.bad.append(f"{url}: {why}")
+        if len(self.bad) > self.max_bad:
+            raise ShardError(
+                f"{len(self.bad)} bad shards in epoch {self.epoch + 1} (at most {self.max_bad}: --max-bad-shards); "
+                f"the last: {self.bad[-1]}"
+            )
+
+    def __iter__(self) -> Iterator[tuple[RawSample, int]]:
+        self.bad = []
+        stream = ahead(self._read())
+        if self.shuffle:
+            stream = buffered_shuffle(stream, self.buffer, np.random.default_rng([self.seed, self.epoch, self.rank, 2]))
+        first, skip = self.span[0], self.start * self.per_rank
+        for i, sample in enumerate(stream):
+            if i >= skip:
+                yield sample, int(np.random.default_rng([self.seed, self.epoch, first + i, 1]).integers(2**62))
+
+    def __len__(self) -> int:
+        first, end = self.span
+        return max(0, end - first - self.start * self.per_rank)

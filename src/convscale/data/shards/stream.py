@@ -1,0 +1,111 @@
+"""Reading shards: a local file or an ``http(s)://`` address opened with a timeout on every read (a server that stops
+answering is an error after ``timeout_s``, never a hang), its tar members grouped into samples by webdataset's own
+tar iterator (the ``[webdataset]`` extra), and a reader thread that keeps a stream's next samples ready."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from ...utils.extras import require
+from .layout import ShardError, is_remote
+
+__all__ = ["IMAGE_KEYS", "RawSample", "ahead", "open_source", "shard_samples"]
+
+IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")  # what timm reads ("jpg;png;webp"), and the spelled-out jpeg
+_USER_AGENT = "convscale"
+
+
+class RawSample(NamedTuple):
+    """One sample as the shard holds it: not decoded (decoding happens in the loader's workers)."""
+
+    key: str  # the shard's name and the sample's key, for messages
+    image: bytes
+    label: int
+
+
+@contextlib.contextmanager
+def open_source(where: str, timeout_s: float):
+    """``where`` opened for reading: a local file, or an HTTP(S) response whose connect and every read time out
+    after ``timeout_s`` (socket timeouts: the error names the address)."""
+    if not is_remote(where):
+        with open(where, "rb") as f:
+            yield f
+        return
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(where, headers={"User-Agent": _USER_AGENT})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout_s)
+    except urllib.error.HTTPError as e:
+        raise ShardError(f"{where}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise ShardError(f"{where}: no answer within {timeout_s:g} s ({reason})") from None
+    with response:
+        yield response
+
+
+def shard_samples(url: str, timeout_s: float) -> Iterator[RawSample]:
+    """The samples of shard ``url`` in their stored order. A sample without an image or a ``cls`` label is left out;
+    a shard that cannot be read, or breaks off, raises (the samples before the break were yielded)."""
+    require("webdataset", "streaming WebDataset shards (--data wds:...)")
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    name = url.rsplit("/", 1)[-1]
+    with open_source(url, timeout_s) as f:
+        for sample in group_by_keys(tar_file_expander([{"url": url, "stream": f}], eof_value=None)):
+            image = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
+            label = sample.get("cls")
+            if image is None or label is None:
+                continue
+            try:
+                yield RawSample(f"{name}:{sample['__key__']}", image, int(label))
+            except ValueError:
+                continue  # a label that is not a number: the sample is left out
+
+
+_END = object()
+
+
+def ahead(stream: Iterator, depth: int = 256) -> Iterator:
+    """``stream``'s items in order, read by a thread up to ``depth`` items ahead (the shard's download and tar parsing
+    overlap the training steps); its exception is raised here, at the item where it happened. Closing this
+    generator (an epoch ended early) stops the thread."""
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in stream:
+                if not put((item, None)):
+                    return
+            put((_END, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put((_END, e))
+
+    thread = threading.Thread(target=read, daemon=True, name="convscale-shards")
+    thread.start()
+    try:
+        while True:
+            item, error = box.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
