@@ -34,7 +34,11 @@ def main() -> None:
             labels[classes[int(target)]] += 1
             sizes.add(img.size)
         expected = collections.Counter(
-            {c: sum(1 for f in (source / split / c).iterdir() if f.is_file()) for c in classes if (source / split / c).is_dir()}
+            {
+                c: sum(1 for f in (source / split / c).iterdir() if f.is_file())
+                for c in classes
+                if (source / split / c).is_dir()
+            }
         )
         skipped = info["convscale"]["skipped"].get(split, 0)
         same = sum(labels.values()) == meta["num_samples"] and (labels == expected or skipped)

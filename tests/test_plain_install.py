@@ -19,7 +19,7 @@ from conftest import make_image_folder
 #: the optional packages of every extra (convscale.utils.extras.EXTRAS), and of the ones planned (deployment runtimes,
 #: shard reading); listed here so that the test also runs on a tree without that module
 HIDDEN = ["huggingface_hub", "matplotlib", "nncf", "onnx", "onnxruntime", "onnxscript", "openvino", "tensorboard"]
-HIDDEN += ["torchao", "webdataset"]
+HIDDEN += ["torchao", "webdataset", "braceexpand"]
 TINY = ["--model", "test_resnet", "--shapes-train", "32", "--shapes-val", "16", "--shapes-res", "32"]
 TINY += ["--batch-size", "16", "--workers", "0"]
 
@@ -112,6 +112,17 @@ def test_bench_signal_and_the_model_commands(plain, tmp_path):
 def test_cache(plain, tmp_path):
     data = make_image_folder(tmp_path / "data", per_class=2, val_per_class=1, res=32)
     assert "images" in ok(convscale(plain, "cache", str(data), "--res", "32", "--workers", "0"))
+
+
+def test_shards_are_written_and_streaming_them_names_the_extra(plain, tmp_path):
+    """Writing shards needs no extra (tarfile); streaming them needs webdataset, said in one line."""
+    data = make_image_folder(tmp_path / "data", per_class=2, val_per_class=1, res=32)
+    assert "train: 6 samples" in ok(
+        convscale(plain, "shards", str(data), "--out", str(tmp_path / "s"), "--workers", "0")
+    )
+    proc = convscale(plain, "train", *TINY, "--data", f"wds:{tmp_path / 's'}", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().count("\n") == 0 and "pip install 'convscale[webdataset]'" in proc.stderr, proc.stderr
 
 
 def test_search_smallest_form(plain, tmp_path):

@@ -90,9 +90,10 @@ def evaluate(
     weights: str = "auto",
     pretrained: bool | str | None = None,
 ) -> EvalResult:
-    """Evaluate ``source`` on ``data``'s validation split (a folder with ``val/<class>/``, a named dataset, or
-    synthetic-shapes, or ``wds:`` shards; default: a run's own data) at ``res`` (default: the test size), with the model's own
-    evaluation transform. The model's classes give the labels: a class folder it never saw is a ValueError."""
+    """Evaluate ``source`` on ``data``'s validation split (a folder with ``val/<class>/``, a named dataset,
+    synthetic-shapes, or ``wds:`` shards; default: a run's own data) at ``res`` (default: the test size), with the
+    model's own evaluation transform. The model's classes give the labels: a class folder it never saw is a
+    ValueError."""
     from .data import build_loader, epoch_order, make_val_dataset
     from .train.steps import evaluate as evaluate_batches
     from .utils.device import device_named

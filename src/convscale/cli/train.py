@@ -23,9 +23,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
             "--config does not go with --resume: a resumed run keeps its own config (flags may change "
             "what is safe to change)"
         )
+    if args.restartable and args.resume is not None:
+        raise ValueError("--restartable continues its own --out/--name run when it has a checkpoint; drop --resume")
     try:
         if args.resume is not None:
             result = fit(resume=args.resume, changes=overrides)
+        elif args.restartable:
+            result = fit(load_config(args.config, **overrides), restart=True)
         else:
             cfg = load_config(args.config, **overrides)
             if args.check:
@@ -77,6 +81,12 @@ def add(sub) -> None:
     )
     p.add_argument("--check", action="store_true", help="validate the configuration, print it, and exit")
     p.add_argument("--resume", help="a run folder to continue exactly where it stopped, with its own config")
+    p.add_argument(
+        "--restartable",
+        action="store_true",
+        help="the same command may run again after a failure (torchrun --max-restarts, a requeued Slurm job): "
+        "continue the run --out/--name from its checkpoint when it has one, else start it there",
+    )
     p.add_argument("--res", dest="_res", help=argparse.SUPPRESS)  # the other commands' image size: refused by name
     docs, defaults = field_help(), {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for flag, kind in _train_flags().items():

@@ -93,7 +93,9 @@ def make_val_dataset(
     if data.startswith(SHARDS):
         from .shards import ShardDataset, read_info
 
-        val = ShardDataset(read_info(data.removeprefix(SHARDS), (shards or {}).get("timeout_s", 30.0)), "val", **(shards or {}))
+        val = ShardDataset(
+            read_info(data.removeprefix(SHARDS), (shards or {}).get("timeout_s", 30.0)), "val", **(shards or {})
+        )
         if classes is not None and list(classes) != val.classes:
             raise ValueError(f"{data} has other classes than the run ({len(val.classes)} vs {len(classes)})")
         return val, val.classes

@@ -144,8 +144,9 @@ class TrainConfig:
     )
     shard_timeout_s: float = _f(30.0, number(0.1, 3600), "wds: seconds without an answer before a shard read fails")
     max_bad_shards: int = _f(
-        3, integer(0, 1_000_000), "wds: shards that may fail or break off per epoch (each counted, its samples "
-        "skipped) before the run stops"
+        3,
+        integer(0, 1_000_000),
+        "wds: shards that may fail or break off per epoch (each counted, its samples skipped) before the run stops",
     )
     seed: int = _f(0, integer(0, 2**63 - 1), "seed of the data order, augmentation and initialization")
     device: str = _f("auto", choice(*DEVICES), "auto (CUDA when available), cpu, cuda or mps")

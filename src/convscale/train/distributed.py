@@ -32,12 +32,23 @@ class Dist:
 
 
 def setup(device: str = "auto") -> Dist:
-    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1); otherwise a single process."""
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1); otherwise a single process.
+
+    The group's keys in the rendezvous store are kept apart per restart (``TORCHELASTIC_RESTART_COUNT``): torchrun's
+    agent keeps its store when it restarts a failed group, and without a prefix the new processes would read the
+    addresses the old ones published and connect to a dead peer (pytorch issue 167288)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = device_named(device, local_rank)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        store, rank, world = next(dist.rendezvous("env://"))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(
+            "nccl" if dev.type == "cuda" else "gloo",
+            store=dist.PrefixStore(f"convscale/attempt-{attempt}", store),
+            rank=rank,
+            world_size=world,
+        )
     rank = dist.get_rank() if dist.is_initialized() else 0
     return Dist(rank, world, dev, local_rank)
 

@@ -22,6 +22,7 @@ from ..data.folder import skip_reason
 from ..data.transforms import to_uint8
 from ..factory import create_model
 from ..utils.atomic import atomic_write_text
+from ..weights.checkpoint import RUN_CHECKPOINT
 from .allocator import ENV as ALLOCATOR_ENV
 from .allocator import keep_freed_memory
 from .config import TrainConfig, resume_config
@@ -93,10 +94,18 @@ def fit(
     resume: str | Path | None = None,
     changes: dict[str, Any] | None = None,
     log: Log = print,
+    restart: bool = False,
 ) -> FitResult:
     """Train ``cfg``. ``resume``: a run folder (or its checkpoint) to continue exactly where it stopped, with the
     run's own config; ``cfg`` or ``changes`` (the flags given) may change only what :data:`~.config.RESUMABLE`
-    lists, and anything else is refused before the folder is touched."""
+    lists, and anything else is refused before the folder is touched. ``restart``: the same call may come again
+    after a failure (``torchrun --max-restarts``, a requeued Slurm job): the run folder is ``cfg``'s ``out/name``,
+    continued from its checkpoint when it has one, else started there."""
+    if restart:
+        if cfg is None or resume is not None:
+            raise ValueError("restart takes a config (its out/name is the run folder), not a folder to resume")
+        if (Path(cfg.out) / cfg.run_name / RUN_CHECKPOINT).is_file():
+            resume = Path(cfg.out) / cfg.run_name
     ckpt = None
     if resume is not None:
         folder = RunFolder.of(resume)
@@ -108,7 +117,7 @@ def fit(
     finished = False
     with StopFlag() as stop:  # also over the teardown: a signal after the last checkpoint lets the run end
         try:
-            t = prepare(cfg, d, ckpt, resume, log if d.main else (lambda *_: None))
+            t = prepare(cfg, d, ckpt, resume, log if d.main else (lambda *_: None), restart)
             stop.where = lambda: _position(t)
             while t.state.epoch < cfg.epochs:
                 stage = t.plan.stage_of(t.state.epoch)
@@ -241,18 +250,26 @@ def _runner(cfg: TrainConfig, d: Dist, model: nn.Module) -> nn.Module:
     return torch.compile(runner) if cfg.compile else runner
 
 
-def _folder(cfg: TrainConfig, d: Dist, resume: str | Path | None) -> RunFolder:
-    """The run's folder: the resumed one, or a new one taken by rank 0 and told to the others."""
+def _folder(cfg: TrainConfig, d: Dist, resume: str | Path | None, restart: bool = False) -> RunFolder:
+    """The run's folder: the resumed one, ``out/name`` itself for a restartable run, or a new one taken by rank 0
+    and told to the others."""
     if resume is not None:
         folder = RunFolder.of(resume)
         if d.main:
             folder.clean_stale()
         return folder
+    if restart:
+        path = Path(cfg.out) / cfg.run_name
+        if d.main:
+            path.mkdir(parents=True, exist_ok=True)
+        return RunFolder(path)
     path = str(RunFolder.create(cfg.out, cfg.run_name).path) if d.main else ""
     return RunFolder(Path(broadcast_str(path, d)))
 
 
-def prepare(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Path | None, log: Log) -> Trainer:
+def prepare(
+    cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Path | None, log: Log, restart: bool = False
+) -> Trainer:
     """Everything before the first step: data, plan, model, optimizer, the resumed state, the run folder."""
     if cfg.amp == "fp16" and d.device.type != "cuda":
         raise ValueError("config key 'amp': fp16 needs CUDA (a grad scaler); use bf16 on CPU")
@@ -274,7 +291,7 @@ def prepare(cfg: TrainConfig, d: Dist, ckpt: Checkpoint | None, resume: str | Pa
     if hasattr(train_ds, "draft"):  # JPEG draft decoding: downscale while the smallest crop keeps its pixels
         train_ds.draft = round(policy.train_res / crop_scale**0.5)
         val_ds.draft = round(max(policy.train_res, policy.test_res) / policy.crop_pct)
-    folder = _folder(cfg, d, resume)  # after every check that can refuse the run: no folder for a refused one
+    folder = _folder(cfg, d, resume, restart)  # after every check that can refuse the run: no folder for a refused one
     t = Trainer(
         cfg=cfg, dist=d, folder=folder, train_ds=train_ds, val_ds=val_ds, classes=classes, policy=policy, plan=plan,
         model=model, runner=_runner(cfg, d, model), optimizer=optimizer, scaler=scaler, hooks=hooks, state=state,
@@ -589,7 +606,8 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
 
 def _bad_shards(t: Trainer) -> list[str]:
     """This process's shards that failed or broke off in the epoch (streamed data), each logged with its reason."""
-    bad = [line for key, (_, order) in t.loaders.items() if key[0] == "train" for line in getattr(order, "bad", ())]
+    orders = [order for key, (_, order) in t.loaders.items() if key[0] == "train"]
+    bad = [f"{url}: {why}" for order in orders for url, why in getattr(order, "bad", {}).items()]
     for line in bad:
         t.log(f"bad shard, its samples skipped: {line}")
     return bad

@@ -26,6 +26,8 @@ EXTRAS = {
     "torchao": "int8",
     "openvino": "openvino",
     "nncf": "openvino",
+    "webdataset": "webdataset",
+    "braceexpand": "webdataset",
 }
 
 

@@ -8,6 +8,7 @@ import io
 
 from PIL import Image
 
+from ...utils.extras import require
 from ..folder import DECODE_ERRORS, load_rgb
 from .layout import Shards
 from .order import ShardOrder
@@ -22,6 +23,7 @@ class ShardDataset:
     def __init__(
         self, shards: Shards, split: str, *, buffer: int = 4096, timeout_s: float = 30.0, max_bad: int = 3,
     ) -> None:  # fmt: skip
+        require("webdataset", "streaming WebDataset shards (--data wds:...)")  # said before the run starts
         self.shards, self.split = shards, shards.split(split)
         self.classes = list(shards.classes)
         self.buffer, self.timeout_s, self.max_bad = buffer, timeout_s, max_bad

@@ -17,15 +17,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["INFO", "SCHEME", "ShardError", "ShardSplit", "Shards", "is_remote", "join", "read_info", "split_of"]
+from ...utils.extras import require
+from .stream import ShardError, is_remote, open_source
+
+__all__ = ["INFO", "SCHEME", "ShardError", "ShardSplit", "Shards", "join", "read_info", "split_of"]
 
 INFO = "_info.json"
 SCHEME = "wds:"  # --data wds:SOURCE
 _VAL_NAMES = ("val", "validation")  # timm's ImageNet shards call the split "validation"
-
-
-class ShardError(OSError):
-    """A shard source that cannot be read: no ``_info.json``, an unreachable server, too many bad shards."""
 
 
 @dataclass(frozen=True)
@@ -72,10 +71,6 @@ class Shards:
         return found
 
 
-def is_remote(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
-
-
 def join(root: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}" if is_remote(root) else str(Path(root) / name)
 
@@ -84,7 +79,7 @@ def split_of(spec: str) -> tuple[str, tuple[str, ...]]:
     """(root, chosen shard names) of a source: a root alone, or a root with a brace pattern of ``.tar`` names."""
     if not spec.endswith(".tar"):
         return spec, ()
-    from braceexpand import braceexpand  # webdataset's own dependency: there when the extra is
+    braceexpand = require("braceexpand", "brace patterns of shard names").braceexpand  # webdataset's dependency
 
     root, _, pattern = spec.rpartition("/")
     return root or ".", tuple(braceexpand(pattern))
@@ -93,8 +88,6 @@ def split_of(spec: str) -> tuple[str, tuple[str, ...]]:
 def read_info(spec: str, timeout_s: float = 30.0) -> Shards:
     """The source ``spec`` (after ``wds:``) with its ``_info.json`` read; a clear :class:`ShardError` when there is
     none, it does not parse, or the server does not answer within ``timeout_s``."""
-    from .stream import open_source
-
     root, chosen = split_of(spec)
     where = join(root, INFO)
     try:

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
-from .layout import ShardError, Shards, ShardSplit
-from .stream import RawSample, ahead, shard_samples
+from .layout import Shards, ShardSplit
+from .stream import RawSample, ShardError, ahead, shard_samples
 
 __all__ = ["ShardOrder", "buffered_shuffle"]
 
@@ -56,7 +56,7 @@ class ShardOrder(Sampler):
         self.seed, self.rank, self.world = seed, rank, world
         self.buffer, self.timeout_s, self.max_bad = buffer, timeout_s, max_bad
         self.epoch, self.start = 0, 0
-        self.bad: list[str] = []  # this epoch's bad shards, each with its reason
+        self.bad: dict[str, str] = {}  # this epoch's bad shards: address -> what went wrong
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
@@ -88,7 +88,11 @@ class ShardOrder(Sampler):
     def pieces(self) -> list[tuple[str, int, int]]:
         """(shard address, samples to read past, samples to take) of this rank's span, in the epoch's shard order."""
         names, lengths = self.split.filenames, self.split.shard_lengths
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(names)) if self.shuffle else range(len(names))
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(len(names))
+            if self.shuffle
+            else range(len(names))
+        )
         first, end = self.span
         out, at = [], 0
         for i in order:
@@ -105,6 +109,8 @@ class ShardOrder(Sampler):
         while got < want:
             before = got
             for url, skip, take in self.pieces():
+                if url in self.bad:
+                    continue  # found bad on an earlier pass
                 for sample in self._piece(url, skip, take):
                     yield sample
                     got += 1
@@ -113,33 +119,39 @@ class ShardOrder(Sampler):
             if not self.shuffle:
                 return
             if got == before:
-                raise ShardError(f"none of this process's shards could be read: {self.bad[-1]}")
+                url, why = next(reversed(self.bad.items()))
+                raise ShardError(f"none of this process's shards could be read; the last: {url}: {why}")
 
     def _piece(self, url: str, skip: int, take: int) -> Iterator[RawSample]:
-        n = 0
+        read = taken = 0
         try:
-            for i, sample in enumerate(shard_samples(url, self.timeout_s)):
-                if i < skip:
+            for sample in shard_samples(url, self.timeout_s):
+                read += 1
+                if read <= skip:
                     continue
                 yield sample
-                n += 1
-                if n == take:
+                taken += 1
+                if taken == take:
                     return
-        except (OSError, tarfile.TarError, EOFError, ValueError) as e:
-            self._count_bad(url, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
+        except TimeoutError:
+            self._count_bad(url, f"no answer within {self.timeout_s:g} s (after {read} samples)")
             return
-        self._count_bad(url, f"ended after {skip + n} samples, {skip + take} expected (truncated?)")
+        except (OSError, tarfile.TarError, EOFError, ValueError) as e:
+            text = str(e).splitlines()[0] if str(e) else ""
+            self._count_bad(url, f"{type(e).__name__}: {text[:300]} (after {read} samples)")
+            return
+        self._count_bad(url, f"ended after {read} samples, {skip + take} expected (truncated?)")
 
     def _count_bad(self, url: str, why: str) -> None:
-        self.bad.append(f"{url}: {why}")
+        self.bad[url] = why
         if len(self.bad) > self.max_bad:
             raise ShardError(
                 f"{len(self.bad)} bad shards in epoch {self.epoch + 1} (at most {self.max_bad}: --max-bad-shards); "
-                f"the last: {self.bad[-1]}"
+                f"the last: {url}: {why}"
             )
 
     def __iter__(self) -> Iterator[tuple[RawSample, int]]:
-        self.bad = []
+        self.bad = {}
         stream = ahead(self._read())
         if self.shuffle:
             stream = buffered_shuffle(stream, self.buffer, np.random.default_rng([self.seed, self.epoch, self.rank, 2]))

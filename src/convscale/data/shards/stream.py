@@ -11,12 +11,19 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from ...utils.extras import require
-from .layout import ShardError, is_remote
 
-__all__ = ["IMAGE_KEYS", "RawSample", "ahead", "open_source", "shard_samples"]
+__all__ = ["IMAGE_KEYS", "RawSample", "ShardError", "ahead", "is_remote", "open_source", "shard_samples"]
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")  # what timm reads ("jpg;png;webp"), and the spelled-out jpeg
 _USER_AGENT = "convscale"
+
+
+class ShardError(OSError):
+    """A shard source that cannot be read: no ``_info.json``, an unreachable server, too many bad shards."""
+
+
+def is_remote(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
 
 
 class RawSample(NamedTuple):
