@@ -16,6 +16,7 @@ contiguous parts.
 
 from __future__ import annotations
 
+import itertools
 import tarfile
 from collections.abc import Iterator
 
@@ -29,15 +30,19 @@ __all__ = ["ShardOrder", "buffered_shuffle"]
 
 
 def buffered_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
-    """``items`` shuffled through a buffer of ``size``: each new item takes the place of a random one, which leaves."""
-    buf: list = []
+    """``items`` shuffled through a buffer of up to ``size``: each item out is a random one of the buffer. It starts
+    giving items once it holds an eighth of ``size`` and grows to ``size`` by taking two items for each it gives (the
+    first batches come without waiting for a full buffer); the rest, shuffled, at the end."""
+    initial, buf = max(1, size // 8), []
+    items = iter(items)
     for item in items:
+        buf.append(item)
         if len(buf) < size:
-            buf.append(item)
-            continue
-        j = int(rng.integers(size))
-        yield buf[j]
-        buf[j] = item
+            buf.extend(itertools.islice(items, 1))
+        if len(buf) >= initial:
+            j = int(rng.integers(len(buf)))
+            buf[j], buf[-1] = buf[-1], buf[j]
+            yield buf.pop()
     rng.shuffle(buf)
     yield from buf
 

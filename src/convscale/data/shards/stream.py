@@ -79,11 +79,11 @@ def shard_samples(url: str, timeout_s: float) -> Iterator[RawSample]:
 _END = object()
 
 
-def ahead(stream: Iterator, depth: int = 256) -> Iterator:
+def ahead(stream: Iterator, depth: int = 256, chunk: int = 32) -> Iterator:
     """``stream``'s items in order, read by a thread up to ``depth`` items ahead (the shard's download and tar parsing
-    overlap the training steps); its exception is raised here, at the item where it happened. Closing this
-    generator (an epoch ended early) stops the thread."""
-    box: queue.Queue = queue.Queue(maxsize=depth)
+    overlap the training steps), handed over ``chunk`` at a time; its exception is raised here, after the items read
+    before it. Closing this generator (an epoch ended early) stops the thread."""
+    box: queue.Queue = queue.Queue(maxsize=max(1, depth // chunk))
     stop = threading.Event()
 
     def put(item) -> bool:
@@ -96,23 +96,27 @@ def ahead(stream: Iterator, depth: int = 256) -> Iterator:
         return False
 
     def read() -> None:
+        items: list = []
         try:
             for item in stream:
-                if not put((item, None)):
-                    return
-            put((_END, None))
+                items.append(item)
+                if len(items) == chunk:
+                    if not put((items, None)):
+                        return
+                    items = []
+            put((items, _END))
         except BaseException as e:  # handed to the consumer, raised there
-            put((_END, e))
+            put((items, e))
 
     thread = threading.Thread(target=read, daemon=True, name="convscale-shards")
     thread.start()
     try:
         while True:
-            item, error = box.get()
-            if error is not None:
-                raise error
-            if item is _END:
+            items, end = box.get()
+            yield from items
+            if end is _END:
                 return
-            yield item
+            if end is not None:
+                raise end
     finally:
         stop.set()
