@@ -10,17 +10,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-__all__ = ["Batch", "EpochOrder", "build_loader", "epoch_order"]
+__all__ = ["Batch", "BatchShares", "EpochOrder", "build_loader", "epoch_order"]
 
 
-class EpochOrder(Sampler):
-    """The (index, augmentation seed) pairs one rank reads in one epoch, from batch ``start`` on.
-
-    Training: a permutation seeded by (seed, epoch), cut into global batches of ``global_batch`` (an incomplete last
-    batch is dropped); rank ``r`` of ``world`` takes its contiguous ``global_batch // world`` share of each, so the
-    ranks together see exactly the batches a single process would. Evaluation (``shuffle=False``): every image once,
-    in order, rank ``r`` taking every ``world``-th.
-    """
+class BatchShares(Sampler):
+    """What every epoch order shares: an epoch and the batch it starts from, the global batch cut into equal
+    per-rank shares (training), and the batch count. A subclass says how many samples a rank evaluates
+    (``evaluated``) and yields ``(sample, augmentation seed)`` pairs."""
 
     def __init__(
         self, size: int, global_batch: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world: int = 1
@@ -42,12 +38,30 @@ class EpochOrder(Sampler):
         return share if self.shuffle else max(1, share)
 
     @property
+    def evaluated(self) -> int:
+        """The samples this rank reads when evaluating."""
+        raise NotImplementedError
+
+    @property
     def batches(self) -> int:
         """Batches per epoch (per rank: the same number on every rank when training)."""
         if self.shuffle:
             return self.size // self.global_batch
-        local = len(range(self.rank, self.size, self.world))
-        return -(-local // self.per_rank)
+        return -(-self.evaluated // self.per_rank)
+
+
+class EpochOrder(BatchShares):
+    """The (index, augmentation seed) pairs one rank reads in one epoch, from batch ``start`` on.
+
+    Training: a permutation seeded by (seed, epoch), cut into global batches of ``global_batch`` (an incomplete last
+    batch is dropped); rank ``r`` of ``world`` takes its contiguous ``global_batch // world`` share of each, so the
+    ranks together see exactly the batches a single process would. Evaluation (``shuffle=False``): every image once,
+    in order, rank ``r`` taking every ``world``-th.
+    """
+
+    @property
+    def evaluated(self) -> int:
+        return len(range(self.rank, self.size, self.world))
 
     def _indices(self) -> np.ndarray:
         if not self.shuffle:

@@ -21,8 +21,8 @@ import tarfile
 from collections.abc import Iterator
 
 import numpy as np
-from torch.utils.data import Sampler
 
+from ..loader import BatchShares
 from .layout import Shards, ShardSplit
 from .stream import RawSample, ShardError, ahead, shard_samples
 
@@ -47,7 +47,7 @@ def buffered_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> It
     yield from buf
 
 
-class ShardOrder(Sampler):
+class ShardOrder(BatchShares):
     """The ``(raw sample, augmentation seed)`` pairs one rank reads in one epoch, from batch ``start`` on (the same
     interface as :class:`~convscale.data.loader.EpochOrder`)."""
 
@@ -55,32 +55,15 @@ class ShardOrder(Sampler):
         self, shards: Shards, split: ShardSplit, global_batch: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
         world: int = 1, buffer: int = 4096, timeout_s: float = 30.0, max_bad: int = 3,
     ) -> None:  # fmt: skip
-        if shuffle and global_batch % world:
-            raise ValueError(f"batch size {global_batch} must be divisible by the {world} processes")
-        self.shards, self.split, self.global_batch, self.shuffle = shards, split, global_batch, shuffle
-        self.seed, self.rank, self.world = seed, rank, world
+        super().__init__(split.num_samples, global_batch, shuffle=shuffle, seed=seed, rank=rank, world=world)
+        self.shards, self.split = shards, split
         self.buffer, self.timeout_s, self.max_bad = buffer, timeout_s, max_bad
-        self.epoch, self.start = 0, 0
         self.bad: dict[str, str] = {}  # this epoch's bad shards: address -> what went wrong
 
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
     @property
-    def size(self) -> int:
-        return self.split.num_samples
-
-    @property
-    def per_rank(self) -> int:
-        share = self.global_batch // self.world
-        return share if self.shuffle else max(1, share)
-
-    @property
-    def batches(self) -> int:
-        if self.shuffle:
-            return self.size // self.global_batch
+    def evaluated(self) -> int:
         first, end = self.span
-        return -(-(end - first) // self.per_rank)
+        return end - first
 
     @property
     def span(self) -> tuple[int, int]:
