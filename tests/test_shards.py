@@ -26,6 +26,7 @@ from conftest import make_image_folder, one_line_error
 from convscale.data import build_loader, epoch_order, make_datasets
 from convscale.data.shards import INFO, ShardError, read_info
 from convscale.data.shards.write import ShardSettings, parse_size, write_shards
+from convscale.inference import evaluate
 from convscale.train import TrainConfig, fit, read_checkpoint
 from convscale.train.state import read_run_config
 
@@ -210,6 +211,8 @@ def test_shards_over_http_train_and_a_brace_pattern_picks_shards(tmp_path):
     with _http(out) as url:
         result = fit(_tiny(tmp_path, f"wds:{url}", "http", workers=2), **_QUIET)
         assert result.metrics["train_images"] == 24 and result.metrics["bad_shards"] == 0
+        scored = evaluate(result.run_dir, data=f"wds:{url}", workers=0)  # convscale eval --data wds:URL
+        assert scored.count == 6 and scored.top1 == pytest.approx(result.metrics["ema_top1"], abs=1e-3)
         names = read_info(str(out)).splits["train"].filenames
         first, last = names[0].rsplit("-", 1)[1][:-4], names[2].rsplit("-", 1)[1][:-4]
         pattern = f"{url}/{names[0].rsplit('-', 1)[0]}-{{{first}..{last}}}.tar"
@@ -240,6 +243,8 @@ def test_a_truncated_shard_and_a_corrupt_sample_are_skipped_and_counted(tmp_path
     assert m["bad_shards"] == 1 and m["skipped"] == 1  # the corrupt sample: once per key, however often read
     assert 22 <= m["train_images"] < 24  # 3 full steps: the lost samples' places taken by reading the range again
     assert any(line.startswith(f"bad shard, its samples skipped: {cut}") for line in logs), logs
+    assert f"skipped {bad.name}:{first}: the image does not decode" in logs
+    assert (result.run_dir / "skipped.txt").read_text() == f"{bad.name}:{first}: the image does not decode\n"
     with pytest.raises(ShardError, match=r"1 bad shards in epoch 1 \(at most 0: --max-bad-shards\)"):
         fit(_tiny(tmp_path, f"wds:{out}", "strict", max_bad_shards=0), **_QUIET)
 

@@ -613,12 +613,17 @@ def _bad_shards(t: Trainer) -> list[str]:
     return bad
 
 
-def _report_skipped(t: Trainer, new: list[int], shown: int = 10) -> None:
+def _report_skipped(t: Trainer, new: list, shown: int = 10) -> None:
     """Each training file that failed to decode, once, in the epoch it first failed: a plain line with its path and
     the decoder's reason (the first ``shown`` of an epoch; every one in the run folder's ``skipped.txt``)."""
-    if not new or not t.dist.main or not hasattr(t.train_ds, "path"):
+    if not new or not t.dist.main or not (hasattr(t.train_ds, "path") or hasattr(t.train_ds, "order")):
         return
-    lines = [f"{t.train_ds.path(i)}: {skip_reason(t.train_ds.path(i))}" for i in new]
+    lines = [
+        f"{i}: the image does not decode"
+        if isinstance(i, str)
+        else f"{t.train_ds.path(i)}: {skip_reason(t.train_ds.path(i))}"
+        for i in new
+    ]  # a streamed sample is named SHARD:KEY
     listing = t.folder.path / "skipped.txt"
     previous = listing.read_text().splitlines() if listing.is_file() else []
     atomic_write_text(listing, "\n".join([*previous, *lines]) + "\n")
