@@ -222,6 +222,17 @@ def test_shards_over_http_train_and_a_brace_pattern_picks_shards(tmp_path):
         )
 
 
+def test_deploy_reads_its_calibration_and_check_images_from_shards(tmp_path):
+    from convscale.data import EvalTransform
+    from convscale.deploy.bundle import _batches, _Data
+
+    out = _shards(tmp_path)
+    d = _Data(EvalTransform(32), ["circle", "star", "triangle"], {}, None)
+    batches = list(_batches(f"wds:{out}", d, 4, "train", limit=10))
+    assert [tuple(x.shape) for x, _ in batches] == [(4, 3, 32, 32)] * 3 and (batches[-1][1] == -1).sum() == 2
+    assert sum(int((y >= 0).sum()) for _, y in _batches(f"wds:{out}", d, 4, "val")) == 6
+
+
 def test_a_truncated_shard_and_a_corrupt_sample_are_skipped_and_counted(tmp_path):
     out = _shards(tmp_path)
     names = read_info(str(out)).splits["train"].filenames

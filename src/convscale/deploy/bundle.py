@@ -41,16 +41,21 @@ class _Data:
 def _batches(data: str, d: _Data, batch: int, split: str, limit: int | None = None):
     """(images, labels) batches of exactly ``batch`` images (the last one padded with zeros, its padding labelled
     -1) from ``data``'s ``split``, through the model's evaluation transform."""
-    from ..data import EpochOrder, build_loader, make_datasets, make_val_dataset
+    from ..data import EpochOrder, build_loader, epoch_order, make_datasets, make_val_dataset
 
     if split == "val":
         ds, _ = make_val_dataset(data, classes=d.folders, **d.options)
     else:
         ds = make_datasets(data, **{k: v for k, v in d.options.items() if k != "shapes_val"})[0]
     n = len(ds) if limit is None else min(limit, len(ds))
-    loader = build_loader(ds, d.transform, EpochOrder(n, batch, shuffle=False), workers=0)
-    for b in loader:
-        x, y = b.images.float(), b.labels
+    streamed = hasattr(ds, "order")  # shards: read in their order, the first n kept
+    order = epoch_order(ds, batch, shuffle=False) if streamed else EpochOrder(n, batch, shuffle=False)
+    seen = 0
+    for b in build_loader(ds, d.transform, order, workers=0):
+        x, y = b.images[: n - seen].float(), b.labels[: n - seen]
+        seen += len(y)
+        if not len(y):
+            return
         if len(y) < batch:
             pad = batch - len(y)
             x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
