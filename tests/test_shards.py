@@ -165,10 +165,13 @@ def _epoch(train, epoch):
 
 
 @contextlib.contextmanager
-def _http(folder: Path, stall: bool = False):
-    """An HTTP server on 127.0.0.1 serving ``folder``; ``stall``: each shard's first 2 KB, then silence."""
+def _http(folder: Path, stall: bool = False, flaky: bool = False):
+    """An HTTP server on 127.0.0.1 serving ``folder``; ``stall``: each shard's first 2 KB, then silence; ``flaky``:
+    the first request of each shard is cut off after half its bytes, the second answered 503."""
     released = threading.Event()
-    handler = functools.partial(_Handler, directory=str(folder), stall=released if stall else None)
+    handler = functools.partial(
+        _Handler, directory=str(folder), stall=released if stall else None, flaky={} if flaky else None
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -181,20 +184,27 @@ def _http(folder: Path, stall: bool = False):
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *args, stall: threading.Event | None = None, **kwargs) -> None:
-        self.stall = stall
+    def __init__(self, *args, stall: threading.Event | None = None, flaky: dict | None = None, **kwargs) -> None:
+        self.stall, self.flaky = stall, flaky
         super().__init__(*args, **kwargs)
 
     def do_GET(self) -> None:
-        if self.stall is None or not self.path.endswith(".tar"):
+        if not self.path.endswith(".tar") or (self.stall is None and self.flaky is None):
             return super().do_GET()
         data = Path(self.directory, self.path.lstrip("/")).read_bytes()
+        if self.flaky is not None:
+            self.flaky[self.path] = tries = self.flaky.get(self.path, 0) + 1
+            if tries == 2:
+                return self.send_error(503)
+            if tries > 2:
+                return super().do_GET()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data[:2048])
+        self.wfile.write(data[: 2048 if self.stall else len(data) // 2])
         self.wfile.flush()
-        self.stall.wait(60)  # the server stops answering mid-shard
+        if self.stall:
+            self.stall.wait(60)  # the server stops answering mid-shard
 
     def log_message(self, *args) -> None:
         pass
@@ -220,6 +230,21 @@ def test_shards_over_http_train_and_a_brace_pattern_picks_shards(tmp_path):
         assert train.split.filenames == names[:3] and len(train) == sum(
             read_info(str(out)).splits["train"].shard_lengths[:3]
         )
+
+
+def test_a_dropped_connection_is_tried_again_from_where_it_broke_off(tmp_path, monkeypatch):
+    """Every shard's first answer is cut off mid-body and its second is a 503: the third, from the sample where the
+    first broke off, completes it — no bad shard, and the weights of the run from the local folder."""
+    from convscale.data.shards import order
+
+    monkeypatch.setattr(order, "RETRY_WAIT_S", 0.0)
+    out = _shards(tmp_path)
+    local = fit(_tiny(tmp_path, f"wds:{out}", "local"), **_QUIET)
+    with _http(out, flaky=True) as url:
+        remote = fit(_tiny(tmp_path, f"wds:{url}", "flaky"), **_QUIET)
+    assert remote.metrics["bad_shards"] == 0 and remote.metrics["train_images"] == 24
+    a, b = (read_checkpoint(r.run_dir / "checkpoints" / "last.safetensors").weights() for r in (local, remote))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_deploy_reads_its_calibration_and_check_images_from_shards(tmp_path):

@@ -16,8 +16,10 @@ contiguous parts.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import tarfile
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,6 +29,10 @@ from .layout import Shards, ShardSplit
 from .stream import RawSample, ShardError, ahead, shard_samples
 
 __all__ = ["ShardOrder", "buffered_shuffle"]
+
+RETRIES = 2  # more tries of a shard whose connection dropped or was refused
+RETRY_WAIT_S = 1.0  # before the first of them; doubled before each next
+_TRANSIENT = (ConnectionError, http.client.HTTPException)  # a reset or refused connection, a body cut short
 
 
 def buffered_shuffle(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:
@@ -111,24 +117,32 @@ class ShardOrder(BatchShares):
                 raise ShardError(f"none of this process's shards could be read; the last: {url}: {why}")
 
     def _piece(self, url: str, skip: int, take: int) -> Iterator[RawSample]:
-        read = taken = 0
-        try:
-            for sample in shard_samples(url, self.timeout_s):
-                read += 1
-                if read <= skip:
+        """Samples ``skip`` to ``skip + take`` of shard ``url``. A dropped or refused connection (or HTTP 429/5xx) is
+        tried again, after 1 then 2 s, from the sample where it broke off; a timeout, a broken tar or a short shard
+        makes it bad at once."""
+        taken = 0
+        for attempt in range(1 + RETRIES):
+            if attempt:
+                time.sleep(RETRY_WAIT_S * 2 ** (attempt - 1))
+            read = 0
+            try:
+                for sample in shard_samples(url, self.timeout_s):
+                    read += 1
+                    if read > skip + taken:
+                        yield sample
+                        taken += 1
+                        if taken == take:
+                            return
+                why = f"ended after {read} samples, {skip + take} expected (truncated?)"
+            except TimeoutError:
+                why = f"no answer within {self.timeout_s:g} s (after {read} samples)"
+            except (*_TRANSIENT, OSError, tarfile.TarError, EOFError, ValueError) as e:
+                text = str(e).splitlines()[0] if str(e) else ""
+                why = f"{type(e).__name__}: {text[:300]} (after {read} samples)"
+                if isinstance(e, _TRANSIENT) or getattr(e, "transient", False):
                     continue
-                yield sample
-                taken += 1
-                if taken == take:
-                    return
-        except TimeoutError:
-            self._count_bad(url, f"no answer within {self.timeout_s:g} s (after {read} samples)")
-            return
-        except (OSError, tarfile.TarError, EOFError, ValueError) as e:
-            text = str(e).splitlines()[0] if str(e) else ""
-            self._count_bad(url, f"{type(e).__name__}: {text[:300]} (after {read} samples)")
-            return
-        self._count_bad(url, f"ended after {read} samples, {skip + take} expected (truncated?)")
+            break
+        self._count_bad(url, why)
 
     def _count_bad(self, url: str, why: str) -> None:
         self.bad[url] = why

@@ -19,7 +19,12 @@ _USER_AGENT = "convscale"
 
 
 class ShardError(OSError):
-    """A shard source that cannot be read: no ``_info.json``, an unreachable server, too many bad shards."""
+    """A shard source that cannot be read: no ``_info.json``, an unreachable server, too many bad shards.
+    ``transient``: worth another try (a refused or reset connection, HTTP 429 or 5xx)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def is_remote(source: str) -> bool:
@@ -49,12 +54,32 @@ def open_source(where: str, timeout_s: float):
     try:
         response = urllib.request.urlopen(request, timeout=timeout_s)
     except urllib.error.HTTPError as e:
-        raise ShardError(f"{where}: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        raise ShardError(f"{where}: HTTP {e.code} {e.reason}", transient=e.code == 429 or e.code >= 500) from None
+    except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise ShardError(f"{where}: no answer within {timeout_s:g} s ({reason})") from None
+        if isinstance(reason, TimeoutError):
+            raise ShardError(f"{where}: no answer within {timeout_s:g} s ({reason})") from None
+        raise ShardError(f"{where}: cannot connect ({reason})", transient=True) from None
     with response:
-        yield response
+        length = response.headers.get("Content-Length")
+        yield _Whole(response, int(length)) if length and length.isdigit() else response
+
+
+class _Whole:
+    """A response body that ends with an error, not silently, when the connection closes before its declared length
+    (``http.client`` returns the short body as if whole): a cut-off shard is tried again, not taken as truncated."""
+
+    def __init__(self, response, length: int) -> None:
+        self.response, self.length, self.read_bytes = response, length, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.response.read(size)
+        self.read_bytes += len(data)
+        if not data and size != 0 and self.read_bytes < self.length:
+            import http.client
+
+            raise http.client.IncompleteRead(b"", self.length - self.read_bytes)
+        return data
 
 
 def shard_samples(url: str, timeout_s: float) -> Iterator[RawSample]:
