@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..models.efficientnet import EfficientNetConfig, MBStage, make_block, make_head, make_stem
+from ..train.allocator import keep_freed_memory
 from ..utils.atomic import atomic_write_text
 from ..utils.machine import machine
 from ..utils.paths import cache_root
@@ -128,14 +129,21 @@ def _runner(module: nn.Module, shape: tuple[int, ...], setting: Setting, grad_in
 
 
 def _seconds(fn: Callable[[], object], min_time: float) -> float:
+    """Seconds per call of ``fn`` (the median of its timed calls), with freed memory kept in the process, as
+    ``convscale train`` runs (``train/allocator.py``): under glibc's defaults a batch-16 network gives its
+    activations back to the system after each call and takes them back page by page in the next, which here cost up
+    to a third of its time and varied with a neighbour's load (6 networks, 6 rounds: spread 4-12% of the median
+    with the defaults, 1-5% with memory kept; one network 200 ms against 129 ms)."""
+    keep_freed_memory()  # every timing, whoever calls: the parts and the whole networks under the same allocator
     return measure({"part": fn}, torch.device("cpu"), warmup=2, min_iters=5, min_time=min_time)["part"].median
 
 
 def table_path(root: str | Path | None = None) -> Path:
     """This machine's table: ``$CONVSCALE_CACHE`` (default ``~/.cache/convscale``)``/latency/<machine>.json``, the
-    machine being the CPU model, the thread count and the torch version."""
+    machine being the CPU model, the thread count, the torch version and whether freed memory is kept."""
     cpu = machine().cpu
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{cpu}-{torch.get_num_threads()}t-torch{torch.__version__}").strip("-")
+    kept = "-keptmem" if keep_freed_memory() else ""  # the allocator the parts were timed under (see _seconds)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{cpu}-{torch.get_num_threads()}t-torch{torch.__version__}{kept}").strip("-")
     base = Path(root) if root else cache_root()
     return base / "latency" / f"{slug[:150]}.json"
 
