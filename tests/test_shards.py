@@ -207,7 +207,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.stall.wait(60)  # the server stops answering mid-shard
 
     def log_message(self, *args) -> None:
-        pass
+        """Silent: the test's output is its assertions."""
 
 
 def _tiny(tmp_path: Path, data: str, name: str, **extra) -> TrainConfig:

@@ -12,6 +12,7 @@ from .transforms import EvalTransform, TrainTransform
 __all__ = [
     "DECODE_ERRORS",
     "SHAPE_CLASSES",
+    "SHARDS",
     "Batch",
     "EpochOrder",
     "EvalTransform",
@@ -53,10 +54,7 @@ def make_datasets(
     ``val/`` (one sub-folder per class), or shards (``wds:SOURCE``; ``shards``: :class:`ShardDataset`'s options).
     Missing or empty splits are a ValueError, raised before any training."""
     if data.startswith(SHARDS):
-        from .shards import ShardDataset, read_info
-
-        source = read_info(data.removeprefix(SHARDS), (shards or {}).get("timeout_s", 30.0))
-        train, val = (ShardDataset(source, split, **(shards or {})) for split in ("train", "val"))
+        train, val = _shard_splits(data, shards or {}, ("train", "val"))
         return train, val, train.classes, None
     if data == BUILTIN:
         train = render_all(SyntheticShapes("train", size=shapes_train, res=shapes_res, seed=seed), workers)
@@ -65,6 +63,16 @@ def make_datasets(
     train = ImageFolder(_split_folder(data, "train"), draft=draft)
     val, _ = make_val_dataset(data, classes=train.classes, draft=draft)
     return train, val, train.classes, None
+
+
+def _shard_splits(data: str, options: dict, splits: tuple[str, ...]) -> list:
+    """The ``splits`` of the shard source ``wds:SOURCE``, its ``_info.json`` read once (with the options' timeout)."""
+    from .shards import ShardDataset, read_info
+
+    source = read_info(
+        data.removeprefix(SHARDS), **({"timeout_s": options["timeout_s"]} if "timeout_s" in options else {})
+    )
+    return [ShardDataset(source, split, **options) for split in splits]
 
 
 def _split_folder(data: str, split: str) -> Path:
@@ -91,11 +99,7 @@ def make_val_dataset(
     class folders of ``train/`` when it exists (as training saw them), else those of ``val/`` (shards: the classes
     their ``_info.json`` names)."""
     if data.startswith(SHARDS):
-        from .shards import ShardDataset, read_info
-
-        val = ShardDataset(
-            read_info(data.removeprefix(SHARDS), (shards or {}).get("timeout_s", 30.0)), "val", **(shards or {})
-        )
+        (val,) = _shard_splits(data, shards or {}, ("val",))
         if classes is not None and list(classes) != val.classes:
             raise ValueError(f"{data} has other classes than the run ({len(val.classes)} vs {len(classes)})")
         return val, val.classes

@@ -39,8 +39,8 @@ class BatchShares(Sampler):
 
     @property
     def evaluated(self) -> int:
-        """The samples this rank reads when evaluating."""
-        raise NotImplementedError
+        """The samples this rank reads when evaluating: every ``world``-th (an order that splits otherwise says so)."""
+        return len(range(self.rank, self.size, self.world))
 
     @property
     def batches(self) -> int:
@@ -58,10 +58,6 @@ class EpochOrder(BatchShares):
     ranks together see exactly the batches a single process would. Evaluation (``shuffle=False``): every image once,
     in order, rank ``r`` taking every ``world``-th.
     """
-
-    @property
-    def evaluated(self) -> int:
-        return len(range(self.rank, self.size, self.world))
 
     def _indices(self) -> np.ndarray:
         if not self.shuffle:

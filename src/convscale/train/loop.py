@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..augment import AugmentSettings, BatchShare, augment_batch
-from ..data import EpochOrder, TrainTransform, build_loader, epoch_order, make_datasets
+from ..data import SHARDS, EpochOrder, TrainTransform, build_loader, epoch_order, make_datasets
 from ..data.folder import skip_reason
 from ..data.transforms import to_uint8
 from ..factory import create_model
@@ -186,7 +186,7 @@ def _cached(cfg: TrainConfig, d: Dist, train_res: int, splits: tuple, log: Log) 
     rank 0 while the other processes wait; every rank then checks the cache against the files it lists."""
     from ..data.cache import CachedImages, build_cache, cache_folder
 
-    if cfg.data.startswith("wds:"):
+    if cfg.data.startswith(SHARDS):
         raise ValueError(
             "config key 'cache_res': shards are streamed, not cached; write them at the size you train from "
             "(convscale shards --res N) instead"
@@ -590,7 +590,7 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
     new = sorted(t.epoch_skipped - t.skipped)
     t.skipped |= t.epoch_skipped
     row |= {"elapsed_s": round(state.elapsed_s, 1), "nonfinite": state.nonfinite, "skipped": len(t.epoch_skipped)}
-    if cfg.data.startswith("wds:"):
+    if cfg.data.startswith(SHARDS):
         row["bad_shards"] = int(bad_count)
     row["skipped_total"] = len(t.skipped)
     t.epoch_skipped = set()

@@ -4,7 +4,8 @@ evaluation (``--data wds:FOLDER_OR_URL``) with an order that is a pure function 
 from __future__ import annotations
 
 from .dataset import ShardDataset
-from .layout import INFO, SCHEME, ShardError, Shards, ShardSplit, read_info
+from .layout import INFO, ShardError, Shards, ShardSplit, read_info
 from .order import ShardOrder
+from .stream import TIMEOUT_S
 
-__all__ = ["INFO", "SCHEME", "ShardDataset", "ShardError", "ShardOrder", "ShardSplit", "Shards", "read_info"]
+__all__ = ["INFO", "TIMEOUT_S", "ShardDataset", "ShardError", "ShardOrder", "ShardSplit", "Shards", "read_info"]

@@ -12,7 +12,7 @@ from ...utils.extras import require
 from ..folder import DECODE_ERRORS, load_rgb
 from .layout import Shards
 from .order import ShardOrder
-from .stream import RawSample
+from .stream import TIMEOUT_S, RawSample
 
 __all__ = ["ShardDataset"]
 
@@ -21,14 +21,13 @@ class ShardDataset:
     """One split of a shard source. ``draft`` as for folders (JPEG draft decoding, set by the trainer)."""
 
     def __init__(
-        self, shards: Shards, split: str, *, buffer: int = 4096, timeout_s: float = 30.0, max_bad: int = 3,
+        self, shards: Shards, split: str, *, buffer: int = 4096, timeout_s: float = TIMEOUT_S, max_bad: int = 3,
     ) -> None:  # fmt: skip
         require("webdataset", "streaming WebDataset shards (--data wds:...)")  # said before the run starts
         self.shards, self.split = shards, shards.split(split)
         self.classes = list(shards.classes)
         self.buffer, self.timeout_s, self.max_bad = buffer, timeout_s, max_bad
         self.draft: int | None = None
-        self.root = shards.root
 
     def __len__(self) -> int:
         return self.split.num_samples

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...utils.extras import require
-from .stream import ShardError, is_remote, open_source
+from .stream import TIMEOUT_S, ShardError, is_remote, open_source
 
-__all__ = ["INFO", "SCHEME", "ShardError", "ShardSplit", "Shards", "join", "read_info", "split_of"]
+__all__ = ["INFO", "ShardError", "ShardSplit", "Shards", "join", "read_info", "split_of"]
 
 INFO = "_info.json"
-SCHEME = "wds:"  # --data wds:SOURCE
 _VAL_NAMES = ("val", "validation")  # timm's ImageNet shards call the split "validation"
 
 
@@ -85,7 +84,7 @@ def split_of(spec: str) -> tuple[str, tuple[str, ...]]:
     return root or ".", tuple(braceexpand(pattern))
 
 
-def read_info(spec: str, timeout_s: float = 30.0) -> Shards:
+def read_info(spec: str, timeout_s: float = TIMEOUT_S) -> Shards:
     """The source ``spec`` (after ``wds:``) with its ``_info.json`` read; a clear :class:`ShardError` when there is
     none, it does not parse, or the server does not answer within ``timeout_s``."""
     root, chosen = split_of(spec)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..loader import BatchShares
 from .layout import Shards, ShardSplit
-from .stream import RawSample, ShardError, ahead, shard_samples
+from .stream import TIMEOUT_S, RawSample, ShardError, ahead, shard_samples
 
 __all__ = ["ShardOrder", "buffered_shuffle"]
 
@@ -59,7 +59,7 @@ class ShardOrder(BatchShares):
 
     def __init__(
         self, shards: Shards, split: ShardSplit, global_batch: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
-        world: int = 1, buffer: int = 4096, timeout_s: float = 30.0, max_bad: int = 3,
+        world: int = 1, buffer: int = 4096, timeout_s: float = TIMEOUT_S, max_bad: int = 3,
     ) -> None:  # fmt: skip
         super().__init__(split.num_samples, global_batch, shuffle=shuffle, seed=seed, rank=rank, world=world)
         self.shards, self.split = shards, split

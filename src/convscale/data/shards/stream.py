@@ -12,8 +12,9 @@ from typing import NamedTuple
 
 from ...utils.extras import require
 
-__all__ = ["IMAGE_KEYS", "RawSample", "ShardError", "ahead", "is_remote", "open_source", "shard_samples"]
+__all__ = ["IMAGE_KEYS", "TIMEOUT_S", "RawSample", "ShardError", "ahead", "is_remote", "open_source", "shard_samples"]
 
+TIMEOUT_S = 30.0  # seconds without an answer before a read fails (--shard-timeout-s)
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")  # what timm reads ("jpg;png;webp"), and the spelled-out jpeg
 _USER_AGENT = "convscale"
 
