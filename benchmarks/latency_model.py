@@ -3,14 +3,22 @@ ways: within 10% of the measurement, Spearman rank correlation with it, and agai
 
 30 EfficientNet/V2-style networks are sampled (seeded): V1's or V2's base table, each stage's block, expansion,
 kernel and layer count drawn from the stage-search space, width × 0.5–1.4, depth × 0.6–1.4, 96–192 px. Ten more,
-drawn the same way with another seed, calibrate each setting (measured ≈ scale · Σ parts + per_part · parts).
+drawn the same way with another seed, calibrate each setting (measured ≈ scale · Σ parts + per_part · parts, in
+the table's yardsticks).
 
 For each setting (eval and a training step, batch 1 and 16; and eval at batch 1 on one thread, its own table) every
 network is predicted from the table, then measured whole in six rounds, every round a freshly built copy of each
-network in turn (the order reversed every other round): the **test** is the median of rounds 1–3 and the
-**retest** the median of rounds 4–6, minutes later. The prediction is judged against the test; the retest judged
-against the test is what this machine's own repeatability allows (a perfect model cannot beat it). FLOPs ranked
-against the test are the yardstick below which a latency model is not worth its measuring.
+network in turn (the order reversed every other round), each next to a fresh copy of its base (``efficientnet_b0``
+or ``efficientnetv2_b0`` at 128 px): the **test** is the median of rounds 1–3 and the **retest** the median of
+rounds 4–6, minutes later. The prediction is judged against the test; the retest judged against the test is what
+this machine's own repeatability allows (a perfect model cannot beat it). FLOPs ranked against the test are the
+yardstick below which a latency model is not worth its measuring.
+
+Judged twice: in milliseconds, and as the **ratio to the base** measured beside it — the figure a search uses (a
+budget is a multiple of the base's measured time, and candidates are measured against the base in the same
+rounds). A neighbour's load on this shared machine moves every network's milliseconds by up to a third within
+minutes (``base_swing``: the slowest of the base's measurements over its fastest); the ratio cancels the part of it
+that slows a network and its base alike.
 
     python benchmarks/latency_model.py --out docs/search      # about 30 minutes on the 2-core CPU, run alone
 
@@ -51,6 +59,7 @@ SETTINGS = [
 ]
 BASES = ("efficientnet_b0", "efficientnetv2_b0")
 ROUNDS = 6  # test: rounds 1-3, retest: rounds 4-6
+BASE_RES = 128  # the size each network's base is measured at, beside it
 
 
 def sample(n: int, seed: int):
@@ -65,6 +74,25 @@ def sample(n: int, seed: int):
             scaled_config(cfg, width=width, depth=depth),
             res,
         )
+
+
+def measure_rounds(networks, bases, setting, min_time):
+    """Seconds per call of each network and of its base beside it, in ROUNDS interleaved rounds (a freshly built
+    copy each time; the order, and which of a pair goes first, reversed every other round)."""
+    runs: list[list[float]] = [[] for _ in networks]
+    base_runs: list[list[float]] = [[] for _ in networks]
+    for r in range(ROUNDS):
+        order = list(range(len(networks)))
+        for i in order if r % 2 == 0 else order[::-1]:
+            _, cfg, res = networks[i]
+            pair = [(runs[i], cfg, res), (base_runs[i], bases[i % 2], BASE_RES)]
+            for into, c, size in pair if r % 2 == 0 else pair[::-1]:
+                into.append(measure_network(c, size, setting, min_time=min_time))
+    return runs, base_runs
+
+
+def worst(predicted: list[float], measured: list[float]) -> float:
+    return round(max(abs(p / m - 1) for p, m in zip(predicted, measured, strict=True)), 4)
 
 
 def within(predicted: list[float], measured: list[float], bound: float = 0.10) -> int:
@@ -85,6 +113,7 @@ def main() -> None:
     m = machine()
     print(f"{m.cpu}, {m.threads} threads, {', '.join(m.isa)}; torch {torch.__version__}", flush=True)
     calibration = [(cfg, res) for _, cfg, res in sample(10, args.seed + 1000)]
+    bases = [get_entry(b).config for b in BASES]  # network i's base is bases[i % 2], as sample() draws it
     networks = list(sample(args.networks, args.seed))
     gmacs = [counts(cfg, res)[0] / 1e9 for _, cfg, res in networks]
     default_threads = torch.get_num_threads()
@@ -97,37 +126,58 @@ def main() -> None:
         scale, per_part = table.calibrate(calibration, setting)
         parts = [table.parts_sum(cfg, res, setting) for _, cfg, res in networks]
         predicted = [table.predict(cfg, res, setting) for _, cfg, res in networks]
-        runs: list[list[float]] = [[] for _ in networks]
-        for r in range(ROUNDS):
-            order = list(range(len(networks)))
-            for i in order if r % 2 == 0 else order[::-1]:
-                _, cfg, res = networks[i]
-                runs[i].append(measure_network(cfg, res, setting, min_time=args.min_time))
+        base_predicted = [table.predict(bases[i % 2], BASE_RES, setting) for i in range(len(networks))]
+        runs, base_runs = measure_rounds(networks, bases, setting, args.min_time)
         test = [statistics.median(x[:3]) for x in runs]
         retest = [statistics.median(x[3:]) for x in runs]
         test_min, retest_min = [min(x[:3]) for x in runs], [min(x[3:]) for x in runs]  # the other estimator
+        ratios = [[t / b for t, b in zip(x, y, strict=True)] for x, y in zip(runs, base_runs, strict=True)]
+        ratio_test = [statistics.median(x[:3]) for x in ratios]
+        ratio_retest = [statistics.median(x[3:]) for x in ratios]
+        ratio_predicted = [p / b for p, b in zip(predicted, base_predicted, strict=True)]
+        every_base = [t for x in base_runs for t in x]
         label = f"{setting.mode} b{setting.batch} {threads or default_threads}t"
-        for (name, _, res), g, s, p, t, rt, run in zip(
-            networks, gmacs, parts, predicted, test, retest, runs, strict=True
+        for (name, _, res), g, s, p, t, rt, run, rp, rtest, rretest in zip(
+            networks,
+            gmacs,
+            parts,
+            predicted,
+            test,
+            retest,
+            runs,
+            ratio_predicted,
+            ratio_test,
+            ratio_retest,
+            strict=True,
         ):
             rows.append(dict(
                 network=name, setting=label, mode=setting.mode, batch=setting.batch,
                 threads=threads or default_threads, res=res, gmacs=round(g, 4), parts_ms=round(s * 1e3, 3),
                 predicted_ms=round(p * 1e3, 3), test_ms=round(t * 1e3, 3), retest_ms=round(rt * 1e3, 3),
                 error=round(p / t - 1, 4), error_uncalibrated=round(s / t - 1, 4), retest_error=round(rt / t - 1, 4),
-                rounds_ms=" ".join(f"{x * 1e3:.2f}" for x in run),
+                rounds_ms=" ".join(f"{x * 1e3:.2f}" for x in run), ratio_predicted=round(rp, 4),
+                ratio_test=round(rtest, 4), ratio_retest=round(rretest, 4), ratio_error=round(rp / rtest - 1, 4),
+                ratio_retest_error=round(rretest / rtest - 1, 4),
             ))  # fmt: skip
         n = len(networks)
         row = dict(
-            setting=label, networks=n, scale=round(scale, 4), per_part_ms=round(per_part * 1e3, 4),
+            setting=label, networks=n, scale=round(scale, 4), per_part_yardsticks=round(per_part, 4),
+            yardstick_ms=round(table.yardstick(setting) * 1e3, 4),
             within10_predicted=within(predicted, test), within10_uncalibrated=within(parts, test),
             within10_retest=within(retest, test),
             within10_predicted_min=within(predicted, test_min), within10_retest_min=within(retest_min, test_min),
             spearman_predicted=round(spearman(predicted, test), 4),
             spearman_uncalibrated=round(spearman(parts, test), 4),
             spearman_retest=round(spearman(retest, test), 4), spearman_gmacs=round(spearman(gmacs, test), 4),
-            worst_predicted=round(max(abs(p / t - 1) for p, t in zip(predicted, test, strict=True)), 4),
-            worst_retest=round(max(abs(r / t - 1) for r, t in zip(retest, test, strict=True)), 4),
+            worst_predicted=worst(predicted, test),
+            worst_retest=worst(retest, test),
+            within10_ratio_predicted=within(ratio_predicted, ratio_test),
+            within10_ratio_retest=within(ratio_retest, ratio_test),
+            spearman_ratio_predicted=round(spearman(ratio_predicted, ratio_test), 4),
+            spearman_ratio_retest=round(spearman(ratio_retest, ratio_test), 4),
+            worst_ratio_predicted=worst(ratio_predicted, ratio_test),
+            worst_ratio_retest=worst(ratio_retest, ratio_test),
+            base_swing=round(max(every_base) / min(every_base), 3),
             minutes=round((time.time() - start) / 60, 1), cpu=m.cpu, isa=" ".join(m.isa),
         )  # fmt: skip
         summary.append(row)

@@ -139,6 +139,39 @@ def test_the_table_predicts_the_tiny_variants_from_their_parts(table):
     assert measured == len(table.entries)
 
 
+def test_parts_are_kept_in_yardsticks_so_a_busy_minute_does_not_skew_the_table(tmp_path, monkeypatch):
+    """Every timing is stubbed (here only) as a fixed cost per module and input times the machine's pace; the pace
+    changes from one part to the next, as a neighbour's load does. Each part is kept as the same number of
+    yardsticks whatever the pace it was timed at, and a prediction is those yardsticks times the yardstick's
+    seconds now."""
+    pace, calls, seen = [1.0], [], set()
+
+    def timed(module, shape, setting, grad_input, min_time):
+        calls.append(module)
+        if len(calls) % 3 == 1:  # a part is timed between two yardsticks: the pace may change before each triple
+            pace[0] = (1.0, 1.7, 1.2, 2.5)[len(calls) // 3 % 4]
+            seen.add(pace[0])
+        return 1e-9 * (1 + sum(p.numel() for p in module.parameters())) * shape[0] * shape[2] * shape[3] * pace[0]
+
+    monkeypatch.setattr(latency_module, "_timed", timed)
+    cfg, setting = get_entry("test_efficientnet").config, Setting(batch=2)
+    busy = LatencyTable(tmp_path / "busy.json")
+    busy.parts_units(cfg, 48, setting)
+    assert len(seen) == 4 and len(calls) == 3 * busy.measured  # four paces, a triple per part
+    quiet_pace = lambda *a: timed(*a) / pace[0]  # noqa: E731 - the same costs at one pace throughout
+    monkeypatch.setattr(latency_module, "_timed", quiet_pace)
+    quiet = LatencyTable(tmp_path / "quiet.json")
+    assert quiet.parts_units(cfg, 48, setting) == pytest.approx(busy.parts_units(cfg, 48, setting), rel=1e-9)
+    assert busy.entries == pytest.approx(quiet.entries, rel=1e-9)
+    assert busy.predict(cfg, 48, setting) == pytest.approx(quiet.predict(cfg, 48, setting), rel=1e-9)
+    monkeypatch.setattr(latency_module, "_timed", lambda *a: 3 * quiet_pace(*a))  # three times slower now
+    later = LatencyTable(busy.path)  # from the file: nothing timed again but the yardstick
+    assert later.predict(cfg, 48, setting) == pytest.approx(3 * quiet.predict(cfg, 48, setting), rel=1e-9)
+    assert later.measured == 0
+    busy.path.write_text('{"seconds": {"a part": 0.001}}')  # a table of seconds, before yardsticks
+    assert LatencyTable(busy.path).entries == {}  # measured again, not read as yardsticks
+
+
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_efficientnetv2", "test_mobilenetv3"])
 def test_the_parts_see_the_sizes_the_network_feeds_them(name):
     """Each part's input size and width, as listed, are what the built network's blocks receive (odd sizes too)."""

@@ -7,6 +7,13 @@ are cached per device in a JSON file keyed by the machine, its thread count and 
 (:func:`table_path`), so a search measures each part once per machine, ever. Parts are built by the network's own
 constructors (``make_stem``, ``make_block``, ``make_head``), so a part timed is exactly the module the network runs.
 
+A part is kept in **yardsticks**, not seconds: its time over that of one fixed block (``YARDSTICK``: EfficientNet-B0's
+third-stage block at the 28 px it sees at 224 px) timed just before and just after it. This machine is shared, and a
+neighbour's load moved every network's time by up to a third within minutes (``benchmarks/latency_model.py``,
+``base_swing``); a table whose parts are measured over hours, as a search meets them, would otherwise add up seconds
+from quiet and busy minutes alike. A prediction is yardsticks times the yardstick's seconds measured now, in this
+process (:meth:`LatencyTable.yardstick`).
+
 Eval latency is one forward without autograd; a training step is forward + backward of the summed output (the
 optimizer's update, linear in the parameters and small next to the convolutions, is left out of both the parts and
 the whole-network measurement that checks them).
@@ -23,14 +30,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.efficientnet import EfficientNetConfig, MBStage, make_block, make_head, make_stem
+from ..models.efficientnet import V1_B0, EfficientNetConfig, MBStage, make_block, make_head, make_stem
 from ..train.allocator import keep_freed_memory
 from ..utils.atomic import atomic_write_text
 from ..utils.machine import machine
 from ..utils.paths import cache_root
 from ..utils.timing import measure
 
-__all__ = ["LatencyTable", "Part", "Setting", "measure_network", "network_parts", "table_path"]
+__all__ = ["YARDSTICK", "LatencyTable", "Part", "Setting", "measure_network", "network_parts", "table_path"]
 
 MODES = ("eval", "train")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -72,6 +79,12 @@ class Part:
 
 def _conventions(cfg: EfficientNetConfig) -> tuple:
     return (cfg.act_layer, cfg.padding, repr(cfg.se))
+
+
+_YARDSTICK_CONFIG = EfficientNetConfig(stages=V1_B0)
+#: the block every part is measured against: B0's stage-3 block (40 channels, kernel 5, expansion 6, SE) at 28 px
+YARDSTICK = Part("block", 40, 28, V1_B0[2], conventions=_conventions(_YARDSTICK_CONFIG))
+FORMAT = 2  # the table's file: 2 = parts in yardsticks (1 held seconds, and is measured again)
 
 
 def network_parts(cfg: EfficientNetConfig, res: int, num_classes: int = 1000) -> list[Part]:
@@ -128,6 +141,11 @@ def _runner(module: nn.Module, shape: tuple[int, ...], setting: Setting, grad_in
     return step
 
 
+def _timed(module: nn.Module, shape: tuple[int, ...], setting: Setting, grad_input: bool, min_time: float) -> float:
+    """Seconds per call of ``module`` on an input of ``shape`` in ``setting`` (the one timer of parts and networks)."""
+    return _seconds(_runner(module, shape, setting, grad_input), min_time)
+
+
 def _seconds(fn: Callable[[], object], min_time: float) -> float:
     """Seconds per call of ``fn`` (the median of its timed calls), with freed memory kept in the process, as
     ``convscale train`` runs (``train/allocator.py``): under glibc's defaults a batch-16 network gives its
@@ -149,61 +167,95 @@ def table_path(root: str | Path | None = None) -> Path:
 
 
 class LatencyTable:
-    """Seconds per part, measured on first use and kept in ``path`` (JSON, written atomically)."""
+    """Each part in yardsticks (see the module), measured on first use and kept in ``path`` (JSON, written
+    atomically); seconds are yardsticks times :meth:`yardstick`."""
 
     def __init__(self, path: str | Path | None = None, *, min_time: float = 0.2) -> None:
         self.path = Path(path) if path is not None else table_path()
         self.min_time = min_time
-        self.entries: dict[str, float] = {}
-        self.calibration: dict[str, tuple[float, float]] = {}  # per setting: measured ≈ scale · Σ parts + offset
+        self.entries: dict[str, float] = {}  # part key -> yardsticks
+        self.calibration: dict[str, tuple[float, float]] = {}  # per setting, in yardsticks: see calibrate
         self.measured = 0  # parts timed by this table object (the rest came from the file)
+        self._now: dict[str, float] = {}  # per setting: the yardstick's seconds, timed once in this process
         if self.path.is_file():
             try:
                 doc = json.loads(self.path.read_text())
-                self.entries = {k: float(v) for k, v in doc["seconds"].items()}
-                self.calibration = {k: (float(a), float(b)) for k, (a, b) in doc.get("calibration", {}).items()}
+                if doc.get("format") == FORMAT:  # an older table held seconds: measured again
+                    self.entries = {k: float(v) for k, v in doc["yardsticks"].items()}
+                    self.calibration = {k: (float(a), float(b)) for k, (a, b) in doc.get("calibration", {}).items()}
             except (ValueError, KeyError, TypeError, AttributeError):
                 self.entries, self.calibration = {}, {}  # a damaged table is measured again, not trusted
 
     def save(self) -> None:
-        doc = {"machine": self.path.stem, "torch": torch.__version__, "seconds": self.entries}
+        doc = {"machine": self.path.stem, "torch": torch.__version__, "format": FORMAT, "yardsticks": self.entries}
         doc["calibration"] = self.calibration
         atomic_write_text(self.path, json.dumps(doc, indent=0, sort_keys=True))
 
-    def seconds(self, cfg: EfficientNetConfig, part: Part, setting: Setting, num_classes: int = 1000) -> float:
+    def _time(self, cfg: EfficientNetConfig, part: Part, setting: Setting, num_classes: int, min_time: float) -> float:
+        module = build_part(cfg, part, num_classes)
+        shape = (setting.batch, part.in_chs, part.res, part.res)
+        return _timed(module, shape, setting, part.kind != "stem", min_time)
+
+    def yardstick(self, setting: Setting) -> float:
+        """The yardstick's seconds per call in ``setting``, timed on first use by this table object — the
+        machine's pace now, by which every prediction it makes is scaled."""
+        key = _setting_key(setting)
+        if key not in self._now:
+            self._now[key] = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time)
+        return self._now[key]
+
+    def units(self, cfg: EfficientNetConfig, part: Part, setting: Setting, num_classes: int = 1000) -> float:
+        """The part's time in yardsticks: timed between two timings of the yardstick, over their mean."""
         key = part.key(setting)
         if key not in self.entries:
-            module = build_part(cfg, part, num_classes)
-            shape = (setting.batch, part.in_chs, part.res, part.res)
-            self.entries[key] = _seconds(_runner(module, shape, setting, part.kind != "stem"), self.min_time)
+            before = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time / 2)
+            seconds = self._time(cfg, part, setting, num_classes, self.min_time)
+            after = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time / 2)
+            self.entries[key] = 2 * seconds / (before + after)
             self.measured += 1
         return self.entries[key]
 
-    def parts_sum(self, cfg: EfficientNetConfig, res: int, setting: Setting, num_classes: int = 1000) -> float:
-        """The sum of the network's parts' seconds (new parts are timed, then the table saved)."""
+    def seconds(self, cfg: EfficientNetConfig, part: Part, setting: Setting, num_classes: int = 1000) -> float:
+        return self.units(cfg, part, setting, num_classes) * self.yardstick(setting)
+
+    def parts_units(self, cfg: EfficientNetConfig, res: int, setting: Setting, num_classes: int = 1000) -> float:
+        """The sum of the network's parts in yardsticks (new parts are timed, then the table saved)."""
         before = self.measured
-        total = sum(self.seconds(cfg, p, setting, num_classes) for p in network_parts(cfg, res, num_classes))
+        total = sum(self.units(cfg, p, setting, num_classes) for p in network_parts(cfg, res, num_classes))
         if self.measured != before:
             self.save()
         return total
 
+    def parts_sum(self, cfg: EfficientNetConfig, res: int, setting: Setting, num_classes: int = 1000) -> float:
+        """The sum of the network's parts' seconds at the machine's pace now."""
+        return self.parts_units(cfg, res, setting, num_classes) * self.yardstick(setting)
+
     def predict(self, cfg: EfficientNetConfig, res: int, setting: Setting, num_classes: int = 1000) -> float:
         """Predicted seconds per call of the whole network: the sum of its parts, through the setting's calibration
-        (``scale · Σ parts + per_part · number of parts``) when :meth:`calibrate` has fitted one."""
+        (``scale · Σ parts + per_part · number of parts``, in yardsticks) when :meth:`calibrate` has fitted one,
+        times the yardstick's seconds now."""
         scale, per_part = self.calibration.get(_setting_key(setting), (1.0, 0.0))
         parts = len(network_parts(cfg, res, num_classes))
-        return scale * self.parts_sum(cfg, res, setting, num_classes) + per_part * parts
+        units = scale * self.parts_units(cfg, res, setting, num_classes) + per_part * parts
+        return units * self.yardstick(setting)
 
     def calibrate(
         self, networks: Sequence[tuple[EfficientNetConfig, int]], setting: Setting, repeats: int = 3
     ) -> tuple[float, float]:
-        """Fit measured ≈ scale · Σ parts + per_part · parts on whole-network measurements of ``networks`` (least
-        squares of the relative error; a scale alone for a single network), keep it for ``setting`` and return it.
-        A part timed alone runs a little faster than inside the network (measured here: about 0.08 ms more per
-        block in context at batch 1, whatever the block), so the fit carries a cost per part as well as a scale."""
-        sums = [self.parts_sum(cfg, res, setting) for cfg, res in networks]
+        """Fit measured ≈ scale · Σ parts + per_part · parts, in yardsticks, on whole-network measurements of
+        ``networks`` (least squares of the relative error; a scale alone for a single network), keep it for
+        ``setting`` and return it. A part timed alone runs a little faster than inside the network (its weights stay
+        in cache; measured here: 3–8% for a small block, 12–17% for one with 19 MB of weights), so the fit carries
+        a cost per part as well as a scale. Each network is measured between two timings of the yardstick, and
+        counted in yardsticks too."""
+        sums = [self.parts_units(cfg, res, setting) for cfg, res in networks]
         counts = [float(len(network_parts(cfg, res))) for cfg, res in networks]
-        measured = [measure_network(cfg, res, setting, repeats=repeats) for cfg, res in networks]
+        measured = []
+        for cfg, res in networks:
+            before = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time / 2)
+            seconds = measure_network(cfg, res, setting, repeats=repeats)
+            after = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time / 2)
+            measured.append(2 * seconds / (before + after))
         if len(networks) >= 2:  # least squares on the relative error (each row divided by its measurement)
             rows = [(x / y, n / y) for x, n, y in zip(sums, counts, measured, strict=True)]
             sxx, snn = sum(x * x for x, _ in rows), sum(n * n for _, n in rows)
@@ -243,5 +295,5 @@ def measure_network(
     runs = []
     for _ in range(repeats):
         model = EfficientNet(quiet, num_classes=num_classes)
-        runs.append(_seconds(_runner(model, (setting.batch, 3, res, res), setting, False), min_time))
+        runs.append(_timed(model, (setting.batch, 3, res, res), setting, False, min_time))
     return statistics.median(runs)
