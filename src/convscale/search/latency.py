@@ -196,22 +196,31 @@ class LatencyTable:
         shape = (setting.batch, part.in_chs, part.res, part.res)
         return _timed(module, shape, setting, part.kind != "stem", min_time)
 
+    def _yardstick_seconds(self, setting: Setting, min_time: float) -> float:
+        return self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, min_time)
+
+    def _in_yardsticks(self, setting: Setting, seconds: Callable[[], float]) -> float:
+        """What ``seconds()`` times, over the mean of the yardstick timed just before and just after it."""
+        before = self._yardstick_seconds(setting, self.min_time / 2)
+        timed = seconds()
+        after = self._yardstick_seconds(setting, self.min_time / 2)
+        return 2 * timed / (before + after)
+
     def yardstick(self, setting: Setting) -> float:
         """The yardstick's seconds per call in ``setting``, timed on first use by this table object — the
         machine's pace now, by which every prediction it makes is scaled."""
         key = _setting_key(setting)
         if key not in self._now:
-            self._now[key] = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time)
+            self._now[key] = self._yardstick_seconds(setting, self.min_time)
         return self._now[key]
 
     def units(self, cfg: EfficientNetConfig, part: Part, setting: Setting, num_classes: int = 1000) -> float:
-        """The part's time in yardsticks: timed between two timings of the yardstick, over their mean."""
+        """The part's time in yardsticks (timed once, then kept)."""
         key = part.key(setting)
         if key not in self.entries:
-            before = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time / 2)
-            seconds = self._time(cfg, part, setting, num_classes, self.min_time)
-            after = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time / 2)
-            self.entries[key] = 2 * seconds / (before + after)
+            self.entries[key] = self._in_yardsticks(
+                setting, lambda: self._time(cfg, part, setting, num_classes, self.min_time)
+            )
             self.measured += 1
         return self.entries[key]
 
@@ -250,12 +259,10 @@ class LatencyTable:
         counted in yardsticks too."""
         sums = [self.parts_units(cfg, res, setting) for cfg, res in networks]
         counts = [float(len(network_parts(cfg, res))) for cfg, res in networks]
-        measured = []
-        for cfg, res in networks:
-            before = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time / 2)
-            seconds = measure_network(cfg, res, setting, repeats=repeats)
-            after = self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time / 2)
-            measured.append(2 * seconds / (before + after))
+        measured = [
+            self._in_yardsticks(setting, lambda c=cfg, r=res: measure_network(c, r, setting, repeats=repeats))
+            for cfg, res in networks
+        ]
         if len(networks) >= 2:  # least squares on the relative error (each row divided by its measurement)
             rows = [(x / y, n / y) for x, n, y in zip(sums, counts, measured, strict=True)]
             sxx, snn = sum(x * x for x, _ in rows), sum(n * n for _, n in rows)
