@@ -9,10 +9,15 @@ the table's yardsticks).
 For each setting (eval and a training step, batch 1 and 16; and eval at batch 1 on one thread, its own table) every
 network is predicted from the table, then measured whole in six rounds, every round a freshly built copy of each
 network in turn (the order reversed every other round), each next to a fresh copy of its base (``efficientnet_b0``
-or ``efficientnetv2_b0`` at 128 px): the **test** is the median of rounds 1–3 and the **retest** the median of
-rounds 4–6, minutes later. The prediction is judged against the test; the retest judged against the test is what
-this machine's own repeatability allows (a perfect model cannot beat it). FLOPs ranked against the test are the
-yardstick below which a latency model is not worth its measuring.
+or ``efficientnetv2_b0`` at 128 px) and to a timing of the table's yardstick: the **test** is the median of rounds
+1–3 and the **retest** the median of rounds 4–6, minutes later. The retest judged against the test is what this
+machine's own repeatability allows. FLOPs ranked against the test are the yardstick below which a latency model is
+not worth its measuring.
+
+The prediction is the table's yardsticks (``predict_units``) times the pace: **predicted** takes the median of the
+yardstick timed beside the test's three measurements (the model's answer to "how long does this network take now",
+asked at the moment it is measured); **predicted_once** the yardstick timed once before the rounds
+(``LatencyTable.predict``), which a pace moving during the rounds puts off by as much as it moved.
 
 Judged twice: in milliseconds, and as the **ratio to the base** measured beside it — the figure a search uses (a
 budget is a multiple of the base's measured time, and candidates are measured against the base in the same
@@ -76,19 +81,25 @@ def sample(n: int, seed: int):
         )
 
 
-def measure_rounds(networks, bases, setting, min_time):
-    """Seconds per call of each network and of its base beside it, in ROUNDS interleaved rounds (a freshly built
-    copy each time; the order, and which of a pair goes first, reversed every other round)."""
+def measure_rounds(networks, bases, table, setting, min_time):
+    """Seconds per call of each network, of its base beside it and of the table's yardstick beside both (the pace
+    at that moment), in ROUNDS interleaved rounds (a freshly built copy each time; the order, and the order within
+    each network's three, reversed every other round)."""
     runs: list[list[float]] = [[] for _ in networks]
     base_runs: list[list[float]] = [[] for _ in networks]
+    paces: list[list[float]] = [[] for _ in networks]
     for r in range(ROUNDS):
         order = list(range(len(networks)))
         for i in order if r % 2 == 0 else order[::-1]:
             _, cfg, res = networks[i]
-            pair = [(runs[i], cfg, res), (base_runs[i], bases[i % 2], BASE_RES)]
-            for into, c, size in pair if r % 2 == 0 else pair[::-1]:
-                into.append(measure_network(c, size, setting, min_time=min_time))
-    return runs, base_runs
+            three = [
+                (runs[i], lambda c=cfg, x=res: measure_network(c, x, setting, min_time=min_time)),
+                (base_runs[i], lambda b=bases[i % 2]: measure_network(b, BASE_RES, setting, min_time=min_time)),
+                (paces[i], lambda: table.pace(setting, min_time)),
+            ]
+            for into, timed in three if r % 2 == 0 else three[::-1]:
+                into.append(timed())
+    return runs, base_runs, paces
 
 
 def worst(predicted: list[float], measured: list[float]) -> float:
@@ -124,24 +135,29 @@ def main() -> None:
         table = LatencyTable(table_path(args.tables))  # keyed by the thread count
         start = time.time()
         scale, per_part = table.calibrate(calibration, setting)
-        parts = [table.parts_sum(cfg, res, setting) for _, cfg, res in networks]
-        predicted = [table.predict(cfg, res, setting) for _, cfg, res in networks]
-        base_predicted = [table.predict(bases[i % 2], BASE_RES, setting) for i in range(len(networks))]
-        runs, base_runs = measure_rounds(networks, bases, setting, args.min_time)
+        parts_units = [table.parts_units(cfg, res, setting) for _, cfg, res in networks]
+        units = [table.predict_units(cfg, res, setting) for _, cfg, res in networks]
+        predicted_once = [table.predict(cfg, res, setting) for _, cfg, res in networks]  # the pace timed once
+        base_units = [table.predict_units(bases[i % 2], BASE_RES, setting) for i in range(len(networks))]
+        runs, base_runs, paces = measure_rounds(networks, bases, table, setting, args.min_time)
+        pace_test = [statistics.median(x[:3]) for x in paces]  # the pace beside the test's three measurements
+        predicted = [u * p for u, p in zip(units, pace_test, strict=True)]
+        parts = [u * p for u, p in zip(parts_units, pace_test, strict=True)]
         test = [statistics.median(x[:3]) for x in runs]
         retest = [statistics.median(x[3:]) for x in runs]
         test_min, retest_min = [min(x[:3]) for x in runs], [min(x[3:]) for x in runs]  # the other estimator
         ratios = [[t / b for t, b in zip(x, y, strict=True)] for x, y in zip(runs, base_runs, strict=True)]
         ratio_test = [statistics.median(x[:3]) for x in ratios]
         ratio_retest = [statistics.median(x[3:]) for x in ratios]
-        ratio_predicted = [p / b for p, b in zip(predicted, base_predicted, strict=True)]
-        every_base = [t for x in base_runs for t in x]
+        ratio_predicted = [u / b for u, b in zip(units, base_units, strict=True)]
+        every_base, every_pace = [t for x in base_runs for t in x], [t for x in paces for t in x]
         label = f"{setting.mode} b{setting.batch} {threads or default_threads}t"
-        for (name, _, res), g, s, p, t, rt, run, rp, rtest, rretest in zip(
+        for (name, _, res), g, s, p, po, t, rt, run, rp, rtest, rretest in zip(
             networks,
             gmacs,
             parts,
             predicted,
+            predicted_once,
             test,
             retest,
             runs,
@@ -153,8 +169,9 @@ def main() -> None:
             rows.append(dict(
                 network=name, setting=label, mode=setting.mode, batch=setting.batch,
                 threads=threads or default_threads, res=res, gmacs=round(g, 4), parts_ms=round(s * 1e3, 3),
-                predicted_ms=round(p * 1e3, 3), test_ms=round(t * 1e3, 3), retest_ms=round(rt * 1e3, 3),
-                error=round(p / t - 1, 4), error_uncalibrated=round(s / t - 1, 4), retest_error=round(rt / t - 1, 4),
+                predicted_ms=round(p * 1e3, 3), predicted_once_ms=round(po * 1e3, 3), test_ms=round(t * 1e3, 3),
+                retest_ms=round(rt * 1e3, 3), error=round(p / t - 1, 4), error_once=round(po / t - 1, 4),
+                error_uncalibrated=round(s / t - 1, 4), retest_error=round(rt / t - 1, 4),
                 rounds_ms=" ".join(f"{x * 1e3:.2f}" for x in run), ratio_predicted=round(rp, 4),
                 ratio_test=round(rtest, 4), ratio_retest=round(rretest, 4), ratio_error=round(rp / rtest - 1, 4),
                 ratio_retest_error=round(rretest / rtest - 1, 4),
@@ -163,13 +180,16 @@ def main() -> None:
         row = dict(
             setting=label, networks=n, scale=round(scale, 4), per_part_yardsticks=round(per_part, 4),
             yardstick_ms=round(table.yardstick(setting) * 1e3, 4),
-            within10_predicted=within(predicted, test), within10_uncalibrated=within(parts, test),
+            pace_ms=round(statistics.median(every_pace) * 1e3, 4),
+            within10_predicted=within(predicted, test), within10_predicted_once=within(predicted_once, test),
+            within10_uncalibrated=within(parts, test),
             within10_retest=within(retest, test),
             within10_predicted_min=within(predicted, test_min), within10_retest_min=within(retest_min, test_min),
             spearman_predicted=round(spearman(predicted, test), 4),
+            spearman_predicted_once=round(spearman(predicted_once, test), 4),
             spearman_uncalibrated=round(spearman(parts, test), 4),
             spearman_retest=round(spearman(retest, test), 4), spearman_gmacs=round(spearman(gmacs, test), 4),
-            worst_predicted=worst(predicted, test),
+            worst_predicted=worst(predicted, test), worst_predicted_once=worst(predicted_once, test),
             worst_retest=worst(retest, test),
             within10_ratio_predicted=within(ratio_predicted, ratio_test),
             within10_ratio_retest=within(ratio_retest, ratio_test),
@@ -178,6 +198,7 @@ def main() -> None:
             worst_ratio_predicted=worst(ratio_predicted, ratio_test),
             worst_ratio_retest=worst(ratio_retest, ratio_test),
             base_swing=round(max(every_base) / min(every_base), 3),
+            pace_swing=round(max(every_pace) / min(every_pace), 3),
             minutes=round((time.time() - start) / 60, 1), cpu=m.cpu, isa=" ".join(m.isa),
         )  # fmt: skip
         summary.append(row)

@@ -168,6 +168,11 @@ def test_parts_are_kept_in_yardsticks_so_a_busy_minute_does_not_skew_the_table(t
     later = LatencyTable(busy.path)  # from the file: nothing timed again but the yardstick
     assert later.predict(cfg, 48, setting) == pytest.approx(3 * quiet.predict(cfg, 48, setting), rel=1e-9)
     assert later.measured == 0
+    units, now = later.predict_units(cfg, 48, setting), later.yardstick(setting)
+    assert later.predict(cfg, 48, setting) == pytest.approx(units * now, rel=1e-12)
+    monkeypatch.setattr(latency_module, "_timed", lambda *a: 5 * quiet_pace(*a))  # the pace moves again
+    assert later.pace(setting) == pytest.approx(5 / 3 * now, rel=1e-9)  # a probe times it now...
+    assert later.yardstick(setting) == now  # ...and the table's own reading stays the one it first took
     busy.path.write_text('{"seconds": {"a part": 0.001}}')  # a table of seconds, before yardsticks
     assert LatencyTable(busy.path).entries == {}  # measured again, not read as yardsticks
 

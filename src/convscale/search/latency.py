@@ -211,8 +211,13 @@ class LatencyTable:
         machine's pace now, by which every prediction it makes is scaled."""
         key = _setting_key(setting)
         if key not in self._now:
-            self._now[key] = self._yardstick_seconds(setting, self.min_time)
+            self._now[key] = self.pace(setting)
         return self._now[key]
+
+    def pace(self, setting: Setting, min_time: float | None = None) -> float:
+        """The yardstick's seconds per call in ``setting``, timed now and not kept: a caller measuring networks
+        over minutes probes the pace beside each measurement and turns :meth:`predict_units` into seconds at it."""
+        return self._yardstick_seconds(setting, self.min_time if min_time is None else min_time)
 
     def units(self, cfg: EfficientNetConfig, part: Part, setting: Setting, num_classes: int = 1000) -> float:
         """The part's time in yardsticks (timed once, then kept)."""
@@ -239,14 +244,17 @@ class LatencyTable:
         """The sum of the network's parts' seconds at the machine's pace now."""
         return self.parts_units(cfg, res, setting, num_classes) * self.yardstick(setting)
 
-    def predict(self, cfg: EfficientNetConfig, res: int, setting: Setting, num_classes: int = 1000) -> float:
-        """Predicted seconds per call of the whole network: the sum of its parts, through the setting's calibration
-        (``scale · Σ parts + per_part · number of parts``, in yardsticks) when :meth:`calibrate` has fitted one,
-        times the yardstick's seconds now."""
+    def predict_units(self, cfg: EfficientNetConfig, res: int, setting: Setting, num_classes: int = 1000) -> float:
+        """Predicted yardsticks per call of the whole network: the sum of its parts, through the setting's
+        calibration (``scale · Σ parts + per_part · number of parts``) when :meth:`calibrate` has fitted one."""
         scale, per_part = self.calibration.get(_setting_key(setting), (1.0, 0.0))
         parts = len(network_parts(cfg, res, num_classes))
-        units = scale * self.parts_units(cfg, res, setting, num_classes) + per_part * parts
-        return units * self.yardstick(setting)
+        return scale * self.parts_units(cfg, res, setting, num_classes) + per_part * parts
+
+    def predict(self, cfg: EfficientNetConfig, res: int, setting: Setting, num_classes: int = 1000) -> float:
+        """Predicted seconds per call of the whole network: :meth:`predict_units` times the yardstick's seconds
+        now."""
+        return self.predict_units(cfg, res, setting, num_classes) * self.yardstick(setting)
 
     def calibrate(
         self, networks: Sequence[tuple[EfficientNetConfig, int]], setting: Setting, repeats: int = 3
