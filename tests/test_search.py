@@ -21,7 +21,7 @@ from convscale.search import latency as latency_module
 from convscale.search import proxy as proxy_module
 from convscale.search.choose import choose
 from convscale.search.compound import ScalingSearch, search_scaling
-from convscale.search.latency import LatencyTable, Setting, network_parts
+from convscale.search.latency import LatencyTable, Setting, fit_calibration, network_parts
 from convscale.search.measure import measure_against_base
 from convscale.search.proxy import ProxyRun
 from convscale.search.report import counts
@@ -175,6 +175,22 @@ def test_parts_are_kept_in_yardsticks_so_a_busy_minute_does_not_skew_the_table(t
     assert later.yardstick(setting) == now  # ...and the table's own reading stays the one it first took
     busy.path.write_text('{"seconds": {"a part": 0.001}}')  # a table of seconds, before yardsticks
     assert LatencyTable(busy.path).entries == {}  # measured again, not read as yardsticks
+
+
+def test_the_calibration_carries_a_cost_per_part_only_where_it_predicts_networks_left_out():
+    sums = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    counts = [30.0, 20.0, 50.0, 25.0, 60.0, 35.0]  # parts per network, not in step with the sums
+    real = [1.1 * x + 0.05 * n for x, n in zip(sums, counts, strict=True)]
+    assert fit_calibration(sums, counts, real) == pytest.approx((1.1, 0.05), rel=1e-9)
+    # a scale and noise (±4%), with counts nearly in step with the sums: a per-part term would fit the noise
+    in_step = [x / 2 + (0.3 if i % 2 else -0.3) for i, x in enumerate(sums)]
+    noisy = [1.05 * x * (1.04 if i % 3 == 0 else 0.97) for i, x in enumerate(sums)]
+    scale, per_part = fit_calibration(sums, in_step, noisy)
+    assert per_part == 0.0 and scale == pytest.approx(1.05, rel=0.03)
+    assert fit_calibration(sums[:3], counts[:3], real[:3])[1] == 0.0  # too few networks to leave one out: a scale
+    assert fit_calibration([10.0], [5.0], [12.0]) == pytest.approx((1.2, 0.0))
+    with pytest.raises(ValueError, match="one sum, count and measurement per network"):
+        fit_calibration([1.0, 2.0], [1.0], [1.0, 2.0])
 
 
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_efficientnetv2", "test_mobilenetv3"])
