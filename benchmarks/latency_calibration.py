@@ -22,22 +22,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import write_csv
-from convscale.search.latency import LatencyTable, fit_calibration, network_parts, table_path
+from convscale.search.latency import LatencyTable, fit_calibration, table_path
 from convscale.utils.machine import machine
-from latency_model import SETTINGS, sample, within
+from latency_model import SETTINGS, sample, setting_label, within
 
 FITS = {"scale and per-part cost": True, "rule (leave-one-out)": None, "scale alone": False}
 
 
 def judged(table, setting, fit, networks, measured_rows) -> int:
     """How many of the run's networks the calibration ``fit`` puts within 10% of their test median."""
-    scale, per_part = fit
     predicted, test = [], []
     for name, cfg, res in networks:
         row = measured_rows[name]
-        units = table.parts_units(cfg, res, setting)
-        pace = float(row["parts_ms"]) / units  # the yardstick's ms beside the test's measurements
-        predicted.append((scale * units + per_part * len(network_parts(cfg, res))) * pace)
+        pace = float(row["parts_ms"]) / table.parts_units(cfg, res, setting)  # the yardstick's ms beside the test
+        predicted.append(table.predict_units(cfg, res, setting, calibration=fit) * pace)
         test.append(float(row["test_ms"]))
     return within(predicted, test)
 
@@ -56,7 +54,7 @@ def main() -> None:
     calibration = [(cfg, res) for _, cfg, res in sample(10, args.seed + 1000)]
     default_threads, out = torch.get_num_threads(), []
     for setting, threads in SETTINGS:
-        label = f"{setting.mode} b{setting.batch} {threads or default_threads}t"
+        label = setting_label(setting, threads or default_threads)
         measured_rows = {r["network"]: r for r in rows_of_run if r["setting"] == label}
         if not measured_rows:
             continue

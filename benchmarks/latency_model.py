@@ -102,6 +102,10 @@ def measure_rounds(networks, bases, table, setting, min_time):
     return runs, base_runs, paces
 
 
+def setting_label(setting, threads: int) -> str:
+    return f"{setting.mode} b{setting.batch} {threads}t"
+
+
 def worst(predicted: list[float], measured: list[float]) -> float:
     return round(max(abs(p / m - 1) for p, m in zip(predicted, measured, strict=True)), 4)
 
@@ -137,7 +141,7 @@ def main() -> None:
         scale, per_part = table.calibrate(calibration, setting)
         parts_units = [table.parts_units(cfg, res, setting) for _, cfg, res in networks]
         units = [table.predict_units(cfg, res, setting) for _, cfg, res in networks]
-        predicted_once = [table.predict(cfg, res, setting) for _, cfg, res in networks]  # the pace timed once
+        predicted_once = [u * table.yardstick(setting) for u in units]  # the pace timed once (as predict does)
         base_units = [table.predict_units(bases[i % 2], BASE_RES, setting) for i in range(len(networks))]
         runs, base_runs, paces = measure_rounds(networks, bases, table, setting, args.min_time)
         pace_test = [statistics.median(x[:3]) for x in paces]  # the pace beside the test's three measurements
@@ -151,7 +155,7 @@ def main() -> None:
         ratio_retest = [statistics.median(x[3:]) for x in ratios]
         ratio_predicted = [u / b for u, b in zip(units, base_units, strict=True)]
         every_base, every_pace = [t for x in base_runs for t in x], [t for x in paces for t in x]
-        label = f"{setting.mode} b{setting.batch} {threads or default_threads}t"
+        label = setting_label(setting, threads or default_threads)
         for (name, _, res), g, s, p, po, t, rt, run, rp, rtest, rretest in zip(
             networks,
             gmacs,

@@ -207,14 +207,11 @@ class LatencyTable:
         shape = (setting.batch, part.in_chs, part.res, part.res)
         return _timed(module, shape, setting, part.kind != "stem", min_time)
 
-    def _yardstick_seconds(self, setting: Setting, min_time: float) -> float:
-        return self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, min_time)
-
     def _in_yardsticks(self, setting: Setting, seconds: Callable[[], float]) -> float:
         """What ``seconds()`` times, over the mean of the yardstick timed just before and just after it."""
-        before = self._yardstick_seconds(setting, self.min_time / 2)
+        before = self.pace(setting, self.min_time / 2)
         timed = seconds()
-        after = self._yardstick_seconds(setting, self.min_time / 2)
+        after = self.pace(setting, self.min_time / 2)
         return 2 * timed / (before + after)
 
     def yardstick(self, setting: Setting) -> float:
@@ -228,7 +225,7 @@ class LatencyTable:
     def pace(self, setting: Setting, min_time: float | None = None) -> float:
         """The yardstick's seconds per call in ``setting``, timed now and not kept: a caller measuring networks
         over minutes probes the pace beside each measurement and turns :meth:`predict_units` into seconds at it."""
-        return self._yardstick_seconds(setting, self.min_time if min_time is None else min_time)
+        return self._time(_YARDSTICK_CONFIG, YARDSTICK, setting, 1000, self.min_time if min_time is None else min_time)
 
     def units(self, cfg: EfficientNetConfig, part: Part, setting: Setting, num_classes: int = 1000) -> float:
         """The part's time in yardsticks (timed once, then kept)."""
@@ -251,14 +248,18 @@ class LatencyTable:
             self.save()
         return total
 
-    def parts_sum(self, cfg: EfficientNetConfig, res: int, setting: Setting, num_classes: int = 1000) -> float:
-        """The sum of the network's parts' seconds at the machine's pace now."""
-        return self.parts_units(cfg, res, setting, num_classes) * self.yardstick(setting)
-
-    def predict_units(self, cfg: EfficientNetConfig, res: int, setting: Setting, num_classes: int = 1000) -> float:
+    def predict_units(
+        self,
+        cfg: EfficientNetConfig,
+        res: int,
+        setting: Setting,
+        num_classes: int = 1000,
+        calibration: tuple[float, float] | None = None,
+    ) -> float:
         """Predicted yardsticks per call of the whole network: the sum of its parts, through the setting's
-        calibration (``scale · Σ parts + per_part · number of parts``) when :meth:`calibrate` has fitted one."""
-        scale, per_part = self.calibration.get(_setting_key(setting), (1.0, 0.0))
+        calibration (``scale · Σ parts + per_part · number of parts``) when :meth:`calibrate` has fitted one, or
+        through ``calibration`` when given."""
+        scale, per_part = calibration or self.calibration.get(_setting_key(setting), (1.0, 0.0))
         parts = len(network_parts(cfg, res, num_classes))
         return scale * self.parts_units(cfg, res, setting, num_classes) + per_part * parts
 
