@@ -102,8 +102,8 @@ def test_defect_02_resume_takes_the_runs_config_and_refuses_unsafe_changes(run, 
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--epochs", "1"]) == 2  # fewer epochs than the run has trained
     one_line_error(capsys, "'epochs'", "has trained 2 epochs")
-    assert main(["train", "--resume", str(run)]) == 2  # finished: say how to go on
-    one_line_error(capsys, "'epochs'")
+    assert main(["train", "--resume", str(run)]) == 0  # finished: the same command again is done, and says how to go on
+    assert "already complete (2 epochs): nothing to do; --epochs above 2 trains it further" in capsys.readouterr().out
 
 
 def test_defect_03_stale_temporary_checkpoints_are_removed(run, capsys):
@@ -129,7 +129,7 @@ def test_defect_04_a_split_where_nothing_decodes_is_an_error_and_val_failures_ar
     result = fit(cfg, log=quiet)
     assert result.metrics["val_skipped"] == 1
     assert main(["eval", str(result.run_dir), "--workers", "0"]) == 0
-    assert "(5 images, 1 skipped" in capsys.readouterr().out
+    assert "(5 of 6 images, 1 skipped" in capsys.readouterr().out
 
 
 #: about 500 bytes that expand to 9^9 strings under one key
@@ -241,7 +241,7 @@ def test_defect_08_eval_and_predict_use_an_image_folder_runs_own_size_and_count_
     run = fit(cfg, log=quiet).run_dir
     assert main(["eval", "--checkpoint", str(run), "--workers", "0"]) == 0
     out = capsys.readouterr().out
-    assert "val at 40 px" in out and "(9 images, 1 skipped" in out
+    assert "val at 40 px" in out and "(9 of 10 images, 1 skipped" in out
     assert main(["predict", "--checkpoint", str(run), str(broken), str(next((data / "val").rglob("*.png")))]) == 0
 
 

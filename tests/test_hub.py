@@ -280,7 +280,7 @@ def test_eval_and_predict_published_weights_with_their_own_transform(hub_cache, 
     data = tmp_path / "nette"
     assert main(["eval", "--model", "ghostnet_100", "--pretrained", "--data", str(data), "--workers", "0"]) == 0
     out = capsys.readouterr().out
-    assert "ghostnet_100.in1k on" in out and "at 224 px (crop 0.875)" in out and "(4 images)" in out
+    assert "ghostnet_100.in1k on" in out and "at 224 px (crop 0.875)" in out and "(4 of 4 images)" in out
     image = data / "val" / "n01440764" / "0.png"
     assert main(["predict", "--model", "ghostnet_100", "--pretrained", "in1k", str(image)]) == 0
     line = capsys.readouterr().out.strip()

@@ -32,7 +32,7 @@ def test_eval_scores_a_run_at_its_own_test_size_and_crop(folder_run, capsys):
     assert run.transform.res == 48 and run.config.train_res == 48
     assert main(["eval", str(folder_run), "--workers", "0"]) == 0
     out = capsys.readouterr().out
-    assert "val at 48 px (crop 0.875)" in out and "(12 images)" in out
+    assert "val at 48 px (crop 0.875)" in out and "(12 of 12 images)" in out
     top1 = float(re.search(r"top-1 ([\d.]+)%", out)[1])
     last = run.metrics[-1]
     assert top1 == pytest.approx(last["ema_top1"], abs=1e-6)  # the EMA weights, as validated while training

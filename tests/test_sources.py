@@ -162,7 +162,7 @@ def test_evaluate_and_predict_give_the_cli_its_numbers(run, tmp_path, capsys):
     assert sum(r.confusion.sum(1).tolist()) == r.count and set(r.per_class) <= set(SHAPE_CLASSES)
     assert main(["eval", str(run), "--workers", "0", "--confusion", str(tmp_path / "c.csv")]) == 0
     out = capsys.readouterr().out
-    assert f"top-1 {r.top1:.2f}%  top-5 {r.top5:.2f}%  loss {r.loss:.4f}  ({r.count} images)" in out
+    assert f"top-1 {r.top1:.2f}%  top-5 {r.top5:.2f}%  loss {r.loss:.4f}  ({r.count} of {r.expected} images)" in out
     assert (tmp_path / "c.csv").read_bytes().decode() == r.confusion_csv()
     from PIL import Image
 

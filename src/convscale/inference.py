@@ -39,6 +39,23 @@ class EvalResult:
     skipped: int  # files that did not decode
     labels: list[str]  # the readable label of each class (confusion's rows and columns)
     confusion: torch.Tensor = field(repr=False)  # (classes, classes): rows the true class, columns the top-1
+    expected: int = 0  # images the val split holds (shards: as their _info.json says)
+    bad_shards: list[str] = field(default_factory=list)  # "SHARD: why" of each shard that failed or broke off
+
+    @property
+    def missing(self) -> int:
+        """Images of the split never read (a bad or missing shard): neither evaluated nor skipped."""
+        return max(0, self.expected - self.count - self.skipped)
+
+    def shortfall(self) -> str | None:
+        """A warning line when fewer images were evaluated than the split holds, else None."""
+        if self.count >= self.expected:
+            return None
+        bad = "".join(f"; bad shard {line}" for line in self.bad_shards)
+        return (
+            f"evaluated {self.count} of the {self.expected} images of {self.data}'s val split ({self.skipped} "
+            f"skipped, {self.missing} never read{bad}): the figures are over the images evaluated"
+        )
 
     @property
     def per_class(self) -> dict[str, float]:
@@ -114,9 +131,10 @@ def evaluate(
     if r.count == 0:
         raise ValueError(f"no image of {data}'s val split decoded ({r.skipped} skipped)")
     m = r.metrics
+    bad = [f"{url}: {why}" for url, why in getattr(order, "bad", {}).items()]
     return EvalResult(
         src.label, data, res, src.policy.crop_pct, m["top1"], m["top5"], m["loss"], r.count, r.skipped, src.labels,
-        confusion,
+        confusion, len(val), bad,
     )  # fmt: skip
 
 

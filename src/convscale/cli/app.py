@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from ..utils import stopping
 from . import bench, deploy, models, train, use
 from .args import Parser, bounded
 
@@ -38,16 +40,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        args.func(args)
+        with _terminate_as_interrupt(args.command):
+            args.func(args)
     except BrokenPipeError:  # `convscale list | head`: the reader left; not an error of ours (an OSError too)
         sys.stderr.close()
     except (ValueError, TypeError, OSError, ImportError) as e:
-        print(f"convscale: error: {e}", file=sys.stderr)
+        print(f"convscale: error: {_disk_full(e) or e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("convscale: interrupted", file=sys.stderr)
-        return 130
+    except stopping.Stopped as e:  # a run or a search stopped early: its own line says what stays
+        print(f"convscale: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (StopRequested)
+        word, code = (e.word, e.exit_code) if isinstance(e, stopping.StopRequested) else ("interrupted", 130)
+        print(f"convscale: {word}", file=sys.stderr)
+        return code
     return 0
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt(command: str):
+    """Ctrl-C and SIGTERM (``kill``, a scheduler, a container's stop) end every command with one line and status 130
+    or 143, instead of a traceback or a silent -15; one stuck in native code is ended by the watchdog after the grace
+    time (:class:`~convscale.train.stop.StopFlag`, which training nests with its own: it saves first)."""
+    from ..train.stop import StopFlag
+
+    with StopFlag() as flag:
+        flag.where = lambda: f"in convscale {command}"
+        yield
+
+
+def _disk_full(e: BaseException) -> str | None:
+    """A full disk named as such, whatever layer reported it (an ONNX exporter, OpenVINO's iostream error)."""
+    from ..utils.atomic import disk_full_message
+
+    return disk_full_message(e)
 
 
 def entry() -> NoReturn:

@@ -35,11 +35,13 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         source, args.data, res=args.res, batch=args.batch, workers=args.workers, device=args.device,
         weights=args.weights, pretrained=pretrained,
     )  # fmt: skip
-    skipped = f", {r.skipped} skipped: not images" if r.skipped else ""
+    skipped = f", {r.skipped} skipped" if r.skipped else ""
     print(
         f"{r.source} on {r.data} val at {r.res} px (crop {r.crop_pct:g}): "
-        f"top-1 {r.top1:.2f}%  top-5 {r.top5:.2f}%  loss {r.loss:.4f}  ({r.count} images{skipped})"
+        f"top-1 {r.top1:.2f}%  top-5 {r.top5:.2f}%  loss {r.loss:.4f}  ({r.count} of {r.expected} images{skipped})"
     )
+    if r.shortfall():
+        print(f"convscale: warning: {r.shortfall()}", file=sys.stderr)
     worst = r.most_confused(5)
     if worst:
         print("most confused: " + ", ".join(f"{t} as {p} ({n})" for t, p, n in worst))

@@ -272,7 +272,12 @@ def _decoded(
     else:
         from torch.utils.data import DataLoader
 
-        items = iter(DataLoader(_Decode(paths, res), batch_size=None, num_workers=workers, collate_fn=_as_is))
+        from .loader import DieWithParent
+
+        items = iter(DataLoader(
+            _Decode(paths, res), batch_size=None, num_workers=workers, collate_fn=_as_is,
+            worker_init_fn=DieWithParent() if workers else None,
+        ))  # fmt: skip
     for n, item in enumerate(items, 1):
         yield item
         if on_image is not None:

@@ -3,6 +3,8 @@ all follow from (seed, epoch), so a run can stop anywhere and resume at the same
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -10,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-__all__ = ["Batch", "BatchShares", "EpochOrder", "build_loader", "epoch_order"]
+__all__ = ["Batch", "BatchShares", "DieWithParent", "EpochOrder", "build_loader", "epoch_order"]
 
 
 class BatchShares(Sampler):
@@ -94,8 +96,9 @@ class _Transformed:
     def __getitem__(self, item: tuple[int, int]):
         index, seed = item
         sample = self.base[index]
-        if sample is None:
-            return None, getattr(index, "key", index)  # a streamed sample is named by its shard and key
+        if sample is None:  # a streamed sample is named by its shard and key, and says why it was skipped
+            why = getattr(self.base, "why_skipped", None)
+            return None, f"{index.key}: {why(index)}" if why is not None else index
         img, label = sample
         return self.transform(img, np.random.default_rng(seed)), label
 
@@ -136,4 +139,26 @@ def build_loader(
         generator=torch.Generator().manual_seed(0),  # workers' base seed: never drawn from the global RNG, whose
         # state (dropout, drop path) a resumed run must continue exactly
         prefetch_factor=4 if workers else None,
+        worker_init_fn=DieWithParent() if workers else None,
     )
+
+
+class DieWithParent:
+    """A loader worker's start: it ends with the process that started it, however that one ends. torch's workers look
+    for their parent only between samples, so one busy decoding (or started just as its parent was SIGKILLed) was
+    left running for minutes with parent PID 1; Linux's parent-death signal (``PR_SET_PDEATHSIG``) kills it at once,
+    and a worker whose parent is already gone exits before it starts."""
+
+    def __init__(self) -> None:
+        self.parent = os.getpid()
+
+    def __call__(self, worker_id: int) -> None:
+        import signal
+
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != self.parent:
+            os._exit(0)

@@ -205,6 +205,11 @@ def render_all(dataset: SyntheticShapes, workers: int = 0) -> InMemoryImages:
     """Render every image of ``dataset`` (in ``workers`` processes) into memory."""
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(dataset, batch_size=256, num_workers=workers, collate_fn=_render_batch)
+    from .loader import DieWithParent
+
+    loader = DataLoader(
+        dataset, batch_size=256, num_workers=workers, collate_fn=_render_batch,
+        worker_init_fn=DieWithParent() if workers else None,
+    )  # fmt: skip
     pixels = np.concatenate(list(loader))
     return InMemoryImages(pixels, list(dataset.targets), dataset.classes)

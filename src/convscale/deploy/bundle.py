@@ -8,6 +8,8 @@ run's own training images, ``calibrate`` (a folder or a named dataset) or nothin
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -89,17 +91,34 @@ def deploy_model(
     top-1 for the guard (``max_top1_drop``: default 1.0 point for int8, 0.5 otherwise). With ``int8``, also
     ``model.int8.onnx`` beside the chosen form. A folder that already holds a deployed model is refused unless
     ``force``, which replaces that model's files. ``report["written"]`` lists every file written, and the folder holds
-    no other file of this command's."""
-    import dataclasses
+    no other file of this command's. Two deploys into one folder at once: the second is refused while the first holds
+    it; a full disk is said as such (:class:`~convscale.utils.atomic.DiskFull`)."""
     from pathlib import Path
+
+    from ..utils.atomic import on_disk_full
+
+    check_runtimes(runtimes)
+    folder = Path(out)
+    with _locked(folder), on_disk_full(folder):
+        _claim(folder, force)
+        return _deploy(
+            source, folder, pretrained=pretrained, weights=weights, res=res, batch=batch, runtimes=runtimes,
+            tolerance=tolerance, val=val, max_top1_drop=max_top1_drop, int8=int8, calibrate=calibrate,
+            calibration_images=calibration_images, settings=settings, min_time=min_time,
+        )  # fmt: skip
+
+
+def _deploy(
+    source, folder, *, pretrained, weights, res, batch, runtimes, tolerance, val, max_top1_drop, int8, calibrate,
+    calibration_images, settings, min_time,
+) -> dict:  # fmt: skip
+    """:func:`deploy_model`'s work, in the folder it locked and claimed."""
+    import dataclasses
 
     from ..source import resolve
     from .exporter import export_spec
     from .roofline import peaks
 
-    check_runtimes(runtimes)
-    folder = Path(out)
-    _claim(folder, force)
     src = resolve(source, pretrained=pretrained, weights=weights)
     model, spec = src.model, export_spec(src, res=res, batch=batch)
     d = _Data.of(src, spec.res)
@@ -178,13 +197,14 @@ def _write_choice(result: Optimized, folder, spec) -> list[str]:
     import tempfile
     from pathlib import Path
 
+    from ..utils.atomic import on_disk_full
     from .exporter import export
 
     if result.runner.save is None:
         fmt = "onnx" if result.choice == "onnxruntime" else "pt2"
         return [export(result.fused, folder / f"model.{fmt}", spec, fmt=fmt).name]  # fusing a fused model: no-op
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".deploy-") as tmp:
-        names = result.runner.save(Path(tmp))
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".deploy-") as tmp, on_disk_full(folder):
+        names = result.runner.save(Path(tmp))  # checked for a full disk before its partial files go
         for name in names:
             os.replace(Path(tmp) / name, folder / name)
     return names
@@ -195,6 +215,33 @@ DEPLOY_FILES = (
     "model.onnx", "model.pt2", "model.fp32.onnx", "model.int8.onnx", "model.int8.pt2", "model.xml", "model.bin",
     "report.csv", "deploy.json", "sensitivity.csv",
 )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _locked(folder):
+    """``folder`` (made if missing) held by this process for the deploy: an exclusive ``flock`` on the folder itself
+    (no lock file left behind; released when the process ends, however it ends). A second deploy into it meanwhile
+    is refused in one line."""
+    from ..utils.atomic import writable_folder
+
+    writable_folder(folder, "--out")
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"--out {folder} is being written by another convscale deploy right now: wait for it, or choose "
+                "another folder"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _claim(folder, force: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 __all__ = ["add_search"]
 
@@ -53,6 +54,24 @@ def add_search(sub, bounded) -> None:
         q.add_argument("--out", required=True, help="folder for the results (a rerun resumes it)")
 
 
+@contextlib.contextmanager
+def _resumable(out: str):
+    """A search stopped by Ctrl-C or SIGTERM (in a proxy run, which saves first, or between them) says in one line
+    that the same command continues it — finished candidates kept, the interrupted proxy run resumed."""
+    from ..train import TrainingStopped
+    from ..utils.stopping import Stopped, StopRequested
+
+    try:
+        yield
+    except TrainingStopped as e:
+        if e.exit_code not in (130, 143):
+            raise  # not a signal (non-finite steps): the run's own line
+        word = str(e).split(";")[0]
+        raise Stopped(f"{word}; run the same command again to continue the search in {out}", e.exit_code) from None
+    except StopRequested as e:
+        raise Stopped(f"{e.word}; run the same command again to continue the search in {out}", e.exit_code) from None
+
+
 def _common(args: argparse.Namespace):
     from .latency import LatencyTable
     from .proxy import ProxyRun
@@ -69,7 +88,8 @@ def _cmd_scaling(args: argparse.Namespace) -> None:
         args.batch or 1, args.objective, args.seeds,
     )  # fmt: skip
     proxy, table = _common(args)
-    search_scaling(s, args.out, proxy, table=table, jobs=args.jobs)
+    with _resumable(args.out):
+        search_scaling(s, args.out, proxy, table=table, jobs=args.jobs)
 
 
 def _cmd_stages(args: argparse.Namespace) -> None:
@@ -87,4 +107,5 @@ def _cmd_stages(args: argparse.Namespace) -> None:
         objective=args.objective, seeds=args.seeds,
     )  # fmt: skip
     proxy, table = _common(args)
-    search_stages(s, args.out, proxy, table=table, jobs=args.jobs)
+    with _resumable(args.out):
+        search_stages(s, args.out, proxy, table=table, jobs=args.jobs)

@@ -12,6 +12,7 @@ is missing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -103,8 +104,19 @@ def proxy_train(arch: str, res: int, proxy: ProxyRun, runs: str, name: str, thre
         checkpoint_minutes=0.0,
     )  # fmt: skip
     start = time.perf_counter()
-    result = fit(cfg, log=lambda *_: None)
+    result = fit(cfg, log=lambda *_: None, restart=True)  # an interrupted proxy run continues where it stopped
     return {"top1": float(result.metrics["val_top1"]), "train_s": round(time.perf_counter() - start, 1)}
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the proxy runs not started and send SIGTERM to the running ones (each saves, then ends), so that the
+    pool's shutdown waits for a step and a save, not for whole runs."""
+    import signal
+
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGTERM)
 
 
 def _rank() -> tuple[int, int]:
@@ -180,8 +192,12 @@ def run_candidates(
 
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(proxy_train, *task(c, k), threads) for c, k in todo]
-            for (c, k), future in zip(todo, futures, strict=True):
-                _finish(store, c, k, proxy.seed + k, future.result(), log)
+            try:
+                for (c, k), future in zip(todo, futures, strict=True):
+                    _finish(store, c, k, proxy.seed + k, future.result(), log)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: each running proxy run saves at its step and stops
+                _stop_workers(pool)
+                raise
     else:
         for c, k in todo:
             _finish(store, c, k, proxy.seed + k, proxy_train(*task(c, k)), log)

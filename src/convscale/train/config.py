@@ -142,7 +142,13 @@ class TrainConfig:
     shuffle_buffer: int = _f(
         4096, integer(1, 10_000_000), "wds: samples held in each process's shuffle buffer (raw bytes, not decoded)"
     )
-    shard_timeout_s: float = _f(30.0, number(0.1, 3600), "wds: seconds without an answer before a shard read fails")
+    shard_timeout_s: float = _f(
+        30.0, number(0.1, 3600),
+        "wds: seconds without an answer (or below 4 KB/s over that long) before a shard read fails",
+    )  # fmt: skip
+    shard_max_member_mb: float = _f(
+        256.0, number(0.001, 65536), "wds: the largest tar member read, in MiB (a shard with a larger one is bad)"
+    )
     max_bad_shards: int = _f(
         3,
         integer(0, 1_000_000),
@@ -285,7 +291,8 @@ class TrainConfig:
     @property
     def shard_options(self) -> dict[str, Any]:
         """How ``wds:`` shards are read (:class:`~convscale.data.shards.ShardDataset`'s options)."""
-        return {"buffer": self.shuffle_buffer, "timeout_s": self.shard_timeout_s, "max_bad": self.max_bad_shards}
+        return {"buffer": self.shuffle_buffer, "timeout_s": self.shard_timeout_s, "max_bad": self.max_bad_shards,
+                "max_member_mb": self.shard_max_member_mb}  # fmt: skip
 
     @property
     def val_options(self) -> dict[str, Any]:
@@ -314,7 +321,7 @@ def field_help() -> dict[str, str]:
 #: learns at a step. ``out`` and ``name`` are ignored there (the run keeps its folder).
 RESUMABLE = frozenset(
     {"epochs", "workers", "device", "compile", "deterministic", "checkpoint_minutes", "checkpoint_steps", "cache_dir"}
-    | {"max_steps", "max_nonfinite", "data", "out", "name", "shard_timeout_s", "max_bad_shards"}
+    | {"max_steps", "max_nonfinite", "data", "out", "name", "shard_timeout_s", "max_bad_shards", "shard_max_member_mb"}
 )
 
 

@@ -6,6 +6,7 @@ regularization) join at the named places of ``hooks.py``."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ..data.folder import skip_reason
 from ..data.transforms import to_uint8
 from ..factory import create_model
 from ..utils.atomic import atomic_write_text
+from ..utils.stopping import Stopped, StopRequested
 from ..weights.checkpoint import RUN_CHECKPOINT
 from .allocator import ENV as ALLOCATOR_ENV
 from .allocator import keep_freed_memory
@@ -43,12 +45,12 @@ __all__ = ["FitResult", "Trainer", "TrainingStopped", "end_epoch", "fit", "prepa
 Log = Callable[[str], Any]
 
 
-class TrainingStopped(RuntimeError):
+class TrainingStopped(Stopped):
     """The run stopped before its end (too many non-finite steps, or an interrupt); the last checkpoint is whole."""
 
     def __init__(self, message: str, run_dir: Path | None = None, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.run_dir, self.exit_code = run_dir, exit_code
+        super().__init__(message, exit_code)
+        self.run_dir = run_dir
 
 
 @dataclass(frozen=True)
@@ -111,25 +113,53 @@ def fit(
         folder = RunFolder.of(resume)
         ckpt = read_checkpoint(folder.checkpoint)
         cfg = resume_config(ckpt.config_obj, cfg, **(changes or {}))
+        if ckpt.state.epoch == cfg.epochs and ckpt.state.batch == 0:  # the same command after the run ended
+            log(
+                f"{folder.path} is already complete ({cfg.epochs} epochs): nothing to do; --epochs above {cfg.epochs} "
+                "trains it further"
+            )
+            return FitResult(folder.path, ckpt.state.history[-1] if ckpt.state.history else {})
         _check_resumable(cfg, ckpt.state)
+        _check_world(ckpt, int(os.environ.get("WORLD_SIZE", "1")))
     cfg = cfg or TrainConfig()
     d = setup(cfg.device)
     finished = False
     with StopFlag() as stop:  # also over the teardown: a signal after the last checkpoint lets the run end
         try:
-            t = prepare(cfg, d, ckpt, resume, log if d.main else (lambda *_: None), restart)
-            stop.where = lambda: _position(t)
-            while t.state.epoch < cfg.epochs:
-                stage = t.plan.stage_of(t.state.epoch)
-                for hook in t.hooks:
-                    hook.on_stage(stage)
-                if not train_epoch(t, stage, stop):
-                    break  # max_steps reached inside the epoch
-                end_epoch(t, stage)
+            try:
+                t = prepare(cfg, d, ckpt, resume, log if d.main else (lambda *_: None), restart)
+            except StopRequested as e:
+                raise TrainingStopped(
+                    f"{e.word} while starting the run; nothing was trained", None, e.exit_code
+                ) from None
+            stop.where, stop.at_steps = (lambda: _position(t)), True
+            _epochs(t, stop)
             finished = True
             return FitResult(t.folder.path, t.state.history[-1] if t.state.history else {})
         finally:
             teardown(finished)
+
+
+def _epochs(t: Trainer, stop: StopFlag) -> None:
+    """The epochs left. A stop that came while the loop waited for data (a shard behind a slow server) saves the run
+    where its last step left it, as a stop between steps does."""
+    try:
+        while t.state.epoch < t.cfg.epochs:
+            stage = t.plan.stage_of(t.state.epoch)
+            for hook in t.hooks:
+                hook.on_stage(stage)
+            if not train_epoch(t, stage, stop):
+                break  # max_steps reached inside the epoch
+            end_epoch(t, stage)
+    except StopRequested as e:
+        _save(t)
+        raise _stopped(t, e.word, e.exit_code) from None
+
+
+def _stopped(t: Trainer, word: str, code: int) -> TrainingStopped:
+    return TrainingStopped(
+        f"{word}; saved {t.folder.checkpoint}; continue with --resume {t.folder.path}", t.folder.path, code
+    )
 
 
 def _position(t: Trainer) -> str:
@@ -146,6 +176,18 @@ def _check_resumable(cfg: TrainConfig, state: TrainState) -> None:
             f"config key 'epochs': the run has trained {state.epoch} epochs"
             + (f" and {state.batch} batches of the next" if state.batch else "")
             + f"; resuming needs --epochs above {max(state.epoch, done - 1)}, got {cfg.epochs}"
+        )
+
+
+def _check_world(ckpt: Checkpoint, world: int) -> None:
+    """A run continues with the number of processes it was trained with: each rank's share of a batch, its batch-norm
+    statistics and the shard ranges follow from it, so another number would give other weights, silently."""
+    trained = ckpt.meta.get("world")  # None: written before convscale recorded it
+    if isinstance(trained, int) and trained != world:
+        raise ValueError(
+            f"the run was trained by {trained} process{'es' if trained > 1 else ''} and would continue with {world}: "
+            f"its batches would be split otherwise and its weights differ from an uninterrupted run's; resume with "
+            f"{trained} (torchrun --nproc-per-node / --nnodes), or start a new run"
         )
 
 
@@ -368,6 +410,7 @@ def _save(t: Trainer) -> None:
         config=t.cfg.to_dict(),
         classes=t.classes,
         scaler=t.scaler,
+        world=t.dist.world,
         **parts,
     )
 
@@ -383,8 +426,18 @@ def train_epoch(t: Trainer, stage: ProgressiveStage, stop: StopFlag) -> bool:
     t.model.train()
     for hook in t.hooks:
         hook.on_epoch(state.epoch)
-    bar, last_save = _progress(t, steps), time.monotonic()
-    started = fetched = time.monotonic()
+    bar = _progress(t, steps)
+    try:
+        return _train_batches(t, stage, stop, loader, settings, share, bar, steps)
+    finally:
+        if bar is not None:
+            bar.close()  # also when the epoch ends early: a stop's line starts on a clean line
+
+
+def _train_batches(t: Trainer, stage, stop: StopFlag, loader, settings, share, bar, steps: int) -> bool:
+    """The epoch's batches: a step each, a checkpoint when due or asked for, the stop after it when asked for."""
+    cfg, state = t.cfg, t.state
+    last_save = started = fetched = time.monotonic()
     for batch in loader:
         stepped = time.monotonic()
         state.epoch_wait_s += stepped - fetched
@@ -404,16 +457,11 @@ def train_epoch(t: Trainer, stage: ProgressiveStage, stop: StopFlag) -> bool:
             _save(t)
             last_save = time.monotonic()
         if stop.requested:
-            word, code = stop.requested
-            raise TrainingStopped(
-                f"{word}; saved {t.folder.checkpoint}; continue with --resume {t.folder.path}", t.folder.path, code
-            )
+            raise _stopped(t, *stop.requested)
         if done:
             return False
         fetched = time.monotonic()
     state.epoch_seconds += time.monotonic() - started
-    if bar is not None:
-        bar.close()
     return True
 
 
@@ -537,7 +585,8 @@ def _validate(t: Trainer, net: nn.Module, res: int) -> EvalTotals:
 
 
 def _validation_columns(t: Trainer) -> dict[str, float]:
-    """Top-1, top-5 and loss of the raw model and every hook's (the EMA), at the training and the test size."""
+    """Top-1, top-5 and loss of the raw model and every hook's (the EMA), at the training and the test size; the
+    images the val split holds, those evaluated, and a warning line when some were not (skipped, or never read)."""
     row: dict[str, float] = {}
     nets = {"val": t.model} | {name: net for hook in t.hooks for name, net in hook.eval_models().items()}
     for name, net in nets.items():
@@ -550,7 +599,16 @@ def _validation_columns(t: Trainer) -> dict[str, float]:
                 f"{tag}_top5": round(m["top5"], 3),
                 f"{tag}_loss": round(m["loss"], 5),
             }
-            row["val_skipped"] = r.skipped
+            expected = len(t.val_ds)
+            row |= {"val_expected": expected, "val_images": r.count, "val_skipped": r.skipped}
+            row["val_missing"] = max(0, expected - r.count - r.skipped)
+    if row["val_images"] < row["val_expected"]:
+        t.log(
+            f"warning: validation saw {row['val_images']} of the {row['val_expected']} images of {t.cfg.data}'s val "
+            f"split ({row['val_skipped']} skipped, {row['val_missing']} never read"
+            + "".join(f"; {line}" for line in _bad_shards(t, "val"))
+            + "): its top-1 is over the images seen"
+        )
     return row
 
 
@@ -604,11 +662,12 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
     _report_skipped(t, new)
 
 
-def _bad_shards(t: Trainer) -> list[str]:
-    """This process's shards that failed or broke off in the epoch (streamed data), each logged with its reason."""
-    orders = [order for key, (_, order) in t.loaders.items() if key[0] == "train"]
-    bad = [f"{url}: {why}" for order in orders for url, why in getattr(order, "bad", {}).items()]
-    for line in bad:
+def _bad_shards(t: Trainer, split: str = "train") -> list[str]:
+    """This process's shards of ``split`` that failed or broke off in the epoch (streamed data), with their reasons;
+    the training ones are logged each."""
+    orders = [order for key, (_, order) in t.loaders.items() if key[0] == split]
+    bad = list(dict.fromkeys(f"{url}: {why}" for order in orders for url, why in getattr(order, "bad", {}).items()))
+    for line in bad if split == "train" else ():
         t.log(f"bad shard, its samples skipped: {line}")
     return bad
 
@@ -619,11 +678,8 @@ def _report_skipped(t: Trainer, new: list, shown: int = 10) -> None:
     if not new or not t.dist.main or not (hasattr(t.train_ds, "path") or hasattr(t.train_ds, "order")):
         return
     lines = [
-        f"{i}: the image does not decode"
-        if isinstance(i, str)
-        else f"{t.train_ds.path(i)}: {skip_reason(t.train_ds.path(i))}"
-        for i in new
-    ]  # a streamed sample is named SHARD:KEY
+        i if isinstance(i, str) else f"{t.train_ds.path(i)}: {skip_reason(t.train_ds.path(i))}" for i in new
+    ]  # a streamed sample: "SHARD:KEY: why"
     listing = t.folder.path / "skipped.txt"
     previous = listing.read_text().splitlines() if listing.is_file() else []
     atomic_write_text(listing, "\n".join([*previous, *lines]) + "\n")

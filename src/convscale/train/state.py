@@ -90,8 +90,10 @@ def write_checkpoint(
     classes: list[str],
     ema: torch.nn.Module | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    world: int = 1,
 ) -> Path:
-    """Everything needed to continue the run exactly, or to use its weights: one atomic write."""
+    """Everything needed to continue the run exactly, or to use its weights: one atomic write. ``world``: the
+    processes that train the run (a resume with another number is refused)."""
     from safetensors.torch import save
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -111,6 +113,7 @@ def write_checkpoint(
         "classes": classes,
         "optimizer": optim_meta,
         "scaler": scaler.state_dict() if scaler is not None else None,
+        "world": world,
     }
     data = save(tensors, metadata={"convscale": json.dumps(meta)})
     return atomic_write(path, lambda f: f.write(data))

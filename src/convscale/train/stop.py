@@ -1,9 +1,14 @@
 """Stopping a run on a signal, also when a step never returns.
 
 Ctrl-C (SIGINT) or SIGTERM (schedulers, ``kill``) asks the loop to stop after the current step and save; a second
-signal interrupts at once. Python runs a signal's handler only between bytecodes of the main thread, so a kernel
-that never returns (oneDNN's strided 1×1 weight gradient on AVX2 CPUs spun forever) would leave the process deaf
-to both. A watchdog thread therefore hears each signal too (``signal.set_wakeup_fd``): if the main thread has not
+signal interrupts at once. Before the first step (reading ``_info.json`` from a slow server, building the model) a
+signal ends the run at once: nothing was trained that a save would keep. A wait for data inside the loop (a shard
+reader behind a slow server) sees the stop through :mod:`convscale.utils.stopping` and ends within a fraction of a
+second, and the loop saves at the step where it was.
+
+Python runs a signal's handler only between bytecodes of the main thread, so a kernel that never returns (oneDNN's
+strided 1×1 weight gradient on AVX2 CPUs spun forever) would leave the process deaf to both. A watchdog thread
+therefore hears each signal too (``signal.set_wakeup_fd``): if the main thread has not
 run the handler within the grace time, it says where the run was and ends the process with the signal's exit
 status. Checkpoints are written atomically, so the last one stays whole.
 """
@@ -19,10 +24,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..utils import stopping
+
 __all__ = ["GRACE_ENV", "STOP_SIGNALS", "StopFlag", "grace_seconds"]
 
 #: the signals that stop a run cleanly (it saves, and says how to resume): what they are called, the exit status
-STOP_SIGNALS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
+STOP_SIGNALS = stopping.EXIT
 GRACE_ENV = "CONVSCALE_STOP_GRACE_S"
 _DEFAULT_GRACE_S = 30.0
 
@@ -63,6 +70,7 @@ class StopFlag:
         self.requested: tuple[str, int] | None = None
         self.where: Callable[[], str] = lambda: "while starting the run"
         self.longest_step_s = 0.0
+        self.at_steps = False  # True once the loop runs: a signal then waits for the step's end (or a wait's check)
         self._previous: dict[int, Any] = {}
         self._handled = 0
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
@@ -71,6 +79,7 @@ class StopFlag:
 
     def __enter__(self) -> StopFlag:
         grace_seconds()  # a bad setting is refused before the run starts
+        stopping.clear()
         for sig in STOP_SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -89,6 +98,9 @@ class StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = STOP_SIGNALS[signal.Signals(signum)]
+        stopping.request(signum)
+        if not self.at_steps:
+            raise stopping.StopRequested(*self.requested)
 
     def _watch(self, reader: socket.socket) -> None:
         """Runs in its own thread: for each stop signal, wait for the main thread's handler, else end the process."""
@@ -122,6 +134,7 @@ class StopFlag:
             os._exit(code)
 
     def __exit__(self, *exc) -> None:
+        stopping.clear()
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         if self._wakeup is not None:

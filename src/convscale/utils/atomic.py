@@ -4,6 +4,7 @@ target. A crash or a kill mid-write leaves the previous file as it was."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -11,7 +12,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_output", "atomic_write", "atomic_write_csv", "atomic_write_text", "writable_folder"]
+__all__ = [
+    "DiskFull", "atomic_output", "atomic_write", "atomic_write_csv", "atomic_write_text", "disk_full_message",
+    "on_disk_full", "writable_folder",
+]
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -84,3 +88,65 @@ def writable_folder(folder: str | Path, what: str) -> Path:
     except OSError as e:
         raise ValueError(f"{what}: {folder} cannot be written ({e.strerror or e})") from None
     return folder
+
+
+_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_LITTLE_FREE = 2**20  # a disk with less free than this after a failed write was the reason it failed
+
+
+class DiskFull(OSError):
+    """A write that failed because the disk it went to is full (or its quota is); its text names the disk."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _chain(e: BaseException | None):
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def disk_full_message(e: BaseException, folder: str | Path | None = None) -> str | None:
+    """A line that names the full disk when ``e`` (or what it was raised from: an exporter's or OpenVINO's own error
+    wraps the OSError, or loses it) came from one: ENOSPC or EDQUOT in its chain, or, with ``folder``, less than
+    1 MiB left on the disk holding it (call it before a failed write's partial files are removed). None otherwise."""
+    full = next((x for x in _chain(e) if isinstance(x, OSError) and x.errno in _FULL), None)
+    if full is None and any("No space left on device" in str(x) for x in _chain(e)):
+        full = e
+    where = folder if folder is not None else getattr(full, "filename", None)
+    if full is None and folder is not None:
+        try:
+            if shutil.disk_usage(folder).free < _LITTLE_FREE:
+                full = e
+        except OSError:
+            return None
+    if full is None:
+        return None
+    if isinstance(e, DiskFull):
+        return str(e)
+    try:
+        free = f"{shutil.disk_usage(Path(where).parent if Path(where).is_file() else where).free} bytes free"
+    except (OSError, TypeError):
+        free = "free space unknown"
+    return f"no space left on the disk holding {where} ({free}): free some space or write elsewhere"
+
+
+@contextlib.contextmanager
+def on_disk_full(folder: str | Path) -> Iterator[None]:
+    """Writes into ``folder`` whose failure on a full disk becomes a :class:`DiskFull` that names the disk (checked
+    while the failed write's partial files still take their space); any other error passes through."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as e:
+        message = disk_full_message(e, folder)
+        if message is None:
+            raise
+        raise DiskFull(message) from e

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-__all__ = ["EXTRAS", "MissingExtra", "available", "install_hint", "note_missing", "require"]
+__all__ = ["EXTRAS", "MissingExtra", "available", "install_hint", "note_missing", "require", "without_telemetry"]
 
 #: importable module -> the extra that installs it
 EXTRAS = {
@@ -44,8 +44,23 @@ def install_hint(module: str) -> str:
     return f"pip install 'convscale[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
 
 
+#: packages that send usage telemetry unless kept from it; OpenVINO's model converter and NNCF fall back to their own
+#: stubs when ``openvino_telemetry`` does not import (and no longer write a consent folder under ``~/intel``)
+_TELEMETRY = {"openvino": "openvino_telemetry", "nncf": "openvino_telemetry"}
+
+
+def without_telemetry(module: str) -> None:
+    """Keep ``module`` from its usage telemetry: the telemetry package is marked as not importable before ``module``
+    is first imported (a process that imported it already keeps its own choice)."""
+    blocked = _TELEMETRY.get(module.split(".")[0])
+    if blocked is not None and blocked not in sys.modules:
+        sys.modules[blocked] = None  # type: ignore[assignment]  # `import openvino_telemetry` raises ImportError
+
+
 def require(module: str, purpose: str) -> ModuleType:
-    """``module`` imported, or :class:`MissingExtra` saying that ``purpose`` needs it and which extra to install."""
+    """``module`` imported, or :class:`MissingExtra` saying that ``purpose`` needs it and which extra to install.
+    OpenVINO and NNCF are imported without their usage telemetry (:func:`without_telemetry`)."""
+    without_telemetry(module)
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -54,6 +69,7 @@ def require(module: str, purpose: str) -> ModuleType:
 
 def available(module: str) -> bool:
     """Whether ``module`` imports (its import is attempted: a package hidden or broken counts as missing)."""
+    without_telemetry(module)
     try:
         importlib.import_module(module)
     except ImportError:

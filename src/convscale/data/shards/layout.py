@@ -14,6 +14,7 @@ a folder or an ``http(s)://`` address holding ``_info.json``, or a brace pattern
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,9 +85,17 @@ def split_of(spec: str) -> tuple[str, tuple[str, ...]]:
     return root or ".", tuple(braceexpand(pattern))
 
 
+MAX_SHARD_SAMPLES = 10**7  # a shard claiming more is refused (at >= 1 KiB a sample, a 10 GB shard)
+MAX_SAMPLES = 10**10  # a split claiming more is refused (the largest public image sets hold about 6e9)
+_SAMPLE_BYTES = 1024  # the least a sample takes in a tar: two member headers (an image and its .cls)
+
+
 def read_info(spec: str, timeout_s: float = TIMEOUT_S) -> Shards:
-    """The source ``spec`` (after ``wds:``) with its ``_info.json`` read; a clear :class:`ShardError` when there is
-    none, it does not parse, or the server does not answer within ``timeout_s``."""
+    """The source ``spec`` (after ``wds:``) with its ``_info.json`` read and checked; a clear :class:`ShardError`
+    when there is none, it does not parse, the server does not answer within ``timeout_s``, or a claim in it cannot
+    hold: a shard name that leaves the source (``../``, an absolute path or address, a link out of the folder) or
+    is not a regular file, a sample count that is not a count or that the shard's size cannot hold, a total other
+    than ``num_samples``, fewer than two classes."""
     root, chosen = split_of(spec)
     where = join(root, INFO)
     try:
@@ -96,12 +105,81 @@ def read_info(spec: str, timeout_s: float = TIMEOUT_S) -> Shards:
         raise
     except (OSError, ValueError) as e:
         raise ShardError(f"{where}: cannot read the shards' {INFO} ({type(e).__name__}: {e})") from None
-    try:
-        splits = {k: ShardSplit(v.get("name", k), tuple(v["filenames"]), tuple(int(n) for n in v["shard_lengths"]))
-                  for k, v in info["splits"].items()}  # fmt: skip
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise ShardError(f"{where}: not timm's layout (splits with filenames and shard_lengths): {e!r}") from None
-    classes = info.get("classes") or [str(i) for i in range(int(info.get("num_classes", 0)))]
-    if not classes:
-        raise ShardError(f"{where} names no classes: convscale needs 'classes' (names) or 'num_classes' in it")
-    return Shards(root, splits, tuple(classes), chosen)
+    if not isinstance(info, dict) or not isinstance(info.get("splits"), dict):
+        raise ShardError(f"{where}: not timm's layout: expected an object with 'splits' (name -> split)")
+    splits = {k: _split(where, root, k, v) for k, v in info["splits"].items()}
+    return Shards(root, splits, _classes(where, info), chosen)
+
+
+def _split(where: str, root: str, key: str, v) -> ShardSplit:
+    at = f"{where}: splits.{key}"
+    if not isinstance(v, dict) or not isinstance(v.get("filenames"), list) or not isinstance(
+        v.get("shard_lengths"), list
+    ):
+        raise ShardError(f"{at}: not timm's layout: expected an object with the lists 'filenames' and 'shard_lengths'")
+    names, lengths = v["filenames"], v["shard_lengths"]
+    if len(names) != len(lengths):
+        raise ShardError(f"{at}: {len(names)} filenames but {len(lengths)} shard_lengths: expected one count a shard")
+    for i, (name, n) in enumerate(zip(names, lengths, strict=True)):
+        _check_name(f"{at}.filenames[{i}]", root, name)
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_SHARD_SAMPLES:
+            raise ShardError(
+                f"{at}.shard_lengths[{i}] ({name}) is {str(n)[:40]}: expected a count of samples from 0 to "
+                f"{MAX_SHARD_SAMPLES:.0e}"
+            )
+        _check_length(f"{at}.shard_lengths[{i}]", root, name, n)
+    total = sum(lengths)
+    claimed = v.get("num_samples", total)
+    if claimed != total or total > MAX_SAMPLES:
+        raise ShardError(
+            f"{at}: num_samples {str(claimed)[:40]} but the shard_lengths add up to {total}"
+            if claimed != total
+            else f"{at}: {total} samples claimed, above the {MAX_SAMPLES:.0e} convscale reads in one split"
+        )
+    return ShardSplit(str(v.get("name", key)), tuple(names), tuple(lengths))
+
+
+def _check_name(at: str, root: str, name) -> None:
+    """A shard's name is a relative path inside the source; a local one that exists must be a regular file there."""
+    if not isinstance(name, str) or not name or "\\" in name or "\0" in name or "://" in name:
+        raise ShardError(f"{at} is {str(name)[:80]!r}: expected a shard's file name, relative to {INFO}")
+    parts = name.split("/")
+    if name.startswith("/") or ".." in parts or (len(name) > 1 and name[1] == ":"):
+        raise ShardError(f"{at} is {name[:80]!r}: a shard is named inside the source (no absolute path, no ..)")
+    if is_remote(root):
+        return
+    path = Path(root) / name
+    if path.is_symlink() or path.exists():
+        inside = Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
+        if not inside:
+            raise ShardError(f"{at} is {name!r}, which leads outside {root} (a link): shards must lie in its folder")
+        if not path.is_file():
+            raise ShardError(f"{at} is {name!r}, which is not a regular file")
+
+
+def _check_length(at: str, root: str, name: str, n: int) -> None:
+    """A local shard's count must fit its size (a sample takes at least two tar headers; a compressed shard is not
+    bounded so)."""
+    path = Path(root) / name
+    if is_remote(root) or not name.endswith(".tar") or not path.is_file():
+        return
+    room = path.stat().st_size // _SAMPLE_BYTES
+    if n > room:
+        raise ShardError(f"{at} claims {n} samples, but {name} ({path.stat().st_size} bytes) can hold at most {room}")
+
+
+def _classes(where: str, info: dict) -> tuple[str, ...]:
+    classes = info.get("classes")
+    if classes is None:
+        n = info.get("num_classes", 0)
+        classes = [str(i) for i in range(n)] if isinstance(n, int) and not isinstance(n, bool) and n < 10**6 else n
+    if not isinstance(classes, list) or not all(isinstance(c, str | int) for c in classes):
+        raise ShardError(f"{where}: 'classes' must be a list of class names (or 'num_classes' a count)")
+    if len(classes) < 2:
+        raise ShardError(
+            f"{where} names {len(classes)} class{'es' if len(classes) != 1 else ''}: a classifier needs at least 2 "
+            "('classes': their names, or 'num_classes')"
+        )
+    if len(set(map(str, classes))) < len(classes):
+        raise ShardError(f"{where}: 'classes' names a class twice")
+    return tuple(map(str, classes))

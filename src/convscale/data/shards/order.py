@@ -25,8 +25,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..loader import BatchShares
-from .layout import Shards, ShardSplit
-from .stream import TIMEOUT_S, RawSample, ShardError, ahead, shard_samples
+from .layout import INFO, Shards, ShardSplit
+from .stream import MAX_MEMBER_MB, TIMEOUT_S, RawSample, ShardError, SlowResponse, ahead, shard_samples
 
 __all__ = ["ShardOrder", "buffered_shuffle"]
 
@@ -60,10 +60,11 @@ class ShardOrder(BatchShares):
     def __init__(
         self, shards: Shards, split: ShardSplit, global_batch: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
         world: int = 1, buffer: int = 4096, timeout_s: float = TIMEOUT_S, max_bad: int = 3,
+        max_member_mb: float = MAX_MEMBER_MB,
     ) -> None:  # fmt: skip
         super().__init__(split.num_samples, global_batch, shuffle=shuffle, seed=seed, rank=rank, world=world)
         self.shards, self.split = shards, split
-        self.buffer, self.timeout_s, self.max_bad = buffer, timeout_s, max_bad
+        self.buffer, self.timeout_s, self.max_bad, self.max_member_mb = buffer, timeout_s, max_bad, max_member_mb
         self.bad: dict[str, str] = {}  # this epoch's bad shards: address -> what went wrong
 
     @property
@@ -97,7 +98,9 @@ class ShardOrder(BatchShares):
         return out
 
     def _read(self) -> Iterator[RawSample]:
-        """This rank's samples in their stored order; when bad shards left it short (training), read again."""
+        """This rank's samples in their stored order; when bad shards left it short (training), read again — but only
+        while a pass brings at least half of what the rank needs: shards that hold far fewer samples than
+        ``_info.json`` claims end the run in one line instead of looping over the good ones for good."""
         first, end = self.span
         want, got = end - first, 0
         while got < want:
@@ -112,9 +115,12 @@ class ShardOrder(BatchShares):
                         return
             if not self.shuffle:
                 return
-            if got == before:
-                url, why = next(reversed(self.bad.items()))
-                raise ShardError(f"none of this process's shards could be read; the last: {url}: {why}")
+            if got - before < want / 2:
+                url, why = next(reversed(self.bad.items())) if self.bad else ("", "")
+                raise ShardError(
+                    f"this process's shards gave {got - before} of the {want} samples {INFO} promises it in epoch "
+                    f"{self.epoch + 1}" + (f"; the last bad one: {url}: {why}" if url else "")
+                )
 
     def _piece(self, url: str, skip: int, take: int) -> Iterator[RawSample]:
         """Samples ``skip`` to ``skip + take`` of shard ``url``. A dropped or refused connection (or HTTP 429/5xx) is
@@ -126,14 +132,16 @@ class ShardOrder(BatchShares):
                 time.sleep(RETRY_WAIT_S * 2 ** (attempt - 1))
             read = 0
             try:
-                for sample in shard_samples(url, self.timeout_s):
+                for sample in shard_samples(url, self.timeout_s, self.max_member_mb):
                     read += 1
                     if read > skip + taken:
                         yield sample
                         taken += 1
                         if taken == take:
                             return
-                why = f"ended after {read} samples, {skip + take} expected (truncated?)"
+                why = f"ended after {read} samples, {skip + take} expected (truncated, or {INFO} claims too many)"
+            except SlowResponse as e:
+                why = f"{e} (after {read} samples)"
             except TimeoutError:
                 why = f"no answer within {self.timeout_s:g} s (after {read} samples)"
             except (*_TRANSIENT, OSError, tarfile.TarError, EOFError, ValueError) as e:

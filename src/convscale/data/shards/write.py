@@ -112,12 +112,20 @@ def _samples(ds: ImageFolder, order: np.ndarray, start: int, s: ShardSettings, w
     if workers > 0:
         import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_interrupts) as pool:
             for k, encoded in enumerate(pool.imap(_encode_item, items, chunksize=16)):
                 yield start + k, ds.samples[order[start + k]][1], encoded
     else:
         for k, item in enumerate(items):
             yield start + k, ds.samples[order[start + k]][1], _encode_item(item)
+
+
+def _ignore_interrupts() -> None:
+    """In an encoding worker: Ctrl-C (sent to the whole process group) is the parent's to handle; the parent ends the
+    pool, so the workers print no traceback of their own."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def write_split(
