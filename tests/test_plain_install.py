@@ -19,7 +19,7 @@ from conftest import make_image_folder
 #: the optional packages of every extra (convscale.utils.extras.EXTRAS), and of the ones planned (deployment runtimes,
 #: shard reading); listed here so that the test also runs on a tree without that module
 HIDDEN = ["huggingface_hub", "matplotlib", "nncf", "onnx", "onnxruntime", "onnxscript", "openvino", "tensorboard"]
-HIDDEN += ["torchao", "webdataset", "braceexpand"]
+HIDDEN += ["torchao", "webdataset", "braceexpand", "starlette", "uvicorn", "multipart"]
 TINY = ["--model", "test_resnet", "--shapes-train", "32", "--shapes-val", "16", "--shapes-res", "32"]
 TINY += ["--batch-size", "16", "--workers", "0"]
 
@@ -145,3 +145,10 @@ def test_export_to_pt2_and_deploy_go_on_without_onnx(plain, tmp_path):
     text = ok(proc)
     lines = [line for line in text.splitlines() if "convscale[onnx]" in line]
     assert "chosen: eager" in text and len(lines) == 1 and lines[0].startswith("onnxruntime"), text
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(image)
+    assert "x.png: " in ok(convscale(plain, "predict", str(tmp_path / "d"), str(image)))  # the deployed form
+    proc = convscale(plain, "serve", str(tmp_path / "d"))
+    assert proc.returncode == 2 and "pip install 'convscale[serve]'" in proc.stderr and "Traceback" not in proc.stderr

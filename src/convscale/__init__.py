@@ -3,6 +3,7 @@
 from . import arch, models  # noqa: F401  (registers every model, and architecture files as names)
 from .config import ModelConfig, Published
 from .deploy.exporter import export
+from .deployed import Predictor, load
 from .factory import ModelInfo, create_model, model_info
 from .inference import EvalResult, Prediction, evaluate, predict
 from .registry import list_families, list_models, register_model
@@ -16,6 +17,7 @@ __all__ = [
     "ModelConfig",
     "ModelInfo",
     "Prediction",
+    "Predictor",
     "Published",
     "Source",
     "__version__",
@@ -24,6 +26,7 @@ __all__ = [
     "export",
     "list_families",
     "list_models",
+    "load",
     "model_info",
     "predict",
     "register_model",

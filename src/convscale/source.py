@@ -12,7 +12,9 @@ command and API that takes a model goes through it (``eval``, ``predict``, ``exp
   ``MODEL`` with ``pretrained=FILE``;
 - a run folder of ``convscale train``, or its checkpoint file: the run's model (its EMA when kept), classes,
   evaluation policy and data;
-- an architecture YAML (``convscale search`` writes them): that architecture, freshly initialized.
+- an architecture YAML (``convscale search`` writes them): that architecture, freshly initialized;
+- a deployed folder (``convscale deploy --out DIR``): the form deploy chose, in its runtime, at its batch and size,
+  with the preprocessing and classes recorded there (:mod:`convscale.deployed`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["KINDS", "EvalPolicy", "Source", "check", "looks_like_path", "resolve"]
 
 #: the kinds of source, as :attr:`Source.kind` names them
-KINDS = ("model", "tag", "hub", "file", "run", "arch")
+KINDS = ("model", "tag", "hub", "file", "run", "arch", "deployed")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Source:
         """How messages name it: published weights by their name (``resnet50.a1_in1k``), others as
         ``resnet18 (ema weights)``."""
         published = self.kind in ("model", "tag", "hub") and self.weights != "random"
+        if self.kind == "deployed":
+            return f"{self.name} (deployed: {self.weights}, {self.path})"
         return self.weights if published else f"{self.name} ({self.weights} weights)"
 
     def transform(self, res: int | None = None) -> EvalTransform:
@@ -87,6 +91,8 @@ def resolve(
             raise ValueError(f"{text}: no such run folder or file")
         if own:
             raise ValueError(f"{text} holds its own weights: --pretrained goes with a model name")
+        if _is_deployed(path):
+            return _deployed_source(path)
         if _is_run(path):
             return _run_source(path, weights, device)
         return _file_source(path, device, model_args)
@@ -99,6 +105,27 @@ def resolve(
             raise ValueError(f"{text} names its weights already: --pretrained goes with a model name")
         return _model_source(text, True, device, model_args, kind="tag")
     return _model_source(text, pretrained, device, model_args, kind="model")
+
+
+def _is_deployed(path: Path) -> bool:
+    from .deployed import is_deployed
+
+    return is_deployed(path)
+
+
+def _deployed_source(path: Path) -> Source:
+    """A deployed folder: its form in its runtime (on the CPU), fed as deploy recorded; its data is the one deploy
+    scored it on."""
+    from .deployed import load
+
+    p = load(path)
+    spec = p.folder.spec
+    policy = EvalPolicy(spec.res, spec.res, spec.crop_pct, spec.interpolation, tuple(spec.mean), tuple(spec.std),
+                        spec.crop_mode)  # fmt: skip
+    data = p.folder.report.get("val")
+    label = f"{p.runtime} {p.precision}"
+    return Source(p.model, spec.model, "deployed", label, policy, p.labels, p.folders,
+                  data if isinstance(data, str) else None, {}, path)  # fmt: skip
 
 
 def _is_run(path: Path) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..utils import stopping
-from . import bench, deploy, models, train, use
+from . import bench, deploy, models, serve, train, use
 from .args import Parser, bounded
 
 __all__ = ["entry", "main"]
@@ -24,9 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     use.add(sub)
     deploy.add_export(sub)
     deploy.add_deploy(sub)
+    serve.add(sub)
     from ..search.cli import add_search
 
     add_search(sub, bounded)
+    for name in QUIET:
+        if not any("--verbose" in a.option_strings for a in sub.choices[name]._actions):
+            sub.choices[name].add_argument(
+                "--verbose", action="store_true", help="show other libraries' warnings and logs too"
+            )
     return parser
 
 
@@ -40,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with _terminate_as_interrupt(args.command):
+        with _terminate_as_interrupt(args.command), _quiet(args):
             args.func(args)
     except BrokenPipeError:  # `convscale list | head`: the reader left; not an error of ours (an OSError too)
         sys.stderr.close()
@@ -67,6 +73,16 @@ def _terminate_as_interrupt(command: str):
     with StopFlag() as flag:
         flag.where = lambda: f"in convscale {command}"
         yield
+
+
+#: the commands that keep other libraries' warnings and log lines out of the terminal (``--verbose`` shows them)
+QUIET = ("deploy", "bench", "predict", "serve", "eval", "export")
+
+
+def _quiet(args: argparse.Namespace):
+    from ..utils.quiet import quiet_libraries
+
+    return quiet_libraries(verbose=args.command not in QUIET or getattr(args, "verbose", False))
 
 
 def _disk_full(e: BaseException) -> str | None:

@@ -17,6 +17,11 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     if args.runtime:
         _bench_runtimes(args)
         return
+    from ..deployed import is_deployed
+
+    if any(is_deployed(m) for m in args.models):
+        _bench_deployed(args)
+        return
     settings = bench.BenchSettings(
         res=args.res,
         batch=args.batch,
@@ -45,6 +50,28 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
             note_missing(e, "plots")
         print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _bench_deployed(args: argparse.Namespace) -> None:
+    """``bench DIR``: each deployed folder's form timed at its own batch and size (random images), beside the figure
+    deploy measured when it chose it."""
+    import torch
+
+    from ..deployed import is_deployed, load
+    from ..utils.timing import measure
+
+    if not all(is_deployed(m) for m in args.models):
+        raise ValueError("bench times deployed folders alone, or models alone: give one kind")
+    for folder in args.models:
+        p = load(folder)
+        x = torch.randn(p.batch or args.batch or 16, 3, p.folder.spec.res, p.folder.spec.res)
+        t = measure({"deployed": lambda m=p.model, x=x: m(x)}, torch.device("cpu"), min_time=args.min_time)["deployed"]
+        chosen = next((c for c in p.folder.report.get("candidates", []) if c.get("runtime") == p.runtime), {})
+        ms = chosen.get("median_ms")
+        then = f"; deploy measured {ms:.2f} ms" if isinstance(ms, int | float) else ""
+        spread = f"p10-p90 {t.p10 * 1e3:.2f}-{t.p90 * 1e3:.2f}"
+        print(f"{folder}: {p.runtime} ({p.precision}), batch {len(x)} at {x.shape[-1]} px: {t.median * 1e3:.2f} ms "
+              f"per batch ({spread}), {len(x) / t.median:.1f} img/s{then}")  # fmt: skip
 
 
 def _bench_runtimes(args: argparse.Namespace) -> None:

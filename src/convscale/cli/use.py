@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .args import SOURCE_HELP, add_device, add_weights, bounded
 
@@ -50,9 +51,33 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         print(f"confusion matrix: {args.confusion}")
 
 
+def _leading_source(args: argparse.Namespace) -> None:
+    """``predict SOURCE IMAGE...``: with no ``--model``/``--run``, a first argument that is a deployed folder, a run
+    folder or checkpoint, or a model name (not an image or a folder of images) is the source."""
+    from ..deployed import is_deployed
+    from ..weights.checkpoint import RUN_CHECKPOINT
+
+    if args.model is not None or args.checkpoint is not None or len(args.images) < 2:
+        return
+    first = Path(args.images[0]).expanduser()
+    checkpoint = first.is_file() and first.parent.name == RUN_CHECKPOINT.parent.name
+    if is_deployed(first) or (first / RUN_CHECKPOINT).is_file() or checkpoint:
+        args.checkpoint, args.images = args.images[0], args.images[1:]  # a folder or file: it holds its own weights
+        return
+    if not first.exists():
+        from ..source import check
+
+        try:
+            check(args.images[0])
+        except ValueError:
+            return  # not a model name either: left to the image check's message
+        args.model, args.images = args.images[0], args.images[1:]
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     from ..inference import predict
 
+    _leading_source(args)
     source, pretrained = source_of(args)
     found = predict(source, args.images, res=args.res, device=args.device, weights=args.weights, pretrained=pretrained)
     for p in found:
@@ -69,13 +94,17 @@ def add(sub) -> None:
 
     for cmd, text in (
         ("eval", "top-1/top-5 of a model on a validation split, with its own transform"),
-        ("predict", "the top-5 labels of images, from a trained run or published weights"),
+        ("predict", "the top-5 labels of images, from a deployed folder, a trained run or published weights"),
     ):
         p = sub.add_parser(cmd, help=text)
         if cmd == "eval":
             p.add_argument("source", nargs="?", metavar="SOURCE", help=SOURCE_HELP)
         else:
-            p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders (every image in them)")
+            p.add_argument(
+                "images", nargs="+", metavar="IMAGE",
+                help="image files, or folders (every image in them); a first SOURCE (a deployed folder, a run, a "
+                "model) may come before them instead of --model/--run",
+            )  # fmt: skip
         p.add_argument("--checkpoint", "--run", dest="checkpoint", help="the run folder or its checkpoint file")
         p.add_argument("--model", help="the source as a flag; a MODEL name alone means its published weights")
         add_weights(p)

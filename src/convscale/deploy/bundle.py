@@ -134,6 +134,7 @@ def _deploy(
     fused_spec = dataclasses.replace(spec, fused=True)
     files = _write_choice(result, folder, fused_spec)
     report = _report(source, result, files, spec, tolerance, val, calibrate or d.default, calibration, found)
+    report["spec"] = dataclasses.asdict(fused_spec)  # what convscale.load feeds the form: size, crop, mean/std, classes
     if sensitive is not None:
         report["sensitivity"] = sensitive
     if int8:

@@ -13,13 +13,13 @@ or a ``convscale.json`` entry in the ``.pt2`` archive. Files are written to a te
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from ..deployed.spec import ExportSpec
 from ..utils.atomic import atomic_output, writable_folder
 
 if TYPE_CHECKING:
@@ -30,29 +30,6 @@ __all__ = ["FORMATS", "OPSETS", "ExportSpec", "export", "export_spec", "prepare_
 FORMATS = ("onnx", "pt2")
 OPSETS = range(18, 24)  # what PyTorch's ONNX exporter writes (it converts to older opsets poorly or not at all)
 MAX_BATCH = 4096
-
-
-@dataclass(frozen=True)
-class ExportSpec:
-    """What the exported file is and expects: recorded in it as metadata."""
-
-    model: str  # the registered name
-    weights: str  # a published tag (``model.tag``), a run folder, or "random"
-    res: int
-    batch: int | str  # an int, or "dynamic"
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    crop_pct: float
-    crop_mode: str
-    interpolation: str
-    normalize_in_graph: bool
-    fused: bool
-    num_classes: int
-    classes: list[str] | None = None
-    dynamic_size: bool = False  # height and width dynamic (``res`` is then the example and recommended size)
-
-    def to_json(self) -> str:
-        return json.dumps({"format": "convscale-export/1", **asdict(self)})
 
 
 class Normalized(nn.Module):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..deployed.forms import ort_session
+from ..deployed.spec import RUNTIMES
 from ..utils.timing import bf16_ok
 from .quantize import QuantSettings
 from .runner import Runner
@@ -35,10 +36,6 @@ __all__ = [
     "time_runners",
 ]
 
-RUNTIMES = (
-    "eager", "eager-bf16", "compile", "compile-bf16", "onnxruntime", "openvino",
-    "inductor-int8", "inductor-int8-bf16", "onnxruntime-int8", "openvino-int8",
-)  # fmt: skip
 #: the runtimes that need calibration images
 INT8 = tuple(r for r in RUNTIMES if "int8" in r)
 
@@ -150,7 +147,7 @@ def onnx_runner(path: str | Path, name: str = "onnxruntime") -> Runner:
     """An ONNX file in an ONNX Runtime session on the CPU (this machine's threads, no spinning)."""
     from .exporter import require
 
-    session = _session(require("onnxruntime"), Path(path))
+    session = ort_session(require("onnxruntime"), Path(path))
     key = session.get_inputs()[0].name
 
     def run(x: torch.Tensor) -> torch.Tensor:
@@ -182,17 +179,6 @@ def check_runtimes(names: Sequence[str]) -> None:
     unknown = [r for r in names if r not in RUNTIMES]
     if unknown:
         raise ValueError(f"unknown runtime {unknown[0]!r}; expected some of {', '.join(RUNTIMES)}")
-
-
-def _session(ort, path: Path, threads: int | None = None):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads() or os.cpu_count() or 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # ONNX Runtime's threads spin after a run, waiting for the next: in an interleaved comparison that spinning
-    # steals the cores from whichever contender runs next (measured: our compiled RepVGG-A0 at 0.75x timm's in the
-    # loop, 1.00x alone). Off, the cores are free as soon as a run ends.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def max_rel_error(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -28,6 +28,9 @@ EXTRAS = {
     "nncf": "openvino",
     "webdataset": "webdataset",
     "braceexpand": "webdataset",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "multipart": "serve",
 }
 
 
