@@ -23,7 +23,9 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import convscale
@@ -93,6 +95,8 @@ def test_load_gives_the_top1_deploy_reported(run, runtime):
     top = p(images, topk=2)
     assert len(top) == 5 and all(len(t) == 2 and t[0][1] >= t[1][1] for t in top)
     assert p(images[0]) == p([Image.open(images[0])])  # a path or a PIL image alike
+    pixels = np.stack([np.asarray(Image.open(i).convert("RGB")) for i in images])  # NHWC uint8, and NCHW
+    assert p(pixels) == p(images) == p(torch.from_numpy(pixels).permute(0, 3, 1, 2))
 
 
 def test_predict_eval_and_bench_take_a_deployed_folder(run, capsys):
