@@ -9,7 +9,17 @@ from .inference import EvalResult, Prediction, evaluate, predict
 from .registry import list_families, list_models, register_model
 from .source import EvalPolicy, Source, resolve
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("convscale")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "EvalPolicy",

@@ -16,7 +16,10 @@ __all__ = ["entry", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = Parser(prog="convscale", description="Efficient ConvNets, exact to their papers.")
+    parser.add_argument("--version", action="version", version=f"convscale {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     models.add(sub)
     bench.add(sub)
