@@ -2,7 +2,7 @@
 
 Training: ``act(BN(conv3×3(x)) + BN(conv1×1(x)) + BN(x))``, the identity branch only where the shape is kept. Every
 branch is linear in ``x`` until the activation, so :meth:`RepVGGBlock.reparameterize` folds each BN into its branch,
-pads the 1×1 kernel and the identity to 3×3, and sums them into a single 3×3 conv with bias (PAPERS.md §5.1).
+pads the 1×1 kernel and the identity to 3×3, and sums them into a single 3×3 conv with bias (docs/papers.md §5.1).
 """
 
 from __future__ import annotations

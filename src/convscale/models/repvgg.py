@@ -1,7 +1,7 @@
 """RepVGG (Ding et al., 2021): a VGG-style stack of 3×3 convs, trained with 1×1 and identity branches.
 
 Stage 0 is one block 3 → min(64, 64a) at stride 2; stages 1–4 have widths 64a, 128a, 256a, 512b and start with a
-stride-2 block (PAPERS.md §5.2). The grouped variants (g2, g4) use grouped 3×3 convs on every second block counted
+stride-2 block (docs/papers.md §5.2). The grouped variants (g2, g4) use grouped 3×3 convs on every second block counted
 over the whole network after stage 0 (the official ``optional_groupwise_layers`` 2, 4, …, 26). ``deploy.fuse`` (or
 ``RepVGGBlock.reparameterize``) turns a trained model into the plain 3×3 stack the paper deploys.
 """

@@ -2,7 +2,7 @@
 size and every regularizer (dropout, drop path, RandAugment magnitude, mixup alpha) grow together from their first
 to their last value, stage by stage. A pure function of its settings: the loop only asks which stage an epoch is in.
 
-Two variants (PAPERS.md §2.4):
+Two variants (docs/papers.md §2.4):
 
 - ``"paper"`` (the default, Algorithm 1): stage ``i`` of ``M`` uses ``S0 + (Se - S0) * i / (M - 1)``, and so for each
   regularizer: the first stage trains at the minimum values, the last at the maximum.
