@@ -140,8 +140,8 @@ class ShardOrder(BatchShares):
                         if taken == take:
                             return
                 why = f"ended after {read} samples, {skip + take} expected (truncated, or {INFO} claims too many)"
-            except SlowResponse as e:
-                why = f"{e} (after {read} samples)"
+            except SlowResponse as e:  # its text names the address, as the bad-shard line does already
+                why = f"{str(e).removeprefix(f'{url}: ')} (after {read} samples)"
             except TimeoutError:
                 why = f"no answer within {self.timeout_s:g} s (after {read} samples)"
             except (*_TRANSIENT, OSError, tarfile.TarError, EOFError, ValueError) as e:
