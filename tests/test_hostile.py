@@ -26,28 +26,8 @@ import pytest
 from conftest import make_image_folder, one_line_error
 from convscale.cli import main
 from convscale.data.shards import INFO, ShardError, read_info
-from convscale.data.shards.write import ShardSettings, parse_size, write_shards
-from convscale.train import TrainConfig, fit, read_checkpoint
-
-_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-_QUIET = {"log": lambda *_: None}
-
-
-def _shards(tmp_path: Path, per_class: int = 8, size: str = "20KB") -> Path:
-    data = make_image_folder(tmp_path / "data", per_class=per_class, val_per_class=2, res=64)
-    out = tmp_path / "shards"
-    write_shards(str(data), out, ShardSettings(parse_size(size)), **_QUIET)
-    return out
-
-
-def _tiny(tmp_path: Path, data: str, name: str, **extra) -> TrainConfig:
-    base = {"model": "test_convnext", "data": data, "epochs": 1, "batch_size": 8, "train_res": 32, "workers": 0,
-            "out": str(tmp_path / "runs"), "name": name, "shuffle_buffer": 16}  # fmt: skip
-    return TrainConfig(**{**base, **extra})
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "convscale.cli", *args]
+from convscale.train import fit, read_checkpoint
+from test_shards import _ENV, _QUIET, _cli, _shards, _tiny  # the shard tests' tiny data and run
 
 
 def _info(out: Path) -> dict:
@@ -495,12 +475,38 @@ def test_12_a_folder_being_deployed_into_is_refused_to_a_second_deploy(tiny_run,
     assert main(args) == 0 and (folder / "deploy.json").is_file()
 
 
+#: where a full disk shows without a small disk to fill: a flush to disk refused (ENOSPC), OpenVINO's own error
+_FULL_DISK = {
+    "onnxruntime": ("os.fsync", OSError(28, "No space left on device")),
+    "openvino": ("openvino.save_model", RuntimeError("basic_ios::clear: iostream error")),
+}
+
+
 @contextlib.contextmanager
-def _small_disk(path: Path, size: str):
+def _small_disk(path: Path, size: str, runtime: str, monkeypatch):
+    """A folder on a tmpfs of ``size`` (a real full disk); where mounting is refused (not root), the folder on this
+    disk with the runtime's writer failing as it does on a full disk and the disk reporting no free space."""
     path.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if done.returncode:
-        pytest.skip(f"mounting a small tmpfs needs root: {done.stderr.decode()[:200]}")
+    try:
+        command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)]
+        mounted = subprocess.run(command, capture_output=True).returncode == 0
+    except FileNotFoundError:
+        mounted = False
+    if not mounted:
+        import shutil
+
+        import convscale.utils.atomic as atomic
+
+        target, error = _FULL_DISK[runtime]
+
+        def full(*args, **kwargs):
+            raise error
+
+        monkeypatch.setattr(target, full)
+        usage = shutil.disk_usage(path)
+        monkeypatch.setattr(atomic.shutil, "disk_usage", lambda _: usage._replace(free=0))
+        yield path
+        return
     try:
         yield path
     finally:
@@ -508,9 +514,9 @@ def _small_disk(path: Path, size: str):
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
-def test_13_a_full_disk_during_deploy_is_named(tiny_run, tmp_path, capsys, runtime):
+def test_13_a_full_disk_during_deploy_is_named(tiny_run, tmp_path, capsys, runtime, monkeypatch):
     pytest.importorskip("onnxruntime" if runtime == "onnxruntime" else "openvino")
-    with _small_disk(tmp_path / "disk", "48k") as disk:
+    with _small_disk(tmp_path / "disk", "48k", runtime, monkeypatch) as disk:
         args = ["deploy", str(tiny_run), "--out", str(disk / "dep"), "--runtimes", runtime, "--min-time", "0.05"]
         assert main(args) == 2
         one_line_error(capsys, "no space left on the disk holding", str(disk / "dep"))

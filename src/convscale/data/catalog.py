@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from ..utils.atomic import writable_folder
 from ..utils.download import download
+from ..utils.paths import stays_inside
 
 __all__ = ["DATASETS", "DatasetSource", "cache_dir", "cached", "fetch", "is_named"]
 
@@ -118,7 +119,7 @@ def extract(archive: Path, root: Path, name: str) -> Path:
 
 def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, into: Path) -> None:
     parts = PurePosixPath(member.name).parts
-    if member.name.startswith("/") or ".." in parts or any(":" in p or "\\" in p for p in parts):
+    if not stays_inside(member.name):
         raise ValueError(f"archive member {member.name!r} would write outside the dataset folder: refused")
     if member.issym() or member.islnk():
         raise ValueError(f"archive member {member.name!r} is a link: refused (a dataset archive holds only files)")

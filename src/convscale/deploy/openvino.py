@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..deployed.forms import ov_compiled
 from ..utils.extras import require as require_extra
 from .quantize import QuantSettings, quantize_openvino
 from .runner import Runner
@@ -35,14 +36,9 @@ def openvino_runner(
     int8 = calibration is not None
     if int8:
         converted = quantize_openvino(converted, fused, calibration, settings or QuantSettings())
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-    compiled = ov.Core().compile_model(converted, "CPU", config)
-    request = compiled.create_infer_request()
+    compiled, run = ov_compiled(ov, converted)
     chose = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
     rest = "bf16" if "bf16" in chose or "bfloat16" in chose else "fp32"
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(request.infer([x.float().contiguous().numpy()])[0].copy())
 
     def save(folder: Path) -> list[str]:
         ov.save_model(converted, str(folder / "model.xml"), compress_to_fp16=False)
@@ -50,4 +46,4 @@ def openvino_runner(
 
     precision = f"int8+{rest}" if int8 else rest
     described = (settings or QuantSettings()).describe(fused) + " (NNCF)" if int8 else f"OpenVINO chose {rest}"
-    return Runner("openvino-int8" if int8 else "openvino", run, [compiled, request], precision, described, save)
+    return Runner("openvino-int8" if int8 else "openvino", run, [compiled, run.keep], precision, described, save)

@@ -9,16 +9,15 @@ process (``timing.measure``). ``deploy.optimize`` and ``convscale bench --runtim
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..deployed.forms import ort_session
+from ..deployed.forms import frozen, ort_session, runs
 from ..deployed.spec import RUNTIMES
 from ..utils.timing import bf16_ok
 from .quantize import QuantSettings
@@ -72,38 +71,19 @@ def build_runner(
     model = copy.deepcopy(fused).to(memory_format=torch.channels_last)
     if name.startswith("compile"):
         model = torch.compile(model, options={"freezing": True})  # weights constant-folded into the graph
-    return Runner(name, _runs(model, bf16, device, channels_last=True), precision="bf16" if bf16 else "fp32")
+    return Runner(name, runs(model, bf16, device, channels_last=True), precision="bf16" if bf16 else "fp32")
 
 
 _ANY_DEVICE = ("eager", "eager-bf16", "compile", "compile-bf16")
 
 
-def _runs(model: Callable, bf16: bool, device: torch.device, *, channels_last: bool) -> Callable:
-    """``model`` as a runner's function: inference mode, bf16 autocast if asked, float32 logits out."""
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast:
-            return model(x.contiguous(memory_format=layout)).float()
-
-    return run
-
-
 def _inductor_int8(fused: nn.Module, example: torch.Tensor, calibration, settings: QuantSettings, bf16: bool):
     """PT2E int8, compiled with weight freezing (oneDNN's int8 convolutions and linears); with ``bf16`` the
     operations left in floating point run in bf16."""
-    import torch._inductor.config as inductor
-
     from .quantize import quantize_pt2e
 
     graph = quantize_pt2e(fused, example, calibration, settings)
-    compiled = torch.compile(graph)
-    lowered = _runs(compiled, bf16, example.device, channels_last=False)
-
-    def run(x: torch.Tensor) -> torch.Tensor:  # the int8 lowering reads the global setting, not compile's options
-        with inductor.patch(freezing=True):
-            return lowered(x)
+    run = frozen(runs(torch.compile(graph), bf16, example.device))
 
     def save(folder: Path) -> list[str]:
         with torch.no_grad():  # the quantized graph, to be compiled where it runs (torch.export.load + compile)

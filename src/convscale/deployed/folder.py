@@ -5,11 +5,11 @@ preprocessing it recorded must be complete. Anything else is a ValueError in one
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ..utils.paths import file_inside
 from .spec import RUNTIMES, ExportSpec
 
 __all__ = ["DEPLOY_JSON", "DeployedFolder", "is_deployed"]
@@ -86,17 +86,12 @@ def _json(where: Path) -> dict:
 
 
 def inside(folder: Path, name: str, where: Path) -> Path:
-    """``folder / name`` when ``name`` is a plain relative name that stays inside ``folder`` (links resolved) and is a
-    regular file; else a ValueError naming ``where`` and the entry."""
-    if not name or name.startswith("/") or "\\" in name or "\0" in name or ".." in Path(name).parts:
-        raise ValueError(f"{where}: {name[:100]!r} is not a file name inside the folder (no absolute path, no ..)")
-    path = folder / name
-    real, root = os.path.realpath(path), os.path.realpath(folder)
-    if not Path(real).is_relative_to(root):
-        raise ValueError(f"{where}: {name!r} leads outside {folder} (a link): a deployed form stays in its folder")
-    if not path.is_file():
-        raise ValueError(f"{where}: {name!r} is missing or not a regular file")
-    return path
+    """``folder / name`` when it is a regular file inside ``folder`` (:func:`~convscale.utils.paths.file_inside`);
+    else a ValueError naming ``where`` and the entry."""
+    try:
+        return file_inside(folder, name)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}: a deployed form stays in its folder") from None
 
 
 def _check_spec(spec, where: Path) -> None:

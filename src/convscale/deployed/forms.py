@@ -14,6 +14,7 @@ Which formats can carry code, and how each is opened:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -21,15 +22,18 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import torch
 
 from ..utils.extras import require
+from ..utils.paths import stays_inside
 from .folder import DeployedFolder, inside
 
-__all__ = ["FORMS", "Form", "check_onnx_data", "check_pt2", "open_form", "ort_session"]
+__all__ = ["FORMS", "Form", "check_onnx_data", "check_pt2", "frozen", "open_form", "ort_session", "ov_compiled", "runs"]
 
 Run = Callable[[torch.Tensor], torch.Tensor]
+_CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -51,31 +55,40 @@ def _pt2_program(path: Path):
 
 
 def _eager(folder: DeployedFolder, path: Path, bf16: bool) -> Run:
-    return _runs(_pt2_program(path), bf16)
+    return runs(_pt2_program(path), bf16)
 
 
 def _compiled(folder: DeployedFolder, path: Path, bf16: bool) -> Run:
-    return _runs(torch.compile(_pt2_program(path), options={"freezing": True}), bf16)
+    return runs(torch.compile(_pt2_program(path), options={"freezing": True}), bf16)
 
 
 def _inductor_int8(folder: DeployedFolder, path: Path, bf16: bool) -> Run:
+    return frozen(runs(torch.compile(_pt2_program(path)), bf16))
+
+
+def runs(model: Callable, bf16: bool, device: torch.device = _CPU, *, channels_last: bool = False) -> Run:
+    """``model`` as a runner's function: inference mode, bf16 autocast if asked, float32 logits out (``deploy``
+    times its runtimes through this, and a deployed folder runs through it)."""
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast:
+            return model(x.contiguous(memory_format=layout)).float()
+
+    return run
+
+
+def frozen(run: Run) -> Run:
+    """``run`` with inductor's weight freezing on: the int8 lowering reads the global setting, not compile's
+    options (as deploy measured it)."""
     import torch._inductor.config as inductor
 
-    run = _runs(torch.compile(_pt2_program(path)), bf16)
-
-    def frozen(x: torch.Tensor) -> torch.Tensor:  # the int8 lowering reads the global setting (as deploy measured)
+    def call(x: torch.Tensor) -> torch.Tensor:
         with inductor.patch(freezing=True):
             return run(x)
 
-    return frozen
-
-
-def _runs(module, bf16: bool) -> Run:
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            return module(x).float()
-
-    return run
+    return call
 
 
 def _onnx(folder: DeployedFolder, path: Path, bf16: bool) -> Run:
@@ -105,17 +118,23 @@ def _openvino(folder: DeployedFolder, path: Path, bf16: bool) -> Run:
     ov = require("openvino", "a deployed OpenVINO model")
     weights = folder.file(path.with_suffix(".bin").name)
     try:
-        model = ov.Core().read_model(str(path), str(weights))
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-        request = ov.Core().compile_model(model, "CPU", config).create_infer_request()
+        return ov_compiled(ov, ov.Core().read_model(str(path), str(weights)))[1]
     except RuntimeError as e:
         raise ValueError(f"{path}: OpenVINO cannot read it ({str(e).strip().splitlines()[0][:200]})") from None
+
+
+def ov_compiled(ov, model) -> tuple[Any, Run]:
+    """An OpenVINO model compiled for this CPU (latency hint, this process's threads) and its run function (the
+    compiled model is returned too: it must outlive the function)."""
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    compiled = ov.Core().compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(request.infer([x.float().contiguous().numpy()])[0].copy())
 
     run.keep = request  # type: ignore[attr-defined]
-    return run
+    return compiled, run
 
 
 FORMS: dict[str, Form] = {
@@ -160,7 +179,7 @@ def check_pt2(path: Path) -> None:
             raise ValueError(f"{path}: not a torch.export archive of this format (no models/*.json); refused")
         for name in names:
             parts = PurePosixPath(name).parts
-            if name.startswith("/") or ".." in parts:
+            if not stays_inside(name):
                 raise ValueError(f"{path}: member {name[:100]!r} has a path outside the archive")
             inner = "/".join(parts[1:])
             if inner.startswith("data/sample_inputs/"):

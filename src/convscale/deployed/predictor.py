@@ -90,7 +90,10 @@ class Predictor:
 
     def __call__(self, images, topk: int = 5) -> list[list[tuple[str, float]]]:
         """For each image, its ``topk`` (label, probability) pairs, most likely first."""
-        probs = self.logits(images).softmax(1)
+        return self.top(self.logits(images).softmax(1), topk)
+
+    def top(self, probs: torch.Tensor, topk: int = 5) -> list[list[tuple[str, float]]]:
+        """Each row of ``probs`` (N, classes) as its ``topk`` (label, probability) pairs, most likely first."""
         top = probs.topk(min(topk, probs.shape[1]))
         return [
             [(self.labels[i], float(p)) for p, i in zip(values, indices, strict=True)]

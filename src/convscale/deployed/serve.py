@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ..data import DECODE_ERRORS
 from ..utils.extras import require
 from .predictor import Predictor, load
 
@@ -109,7 +110,7 @@ def decode(body: bytes) -> Image.Image:
         return img.convert("RGB")
     except BadImage:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+    except DECODE_ERRORS as e:
         raise BadImage(400, f"not a readable image ({type(e).__name__}: {str(e)[:120]})") from None
 
 
@@ -173,9 +174,7 @@ def create_app(settings: ServeSettings):
         except BadImage as e:
             return error(e.status, str(e))
         probs = await batcher_box[0].submit(x)
-        top = probs.topk(min(topk, len(probs)))
-        rows = [{"label": predictor.labels[i], "probability": round(float(p), 6)}
-                for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)]  # fmt: skip
+        rows = [{"label": label, "probability": round(p, 6)} for label, p in predictor.top(probs[None], topk)[0]]
         return JSONResponse({"top": rows, "runtime": predictor.runtime})
 
     async def health(request):

@@ -11,7 +11,7 @@ import torch.distributed as dist
 
 from ..utils.device import device_named
 
-__all__ = ["Dist", "all_sum", "broadcast_str", "setup", "teardown"]
+__all__ = ["Dist", "all_sum", "broadcast_str", "launched_world", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,18 @@ class Dist:
         return self.local_rank == 0
 
 
+def launched_world() -> int:
+    """The number of processes torchrun launched this one among (1 without torchrun), known before any group."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str = "auto") -> Dist:
     """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1); otherwise a single process.
 
     The group's keys in the rendezvous store are kept apart per restart (``TORCHELASTIC_RESTART_COUNT``): torchrun's
     agent keeps its store when it restarts a failed group, and without a prefix the new processes would read the
     addresses the old ones published and connect to a dead peer (pytorch issue 167288)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = device_named(device, local_rank)
     if world > 1 and not dist.is_initialized():

@@ -6,7 +6,6 @@ regularization) join at the named places of ``hooks.py``."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from ..weights.checkpoint import RUN_CHECKPOINT
 from .allocator import ENV as ALLOCATOR_ENV
 from .allocator import keep_freed_memory
 from .config import TrainConfig, resume_config
-from .distributed import Dist, all_sum, broadcast_str, setup, teardown
+from .distributed import Dist, all_sum, broadcast_str, launched_world, setup, teardown
 from .finetune import CLASSIFIER, keeps_classifier, layer_decay_scales, model_overrides
 from .hooks import Hook
 from .methods import run_hooks
@@ -120,7 +119,7 @@ def fit(
             )
             return FitResult(folder.path, ckpt.state.history[-1] if ckpt.state.history else {})
         _check_resumable(cfg, ckpt.state)
-        _check_world(ckpt, int(os.environ.get("WORLD_SIZE", "1")))
+        _check_world(ckpt, launched_world())
     cfg = cfg or TrainConfig()
     d = setup(cfg.device)
     finished = False

@@ -14,16 +14,15 @@ a folder or an ``http(s)://`` address holding ``_info.json``, or a brace pattern
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...utils.extras import require
-from .stream import TIMEOUT_S, ShardError, is_remote, open_source
+from ...utils.paths import file_inside, stays_inside
+from .stream import INFO, TIMEOUT_S, ShardError, is_remote, open_source
 
 __all__ = ["INFO", "ShardError", "ShardSplit", "Shards", "join", "read_info", "split_of"]
 
-INFO = "_info.json"
 _VAL_NAMES = ("val", "validation")  # timm's ImageNet shards call the split "validation"
 
 
@@ -140,21 +139,15 @@ def _split(where: str, root: str, key: str, v) -> ShardSplit:
 
 
 def _check_name(at: str, root: str, name) -> None:
-    """A shard's name is a relative path inside the source; a local one that exists must be a regular file there."""
-    if not isinstance(name, str) or not name or "\\" in name or "\0" in name or "://" in name:
-        raise ShardError(f"{at} is {str(name)[:80]!r}: expected a shard's file name, relative to {INFO}")
-    parts = name.split("/")
-    if name.startswith("/") or ".." in parts or (len(name) > 1 and name[1] == ":"):
-        raise ShardError(f"{at} is {name[:80]!r}: a shard is named inside the source (no absolute path, no ..)")
-    if is_remote(root):
-        return
+    """A shard's name stays inside the source; a local one that exists must be a regular file there."""
+    if not isinstance(name, str) or not stays_inside(name):
+        raise ShardError(f"{at} is {str(name)[:80]!r}: a shard is named inside the source (no absolute path, no ..)")
     path = Path(root) / name
-    if path.is_symlink() or path.exists():
-        inside = Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
-        if not inside:
-            raise ShardError(f"{at} is {name!r}, which leads outside {root} (a link): shards must lie in its folder")
-        if not path.is_file():
-            raise ShardError(f"{at} is {name!r}, which is not a regular file")
+    if not is_remote(root) and (path.is_symlink() or path.exists()):
+        try:
+            file_inside(root, name)
+        except ValueError as e:
+            raise ShardError(f"{at}: {e}; shards lie in the source's folder, as regular files") from None
 
 
 def _check_length(at: str, root: str, name: str, n: int) -> None:

@@ -31,7 +31,7 @@ from ...utils import stopping
 from ...utils.extras import require
 
 __all__ = [
-    "IMAGE_KEYS", "MAX_MEMBER_MB", "MIN_RATE", "TIMEOUT_S", "RawSample", "ShardError", "SlowResponse", "ahead",
+    "IMAGE_KEYS", "INFO", "MAX_MEMBER_MB", "MIN_RATE", "TIMEOUT_S", "RawSample", "ShardError", "SlowResponse", "ahead",
     "is_remote", "open_source", "shard_samples",
 ]  # fmt: skip
 
@@ -41,7 +41,7 @@ MAX_MEMBER_MB = 256  # the largest tar member read (--shard-max-member-mb): far 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")  # what timm reads ("jpg;png;webp"), and the spelled-out jpeg
 _USER_AGENT = "convscale"
 _SCHEMES = ("http", "https")
-INFO_NAME = "_info.json"  # layout.INFO, named here for messages (layout imports this module)
+INFO = "_info.json"  # the split list beside the shards (layout.py reads it)
 
 
 class ShardError(OSError):
@@ -109,7 +109,7 @@ def _open_regular(where: str):
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a fifo" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "other"
-        raise ShardError(f"{where}: not a regular file ({kind}); shards and {INFO_NAME} must be regular files")
+        raise ShardError(f"{where}: not a regular file ({kind}); shards and {INFO} must be regular files")
     return os.fdopen(fd, "rb")
 
 
@@ -178,11 +178,11 @@ class _PacedConnection:
 
 
 class _PacedHTTP(_PacedConnection, http.client.HTTPConnection):
-    pass
+    """An HTTP connection whose reads are paced."""
 
 
 class _PacedHTTPS(_PacedConnection, http.client.HTTPSConnection):
-    pass
+    """An HTTPS connection whose reads (after TLS) are paced."""
 
 
 class _PacedHTTPHandler(urllib.request.HTTPHandler):
