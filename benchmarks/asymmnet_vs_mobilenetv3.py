@@ -1,7 +1,7 @@
-"""AsymmNet against MobileNetV3, measured on this machine (results in docs/asymmnet/, the README's AsymmNet table):
+"""AsymmNet against MobileNetV3, measured on this machine (results in results/asymmnet/, the README's AsymmNet table):
 
     .venv/bin/pip install scikit-learn      # a benchmark dependency only: its bundled digits, no download
-    .venv/bin/python benchmarks/asymmnet_vs_mobilenetv3.py --out docs/asymmnet
+    .venv/bin/python benchmarks/asymmnet_vs_mobilenetv3.py --out results/asymmnet
 
 The lesson's claim is that AsymmNet matches or beats MobileNetV3 at the same multiply-adds, most of all under 200M.
 For each size (large, small) and width (1.0, 0.75, 0.5, 0.35), the pair is AsymmNet and MobileNetV3 *as the AsymmNet
@@ -107,7 +107,7 @@ def accuracy(data: Path, work: Path, model: str, tag: str, seed: int, epochs: in
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("docs/asymmnet"))
+    p.add_argument("--out", type=Path, default=Path("results/asymmnet"))
     p.add_argument("--work", type=Path, default=Path("/tmp/asymmnet_bench"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=12)

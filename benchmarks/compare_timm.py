@@ -2,7 +2,7 @@
 
 Run it with a Python that has both (see shared/tools/ref_env.sh, then `PY -m pip install --no-deps -e .`):
 
-    PY benchmarks/compare_timm.py efficientnet_b0 --res 224 --batch 16 --out docs/bench/compare_timm.csv
+    PY benchmarks/compare_timm.py efficientnet_b0 --res 224 --batch 16 --out results/bench/compare_timm.csv
 
 Each round times a few forward passes of ours, then of timm's (order alternating), so both see the same machine
 state; the table gives median ms per batch and timm / ours (> 1: convscale is faster). A benchmark, not a test.

@@ -3,7 +3,7 @@ or LayerNorm over channels + 1×1 convs on (N, C, H, W) (``conv_mlp``)? The two 
 model (atto … base), eval (batch 16) and a training step (batch 8), with channels_last and contiguous input, both
 layouts and — where timm is installed — timm's own eager model are timed in one interleaved loop.
 
-    REF_PY benchmarks/convnext_layout.py --out docs/bench/convnext_layout.csv
+    REF_PY benchmarks/convnext_layout.py --out results/bench/convnext_layout.csv
 
 The registered variants take the layout this measured faster (``conv_mlp`` in models/convnext.py). A benchmark,
 not a test.

@@ -3,7 +3,7 @@
 Run in the reference environment (timm installed; shared/tools/ref_env.sh), with the deploy extras added:
 
     REF_PY -m pip install onnx onnxruntime onnxscript tqdm torchao==0.18.0 openvino==2026.4.1 nncf==3.4.0
-    REF_PY benchmarks/deploy_best.py --out docs/deploy
+    REF_PY benchmarks/deploy_best.py --out results/deploy
 
 For each model (random weights, eval mode) and batch (16 and 1), one interleaved timing loop holds:
 - timm's forms: eager fp32, ``torch.compile`` with inductor weight freezing in fp32, and the same in bf16 autocast
@@ -131,7 +131,7 @@ def write_machine(out: Path, found: dict[str, float]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="docs/deploy")
+    ap.add_argument("--out", default="results/deploy")
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 1])
     ap.add_argument("--tolerance", type=float, default=5e-2)
     ap.add_argument("--min-time", type=float, default=2.0)

@@ -1,7 +1,7 @@
 """Eval throughput of ``deploy.fuse``d models beside their unfused form, and beside timm, in one process.
 
     PY benchmarks/deploy_fuse.py repvgg_a0 efficientnet_b0 resnet50 mobilenetv3_large_100 \
-        --out docs/bench/deploy_fuse.csv
+        --out results/bench/deploy_fuse.csv
 
 Per model, interleaved (same machine state for every contender): convscale unfused (eval, channels_last), convscale
 fused, and, when timm is importable, timm's model in eval mode and channels_last after timm's own

@@ -4,7 +4,7 @@ trained teacher, and trained alone with SAM — same data, seed and epochs (``co
 Teacher: the default ``convscale train`` run (ResNet-18, synthetic-shapes, 10 epochs, ~92% top-1), trained here
 unless ``--teacher RUN`` names one. Student: ``mobilenetv3_small_100`` (2.5M parameters) at synthetic-shapes' 32 px.
 
-    python benchmarks/distill.py --out docs/distill --teacher runs/resnet18-synthetic-shapes   # ~15 min, 2 cores
+    python benchmarks/distill.py --out results/distill --teacher runs/resnet18-synthetic-shapes   # ~15 min, 2 cores
 
 Writes ``distill.csv`` (a row per run and epoch: val and EMA top-1, epoch seconds, the teacher's seconds),
 ``summary.csv`` (a row per run: final top-1, best, wall time, seconds per step) and ``curves.png``.
@@ -33,7 +33,7 @@ RUNS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/distill")
+    parser.add_argument("--out", default="results/distill")
     parser.add_argument("--teacher", help="a trained run folder (default: train ResNet-18 on synthetic-shapes)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)

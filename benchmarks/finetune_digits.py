@@ -1,8 +1,8 @@
-"""Fine-tuning against training from scratch, measured on this machine (results in docs/finetune/, the README's
+"""Fine-tuning against training from scratch, measured on this machine (results in results/finetune/, the README's
 fine-tuning section):
 
     .venv/bin/pip install scikit-learn      # a benchmark dependency only: its bundled digits, no download
-    .venv/bin/python benchmarks/finetune_digits.py --out docs/finetune
+    .venv/bin/python benchmarks/finetune_digits.py --out results/finetune
 
 1. Pretrain ResNet-18 on the built-in synthetic-shapes (the ``make demo`` run: 10 epochs, 32 px).
 2. Write scikit-learn's handwritten digits (1,797 8×8 images, 10 classes) as an ImageFolder of 32 px PNGs: a few
@@ -120,7 +120,7 @@ def summarize(rows: list[dict], times: dict[str, list[float]], header: str) -> s
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="docs/finetune")
+    ap.add_argument("--out", default="results/finetune")
     ap.add_argument("--work", default="runs/finetune-bench", help="run folders (not committed)")
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=15)

@@ -6,7 +6,7 @@ points). Where an int8 form misses the guard, the deploy is repeated with ``--in
 sensitivity, and the fewest blocks kept in higher precision).
 
     .venv/bin/pip install scikit-learn      # a benchmark dependency only: its bundled digits, no download
-    .venv/bin/python benchmarks/int8_accuracy.py --out docs/deploy
+    .venv/bin/python benchmarks/int8_accuracy.py --out results/deploy
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def rows_of(model: str, report: dict, pass_: str) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("docs/deploy"))
+    p.add_argument("--out", type=Path, default=Path("results/deploy"))
     p.add_argument("--work", type=Path, default=Path("/tmp/int8_accuracy"))
     p.add_argument("--models", nargs="+", default=MODELS)
     p.add_argument("--epochs", type=int, default=8)

@@ -2,7 +2,7 @@
 calibrated on random batches: a speed figure) for each model, summed by node type and by the kernel that ran it
 (e.g. ``brgconv_avx512_amx_I8``: a convolution in int8 on AMX), with each part's share of the time.
 
-    .venv/bin/python benchmarks/int8_profile.py --models resnet50 convnext_tiny --out docs/deploy/int8_profile.csv
+    .venv/bin/python benchmarks/int8_profile.py --models resnet50 convnext_tiny --out results/deploy/int8_profile.csv
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> None:
     p.add_argument("--res", type=int, default=224)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--runs", type=int, default=10)
-    p.add_argument("--out", type=Path, default=Path("docs/deploy/int8_profile.csv"))
+    p.add_argument("--out", type=Path, default=Path("results/deploy/int8_profile.csv"))
     args = p.parse_args()
     print(machine().describe(), flush=True)
     rows = []

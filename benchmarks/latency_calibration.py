@@ -42,8 +42,8 @@ def judged(table, setting, fit, networks, measured_rows) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", default="docs/search/latency_model.csv", help="a latency_model.py run's rows")
-    parser.add_argument("--out", default="docs/search")
+    parser.add_argument("--run", default="results/search/latency_model.csv", help="a latency_model.py run's rows")
+    parser.add_argument("--out", default="results/search")
     parser.add_argument("--tables", default="/tmp/convscale-latency-tables", help="the run's latency tables")
     parser.add_argument("--seed", type=int, default=0, help="the run's --seed")
     args = parser.parse_args()

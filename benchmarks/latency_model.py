@@ -25,7 +25,7 @@ rounds). A neighbour's load on this shared machine moves every network's millise
 minutes (``base_swing``: the slowest of the base's measurements over its fastest); the ratio cancels the part of it
 that slows a network and its base alike.
 
-    python benchmarks/latency_model.py --out docs/search      # about 60 minutes on the 2-core CPU, run alone
+    python benchmarks/latency_model.py --out results/search      # about 60 minutes on the 2-core CPU, run alone
 
 Writes ``latency_model.csv`` (a row per network and setting) and ``latency_model_summary.csv`` (per setting), and
 prints the summary; each names the CPU and its instruction sets.
@@ -116,7 +116,7 @@ def within(predicted: list[float], measured: list[float], bound: float = 0.10) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/search")
+    parser.add_argument("--out", default="results/search")
     parser.add_argument("--networks", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds of timed calls per measurement [0.3]")

@@ -1,7 +1,7 @@
 """Loader-only throughput: training crops per second from JPEG files, the decoded-image cache, and tar shards read
 from the disk and over HTTP.
 
-    .venv/bin/python benchmarks/loader_throughput.py --out docs/train
+    .venv/bin/python benchmarks/loader_throughput.py --out results/train
 
 1,000 JPEG photos of 500 × 375 (ImageNet's typical size; the digits photos of ``train_vs_timm.py``). For each
 training size (64, 128, 224 px) the training loader — 2 worker processes, batches of 64, the random-resized crop
@@ -90,7 +90,7 @@ def rates_at(res: int, sources: dict, repeats: int, workers: int) -> dict[str, l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/train")
+    parser.add_argument("--out", default="results/train")
     parser.add_argument("--work", default="runs/loader", help="the photos, shards and caches (not committed)")
     parser.add_argument("--sizes", default="64,128,224")
     parser.add_argument("--workers", type=int, default=2)

@@ -5,7 +5,7 @@ so there is something to learn), SGD with Nesterov momentum, the same seed and b
 run: the final training loss, the step at which the loss first became non-finite or exceeded 1e3 (diverged), and
 the accuracy on a held-out batch.
 
-    .venv/bin/python benchmarks/nf_stability.py --out docs/bench/nf_stability.csv
+    .venv/bin/python benchmarks/nf_stability.py --out results/bench/nf_stability.csv
 """
 
 from __future__ import annotations

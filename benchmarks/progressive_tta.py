@@ -1,10 +1,10 @@
 """Time to accuracy: fixed size vs progressive size vs progressive learning with adaptive regularization
 (EfficientNetV2 §4.2), the same model, data and epochs, run one after another on this machine.
 
-    PY benchmarks/progressive_tta.py --out docs/progressive            # synthetic-shapes, 32 -> 96 px
+    PY benchmarks/progressive_tta.py --out results/progressive            # synthetic-shapes, 32 -> 96 px
     PY benchmarks/progressive_tta.py --data ~/data/imagenette2-320 --res 160 --start 96 --out DIR
     PY benchmarks/progressive_tta.py --as-folder --cache-res 96 --workers 0 --runs fixed adaptive \
-        --out docs/progressive/cache
+        --out results/progressive/cache
 
 - fixed: every epoch at the final size, regularization at its final values;
 - size: the image size grows from --start to --res over --stages stages, regularization at its final values;

@@ -17,7 +17,7 @@ Proxy runs: scikit-learn's handwritten digits as an ImageFolder at 64 px (100 pe
 for validation; ``benchmarks/finetune_digits.write_digits``), ``--epochs`` epochs, batch 32, AdamW 4e-3, crop scale
 0.5, no dropout or drop path.
 
-    python benchmarks/search_demo.py --out docs/search      # about an hour on the 2-core CPU, alone; reruns resume
+    python benchmarks/search_demo.py --out results/search      # about an hour on the 2-core CPU, alone; reruns resume
 
 Writes ``OUT/scaling-latency``, ``OUT/scaling-gmacs``, ``OUT/paper-phi1``, ``OUT/stages`` (each search's
 candidates.csv, arch.yaml, search.json), ``OUT/search_demo.csv`` (every scaling network at the joint measurement),
@@ -55,7 +55,7 @@ EQUAL = 0.05  # "equal measured latency": within 5%
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/search")
+    parser.add_argument("--out", default="results/search")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=3)

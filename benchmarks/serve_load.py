@@ -1,7 +1,7 @@
 """``convscale serve`` under load: p50/p99 latency and images/s at 1, 4 and 16 concurrent clients, with dynamic
 batching on and off, beside the batch-16 figure ``deploy`` measured for the same folder, on this machine.
 
-    python benchmarks/serve_load.py --source mobilenetv3_large_100 --out docs/deploy/serve_load.csv
+    python benchmarks/serve_load.py --source mobilenetv3_large_100 --out results/deploy/serve_load.csv
 
 The model is deployed first (``--runtimes``, at batch 16, 224 px, random weights: a speed figure) unless ``--folder``
 names a deployed one. Each setting starts a fresh server (a subprocess on 127.0.0.1), warms it up, then its clients
@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--runtimes", default="eager,compile,onnxruntime,openvino")
     p.add_argument("--requests", type=int, default=192, help="per setting, from the Python clients")
     p.add_argument("--wrk-seconds", type=int, default=10, help="per setting, from wrk")
-    p.add_argument("--out", default="docs/deploy/serve_load.csv")
+    p.add_argument("--out", default="results/deploy/serve_load.csv")
     args = p.parse_args()
     folder = Path(args.folder or "/tmp/convscale-serve-load")
     if not args.folder and not (folder / "deploy.json").is_file():

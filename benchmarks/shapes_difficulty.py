@@ -1,7 +1,7 @@
 """How hard synthetic-shapes is: a linear classifier on raw pixels (multinomial logistic regression, trained to
 convergence with L-BFGS) on the default splits. The default training run (`convscale train`) is the other end.
 
-    PY benchmarks/shapes_difficulty.py [--res 32] [--train 10000] [--val 2000] --out docs/train/shapes_linear.csv
+    PY benchmarks/shapes_difficulty.py [--res 32] [--train 10000] [--val 2000] --out results/train/shapes_linear.csv
 
 A benchmark, not a test.
 """

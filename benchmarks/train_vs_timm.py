@@ -1,6 +1,6 @@
 """convscale's training loop against timm's pipeline: the same model, data, recipe and epochs, on this machine.
 
-    .venv/bin/python benchmarks/train_vs_timm.py --out docs/train       # both sides, eager and compiled
+    .venv/bin/python benchmarks/train_vs_timm.py --out results/train       # both sides, eager and compiled
 
 The data: scikit-learn's digits as photos made here — each 8×8 digit enlarged to 320 px, centred on a 426 × 320
 (Imagenette-320's typical size) noisy, tinted canvas and saved as a JPEG (quality 90) — 100 per class to train, the
@@ -186,7 +186,7 @@ def summary(run: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="docs/train")
+    parser.add_argument("--out", default="results/train")
     parser.add_argument("--work", default="runs/vs_timm", help="data, caches and runs (not committed)")
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--res", type=int, default=64)
