@@ -51,6 +51,8 @@ def add_search(sub, bounded) -> None:
         q.add_argument("--proxy-batch", type=bounded(int, 1, 4096), default=64, help="proxy batch size [64]")
         q.add_argument("--jobs", type=bounded(int, 1, 256), default=1, help="proxy runs in parallel processes [1]")
         q.add_argument("--table", help="latency table file (default: this machine's in ~/.cache/convscale)")
+        q.add_argument("--min-time", type=bounded(float, 0.001, 60.0), default=0.2, help="least seconds each "
+                       "timing of a part runs; a whole network's 1.5x (shorter: faster and noisier) [0.2]")  # fmt: skip
         q.add_argument("--out", required=True, help="folder for the results (a rerun resumes it)")
 
 
@@ -77,7 +79,7 @@ def _common(args: argparse.Namespace):
     from .proxy import ProxyRun
 
     proxy = ProxyRun(data=args.data, epochs=args.proxy_epochs, batch_size=args.proxy_batch)
-    return proxy, LatencyTable(args.table)
+    return proxy, LatencyTable(args.table, min_time=args.min_time)
 
 
 def _cmd_scaling(args: argparse.Namespace) -> None:

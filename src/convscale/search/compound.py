@@ -138,10 +138,12 @@ def search_scaling(
     points = constrained_grid(s, cfg, table)
     log(f"{len(points)} grid points meet the {s.constraint} constraint; {s.max_candidates} wanted inside, and the base")
     base = _candidate(out, s, cfg, ScalePoint(1.0, 1.0, 1.0), 1.0, table, "base")
-    measure_candidates([base], base, out, s.setting, log=log)
+    measure_candidates([base], base, out, s.setting, log=log, min_time=table.whole_min_time)
     budget = None if s.constraint == "gmacs" else s.target
     propose = _proposer(s, cfg, table, out)
-    picks, dropped = measure_until_inside(propose, s.max_candidates, base, out, s.setting, budget, log=log)
+    picks, dropped = measure_until_inside(
+        propose, s.max_candidates, base, out, s.setting, budget, log=log, min_time=table.whole_min_time
+    )
     rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
     if not is_main_rank():
         return {}  # rank 0 reports

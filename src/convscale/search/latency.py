@@ -14,7 +14,7 @@ neighbour's load moved every network's time by up to a third within minutes (``b
 from quiet and busy minutes alike. A prediction is yardsticks (:meth:`LatencyTable.predict_units`) times the
 yardstick's seconds measured now: once per table object (:meth:`LatencyTable.yardstick`), or by a caller measuring
 over minutes beside each measurement (:meth:`LatencyTable.pace`; with it the prediction of 30 networks was within 10%
-for 30 of 30 at batch 1 and 28–30 at batch 16 in four runs on this machine, README).
+for 30 of 30 at batch 1 and 28–30 at batch 16 in four runs on this machine: docs/results/latency-table.md).
 
 Eval latency is one forward without autograd; a training step is forward + backward of the summed output (the
 optimizer's update, linear in the parameters and small next to the convolutions, is left out of both the parts and
@@ -196,6 +196,12 @@ class LatencyTable:
                     self.calibration = {k: (float(a), float(b)) for k, (a, b) in doc.get("calibration", {}).items()}
             except (ValueError, KeyError, TypeError, AttributeError):
                 self.entries, self.calibration = {}, {}  # a damaged table is measured again, not trusted
+
+    @property
+    def whole_min_time(self) -> float:
+        """The least seconds each timing of a whole network runs (1.5 times a part's: a network is measured in
+        rounds against its base, and fewer, longer calls keep its spread down)."""
+        return 1.5 * self.min_time
 
     def save(self) -> None:
         doc = {"machine": self.path.stem, "torch": torch.__version__, "format": FORMAT, "yardsticks": self.entries}

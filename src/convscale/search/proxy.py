@@ -135,10 +135,12 @@ def measure_candidates(
     *,
     log: Callable[[str], None] = print,
     wait_s: float = 24 * 3600,
+    min_time: float = 0.3,
 ) -> list[dict[str, Any]]:
     """Each candidate's row with its measured latency against ``base`` (:func:`measure.measure_against_base`: the
     same rounds, freshly built copies), in order. Rows measured before are read from the store; the rest are
-    measured here on rank 0 — before any training, so never beside a proxy run — while other ranks wait for them."""
+    measured here on rank 0 — before any training, so never beside a proxy run — while other ranks wait for them.
+    ``min_time``: the least seconds each timing of a network runs."""
     from ..arch import read_arch
     from .measure import measure_against_base
 
@@ -147,7 +149,9 @@ def measure_candidates(
     if todo and is_main_rank():
         log(f"measuring {len(todo)} networks whole against {base.label}, interleaved")
         nets = {c.label: (read_arch(c.arch)[1], c.res) for c in todo if c.label != base.label}
-        base_now, measured = measure_against_base((read_arch(base.arch)[1], base.res), nets, setting, log=log)
+        base_now, measured = measure_against_base(
+            (read_arch(base.arch)[1], base.res), nets, setting, log=log, min_time=min_time
+        )
         known = store.get(base.label) or {}
         base_ms = known.get("measured_ms", base_now.ms)  # ratios are scaled by the base's first measurement
         for c in todo:
@@ -166,6 +170,7 @@ def run_candidates(
     jobs: int = 1,
     log: Callable[[str], None] = print,
     wait_s: float = 24 * 3600,
+    min_time: float = 0.3,
 ) -> list[dict[str, Any]]:
     """Each candidate's row with its accuracy over ``seeds`` proxy runs (seed ``proxy.seed + k``): ``top1`` the
     mean, ``top1_std`` the sample standard deviation, ``top1_seeds`` each run's. Finished runs come from the store;
@@ -242,6 +247,7 @@ def measure_until_inside(
     budget_ratio: float | None,
     *,
     log: Callable[[str], None] = print,
+    min_time: float = 0.3,
 ) -> tuple[list[Candidate], list[dict[str, Any]]]:
     """Measure whole networks against ``base`` until ``need`` are inside ``budget_ratio`` × the base's measured time
     (None: no budget, one group), at most three times ``need``. ``propose(correction, n)`` gives the next ``n``
@@ -257,7 +263,9 @@ def measure_until_inside(
         group = propose(correction, min(need - len(picks), 3 * need - len(picks) - len(dropped)))
         if not group:
             break
-        for c, row in zip(group, measure_candidates(group, base, out, setting, log=log), strict=True):
+        for c, row in zip(
+            group, measure_candidates(group, base, out, setting, log=log, min_time=min_time), strict=True
+        ):
             seen.append(float(row["measured_ratio"]) / float(row["cost"]))
             if inside(row, budget_ratio):
                 picks.append(c)

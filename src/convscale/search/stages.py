@@ -177,7 +177,7 @@ def search_stages(
     table = table or LatencyTable()
     space = _Space(s, cfg, table)
     base = _candidate(out, s, cfg, base_choices(cfg), "base", table)
-    base_ms = measure_candidates([base], base, out, s.setting, log=log)[0]["measured_ms"]
+    base_ms = measure_candidates([base], base, out, s.setting, log=log, min_time=table.whole_min_time)[0]["measured_ms"]
     space.anchor = base_ms / 1e3 / space.latency(base_choices(cfg))
     budget = (s.budget_ms if s.budget_ms is not None else base_ms) / 1e3
     fastest = space.fastest()
@@ -190,7 +190,9 @@ def search_stages(
     within = len(ranked)
     budget_ratio = budget * 1e3 / base_ms
     propose = _proposer(s, cfg, space, table, out, budget, ranked, log)
-    picks, dropped = measure_until_inside(propose, s.proxies, base, out, s.setting, budget_ratio, log=log)
+    picks, dropped = measure_until_inside(
+        propose, s.proxies, base, out, s.setting, budget_ratio, log=log, min_time=table.whole_min_time
+    )
     rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
     if not is_main_rank():
         return {}  # rank 0 reports
