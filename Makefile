@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.convscale-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test docs lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,14 +24,23 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
-# the measured-speed table, plots and per-layer times of docs/bench (a few minutes on 2 CPU cores)
+# the documentation site (site/), built with --strict: a broken link or a missing API reference fails
+DOCS_STAMP := $(VENV)/.convscale-docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[docs]"
+	@touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# the measured-speed table, plots and per-layer times of results/bench (a few minutes on 2 CPU cores)
 bench: $(STAMP)
 	$(BIN)/convscale bench efficientnet_b0 tf_efficientnetv2_b0 convnext_atto resnet50 repvgg_a0 \
-		mobilenetv3_large_100 ghostnet_100 --per-layer --out docs/bench
+		mobilenetv3_large_100 ghostnet_100 --per-layer --out results/bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .ruff_cache

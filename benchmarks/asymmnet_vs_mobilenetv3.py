@@ -1,4 +1,4 @@
-"""AsymmNet against MobileNetV3, measured on this machine (results in results/asymmnet/, the README's AsymmNet table):
+"""AsymmNet against MobileNetV3, measured on this machine (results in results/asymmnet/, docs/results/asymmnet.md):
 
     .venv/bin/pip install scikit-learn      # a benchmark dependency only: its bundled digits, no download
     .venv/bin/python benchmarks/asymmnet_vs_mobilenetv3.py --out results/asymmnet
@@ -18,7 +18,7 @@ counts equal the repository's table, ``tests/test_asymmnet.py``), not timm's Mob
    same recipe for every model, for each of ``--seeds``; the final top-1's mean and range.
 
 Writes ``counts_speed.csv``, ``accuracy.csv``, ``asymmnet.png`` (top-1 against MAdds and against latency) and
-``summary.md`` (the README table). Every output names the CPU and its instruction sets.
+``summary.md`` (the table of docs/results/asymmnet.md). Every output names the CPU and its instruction sets.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fine-tuning against training from scratch, measured on this machine (results in results/finetune/, the README's
+"""Fine-tuning against training from scratch, measured on this machine (results in results/finetune/, the docs'
 fine-tuning section):
 
     .venv/bin/pip install scikit-learn      # a benchmark dependency only: its bundled digits, no download
@@ -13,7 +13,7 @@ fine-tuning section):
    layer-wise lr decay (``--freeze-epochs 1 --layer-decay 0.8``).
 
 Writes ``results.csv`` (a row per run and epoch: val and EMA top-1, wall time), ``finetune.png`` (mean top-1 per
-epoch, the band from the worst to the best seed) and ``summary.md`` (the tables in the README).
+epoch, the band from the worst to the best seed) and ``summary.md`` (the tables of docs/results/finetune.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ packages (``apt-get install chromium``), driven by Playwright (``pip install pla
 is not used). It starts a server for a deployed folder, opens the page, chooses an image in the file input as a
 person would, waits for the top-5 table, checks it against ``POST /predict`` and saves a screenshot.
 
-    python scripts/serve_page_check.py DEPLOYED_DIR IMAGE --out docs/deploy/serve_page.png
+    python scripts/serve_page_check.py DEPLOYED_DIR IMAGE --out results/deploy/serve_page.png
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("folder")
     p.add_argument("image")
-    p.add_argument("--out", default="docs/deploy/serve_page.png")
+    p.add_argument("--out", default="results/deploy/serve_page.png")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     args = p.parse_args()
     from playwright.sync_api import sync_playwright

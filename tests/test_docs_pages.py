@@ -4,6 +4,7 @@ registry now, and the check notices a variant added without regenerating the pag
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import convscale
@@ -38,3 +39,23 @@ def test_a_variant_added_without_regenerating_fails_the_check(monkeypatch):
     convscale.register_model("efficientnet_b0_wide", b0.family, wide, b0.build)
     assert "| `efficientnet_b0_wide` |" in page.render()
     assert page.PAGE.read_text() != page.render()
+
+
+README = ROOT / "README.md"
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_the_readme_is_short_and_holds_no_run_log():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), "dated runs go on a results page of the docs"
+
+
+def test_every_link_of_the_readme_and_the_changelog_resolves():
+    """Relative links lead to a file of the repository (the site's own links are checked by ``mkdocs --strict``)."""
+    for page in (README, ROOT / "CHANGELOG.md"):
+        for target in _LINK.findall(page.read_text()):
+            if re.match(r"[a-z]+://|#|mailto:", target):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.is_file() and path.is_relative_to(ROOT), f"{page.name}: the link {target} leads nowhere"

@@ -185,18 +185,3 @@ def test_bad_sources_are_one_line(tmp_path, capsys):
     ):
         assert main(["export", source, "--out", str(tmp_path / "x.pt2")]) == 2
         assert words in _line(capsys.readouterr().err), source
-
-
-def test_the_readme_example_runs(run, tmp_path, capsys):
-    """README's `## Use` example, on a tiny run instead of the demo's and an image made here."""
-    from PIL import Image
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    block = readme.split("## Use\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    Image.new("RGB", (48, 40), (10, 120, 240)).save(tmp_path / "photo.jpg")
-    code = block.replace("runs/resnet18-synthetic-shapes", str(run)).replace(
-        '"photo.jpg"', repr(str(tmp_path / "photo.jpg"))
-    )
-    exec(compile(code, "README.md", "exec"), {})
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and out[1].startswith(str(tmp_path / "photo.jpg"))

@@ -56,7 +56,8 @@ def create_model(
             weights' own, else 1000. With another width than the weights', their classifier is left out and the
             model keeps a fresh one (fine-tuning).
         in_chans: input channels (> 0).
-        drop_rate, drop_path_rate: override the variant's dropout / stochastic-depth defaults.
+        drop_rate: override the variant's dropout rate before the classifier.
+        drop_path_rate: override the variant's stochastic-depth rate (drop path), reached at the last block.
         pretrained: ``True`` (the model's default published weights, ``convscale list --pretrained``), a tag
             (``"in1k"``), a full name (``"convnext_tiny.fb_in22k_ft_in1k"``), ``"hf-hub:org/repo"`` (a timm-layout
             repository), a local checkpoint (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with

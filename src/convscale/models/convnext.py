@@ -1,6 +1,6 @@
 """ConvNeXt (Liu et al., 2022, "A ConvNet for the 2020s"): hierarchical and isotropic variants.
 
-Block layout, chosen per width by measurement (``benchmarks/convnext_layout.py``, ``docs/bench/convnext_layout.csv``;
+Block layout, chosen per width by measurement (``benchmarks/convnext_layout.py``, ``results/bench/convnext_layout.csv``;
 2-core CPU, 224 px, eval at batch 16 and a training step at batch 8, channels_last and contiguous input): LayerNorm
 and the MLP run channels-last, as ``nn.LayerNorm`` + ``nn.Linear`` on (N, H, W, C), except where LayerNorm over
 channels + 1×1 convs on (N, C, H, W) (``conv_mlp``, the same function) measured faster: ConvNeXt-femto, whose eval
