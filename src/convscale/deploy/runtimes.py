@@ -4,14 +4,17 @@ count set to this machine's), OpenVINO (``openvino.py``), and int8 by each of th
 rest in fp32 or, ``-bf16``, in bf16), ``onnxruntime-int8`` (QDQ) and ``openvino-int8`` (NNCF) — calibrated on the
 images given (``quantize.py``). Each :class:`Runner` is a callable on a float32 NCHW batch; its outputs are checked
 against the fused model in fp32 (:func:`max_rel_error`), and :func:`time_runners` times them interleaved in one
-process (``timing.measure``). ``deploy.optimize`` and ``convscale bench --runtime`` are built on these.
+process (``timing.measure``). ``deploy``, ``convscale bench --runtime`` and the benchmarks read
+:data:`TABLE`, one record per runtime; a new runtime is one record and its builder.
 """
 
 from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,7 +29,9 @@ from .runner import Runner
 __all__ = [
     "INT8",
     "RUNTIMES",
+    "TABLE",
     "Runner",
+    "Runtime",
     "build_runner",
     "check_onnx",
     "check_runtimes",
@@ -35,49 +40,50 @@ __all__ = [
     "time_runners",
 ]
 
-#: the runtimes that need calibration images
-INT8 = tuple(r for r in RUNTIMES if "int8" in r)
+Build = Callable[..., Runner]  # (fused, example, calibration or None, settings) -> Runner
 
 
-def build_runner(
-    name: str,
-    fused: nn.Module,
-    example: torch.Tensor,
-    device: torch.device,
-    *,
-    calibration: Sequence[torch.Tensor] | None = None,
-    settings: QuantSettings | None = None,
-) -> Runner | None:
-    """The runner ``name`` (one of :data:`RUNTIMES`) for ``fused`` (an eval-mode model, already in its inference
-    form, on ``device``); None where this machine cannot run it (bf16 without hardware support, a CPU runtime on
-    another device). ``example``: a batch of the size that will be run. The int8 runtimes need ``calibration``
-    (batches of that size) and take ``settings``. Each runner works on its own copy of ``fused`` (``Module.to``
-    converts in place: one runner's memory format must not become another's)."""
-    check_runtimes([name])
-    bf16 = name.endswith("-bf16")
-    if (bf16 and not bf16_ok(device)) or (device.type != "cpu" and name not in _ANY_DEVICE):
-        return None
-    if name in INT8 and not calibration:
-        raise ValueError("needs calibration images (--calibrate DIR, or a run's own training data)")
-    settings = settings or QuantSettings()
-    if name.startswith("openvino"):
-        from .openvino import openvino_runner
+@dataclass(frozen=True)
+class Runtime:
+    """One runtime: its name, the precision of its multiply-adds (``auto``: OpenVINO's choice, bf16 where the CPU has
+    it natively), whether it needs calibration images (int8), the convscale extra that brings it (None: PyTorch
+    alone), whether it runs on a GPU as well as the CPU, and how its runner is built from the fused model, an
+    example batch, the calibration batches and the int8 settings."""
 
-        return openvino_runner(fused, example, calibration if name in INT8 else None, settings)
-    if name.startswith("onnxruntime"):
-        return _onnxruntime(fused, example, calibration if name in INT8 else None, settings)
-    if name.startswith("inductor-int8"):
-        return _inductor_int8(fused, example, calibration, settings, bf16)
-    model = copy.deepcopy(fused).to(memory_format=torch.channels_last)
-    if name.startswith("compile"):
-        model = torch.compile(model, options={"freezing": True})  # weights constant-folded into the graph
-    return Runner(name, runs(model, bf16, device, channels_last=True), precision="bf16" if bf16 else "fp32")
+    name: str
+    precision: str
+    calibrated: bool
+    extra: str | None
+    any_device: bool
+    build: Build
+
+    @property
+    def needs_bf16(self) -> bool:
+        """Whether it runs only where bf16 is native (``utils.timing.bf16_ok``)."""
+        return self.precision.endswith("bf16")
 
 
-_ANY_DEVICE = ("eager", "eager-bf16", "compile", "compile-bf16")
+def _pytorch(compiled: bool, bf16: bool) -> Build:
+    """PyTorch on the fused model, channels_last, eager or ``torch.compile`` with weight freezing, fp32 or bf16."""
+
+    def build(fused: nn.Module, example: torch.Tensor, calibration, settings: QuantSettings) -> Runner:
+        model = copy.deepcopy(fused).to(memory_format=torch.channels_last)
+        if compiled:
+            model = torch.compile(model, options={"freezing": True})  # weights constant-folded into the graph
+        name = ("compile" if compiled else "eager") + ("-bf16" if bf16 else "")
+        run = runs(model, bf16, example.device, channels_last=True)
+        return Runner(name, run, precision="bf16" if bf16 else "fp32")
+
+    return build
 
 
-def _inductor_int8(fused: nn.Module, example: torch.Tensor, calibration, settings: QuantSettings, bf16: bool):
+def _openvino(fused: nn.Module, example: torch.Tensor, calibration, settings: QuantSettings) -> Runner:
+    from .openvino import openvino_runner
+
+    return openvino_runner(fused, example, calibration, settings)
+
+
+def _inductor_int8(fused: nn.Module, example: torch.Tensor, calibration, settings: QuantSettings, *, bf16: bool):
     """PT2E int8, compiled with weight freezing (oneDNN's int8 convolutions and linears); with ``bf16`` the
     operations left in floating point run in bf16."""
     from .quantize import quantize_pt2e
@@ -136,6 +142,47 @@ def onnx_runner(path: str | Path, name: str = "onnxruntime") -> Runner:
     return Runner(name, run, keep=[session])
 
 
+#: every runtime, one record each (``deployed.spec.RUNTIMES`` names them, in this order, for the deployed folder)
+TABLE: tuple[Runtime, ...] = (
+    Runtime("eager", "fp32", False, None, True, _pytorch(compiled=False, bf16=False)),
+    Runtime("eager-bf16", "bf16", False, None, True, _pytorch(compiled=False, bf16=True)),
+    Runtime("compile", "fp32", False, None, True, _pytorch(compiled=True, bf16=False)),
+    Runtime("compile-bf16", "bf16", False, None, True, _pytorch(compiled=True, bf16=True)),
+    Runtime("onnxruntime", "fp32", False, "onnx", False, _onnxruntime),
+    Runtime("openvino", "auto", False, "openvino", False, _openvino),
+    Runtime("inductor-int8", "int8", True, "int8", False, partial(_inductor_int8, bf16=False)),
+    Runtime("inductor-int8-bf16", "int8+bf16", True, "int8", False, partial(_inductor_int8, bf16=True)),
+    Runtime("onnxruntime-int8", "int8", True, "onnx", False, _onnxruntime),
+    Runtime("openvino-int8", "int8+auto", True, "openvino", False, _openvino),
+)
+BY_NAME = {r.name: r for r in TABLE}
+#: the runtimes that need calibration images
+INT8 = tuple(r.name for r in TABLE if r.calibrated)
+
+
+def build_runner(
+    name: str,
+    fused: nn.Module,
+    example: torch.Tensor,
+    device: torch.device,
+    *,
+    calibration: Sequence[torch.Tensor] | None = None,
+    settings: QuantSettings | None = None,
+) -> Runner | None:
+    """The runner ``name`` (a record of :data:`TABLE`) for ``fused`` (an eval-mode model, already in its inference
+    form, on ``device``); None where this machine cannot run it (bf16 without hardware support, a CPU runtime on
+    another device). ``example``: a batch of the size that will be run. The int8 runtimes need ``calibration``
+    (batches of that size) and take ``settings``. Each runner works on its own copy of ``fused`` (``Module.to``
+    converts in place: one runner's memory format must not become another's)."""
+    check_runtimes([name])
+    runtime = BY_NAME[name]
+    if (runtime.needs_bf16 and not bf16_ok(device)) or (device.type != "cpu" and not runtime.any_device):
+        return None
+    if runtime.calibrated and not calibration:
+        raise ValueError("needs calibration images (--calibrate DIR, or a run's own training data)")
+    return runtime.build(fused, example, calibration if runtime.calibrated else None, settings or QuantSettings())
+
+
 def check_onnx(path: str | Path, model: nn.Module, spec, batch: int = 2) -> float:
     """Max |ONNX Runtime − PyTorch eager fp32| / max |eager| on a random batch of the exported graph's own input
     (``spec``: its :class:`~convscale.deploy.exporter.ExportSpec`); with a dynamic size, the worst of the example
@@ -155,7 +202,7 @@ def check_onnx(path: str | Path, model: nn.Module, spec, batch: int = 2) -> floa
 
 
 def check_runtimes(names: Sequence[str]) -> None:
-    """Every name a runtime of :data:`RUNTIMES`, else one ValueError naming the first unknown one."""
+    """Every name a runtime of :data:`TABLE`, else one ValueError naming the first unknown one."""
     unknown = [r for r in names if r not in RUNTIMES]
     if unknown:
         raise ValueError(f"unknown runtime {unknown[0]!r}; expected some of {', '.join(RUNTIMES)}")
