@@ -17,9 +17,9 @@ from conftest import meta_model
 from convscale import bench
 from convscale.bench import runner
 from convscale.bench.plots import pareto_front
-from convscale.bench.timing import Timing, measure
 from convscale.cli import main
 from convscale.factory import live_counts
+from convscale.utils.timing import Timing, measure
 
 FAST = {"min_iters": 2, "min_time": 0.0, "warmup": 1}
 FAST_ARGS = ["--min-iters", "2", "--min-time", "0", "--warmup", "1"]

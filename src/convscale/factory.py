@@ -20,9 +20,10 @@ from .registry import get_entry
 __all__ = ["ModelInfo", "count_model", "create_model", "live_counts", "model_info"]
 
 
-def _check_rate(label: str, value: float | None) -> None:
-    if value is not None and (not isinstance(value, int | float) or not 0.0 <= value < 1.0):
-        raise ValueError(f"{label} must be a number in [0, 1), got {value!r}")
+def _check_rates(rates: dict[str, float | None]) -> None:
+    for label, value in rates.items():
+        if value is not None and (not isinstance(value, int | float) or not 0.0 <= value < 1.0):
+            raise ValueError(f"{label} must be a number in [0, 1), got {value!r}")
 
 
 def _config_with(config: ModelConfig, name: str, overrides: dict[str, Any]) -> ModelConfig:
@@ -56,8 +57,8 @@ def create_model(
             weights' own, else 1000. With another width than the weights', their classifier is left out and the
             model keeps a fresh one (fine-tuning).
         in_chans: input channels (> 0).
-        drop_rate: override the variant's dropout rate before the classifier.
-        drop_path_rate: override the variant's stochastic-depth rate (drop path), reached at the last block.
+        drop_rate: the dropout rate before the classifier (default: the variant's).
+        drop_path_rate: the stochastic-depth rate reached at the last block (default: the variant's).
         pretrained: ``True`` (the model's default published weights, ``convscale list --pretrained``), a tag
             (``"in1k"``), a full name (``"convnext_tiny.fb_in22k_ft_in1k"``), ``"hf-hub:org/repo"`` (a timm-layout
             repository), a local checkpoint (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with
@@ -81,8 +82,7 @@ def create_model(
     entry = get_entry(name)
     _check_sizes(num_classes, in_chans)
     rates = {"drop_rate": drop_rate, "drop_path_rate": drop_path_rate}
-    for label, value in rates.items():
-        _check_rate(label, value)
+    _check_rates(rates)
     overrides |= {k: v for k, v in rates.items() if v is not None}
     model = entry.build(_config_with(entry.config, name, overrides), num_classes=num_classes, in_chans=in_chans)
     model.pretrained_cfg = published

@@ -15,11 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..counting import count_params
+from ..deploy.roofline import matmul_peak
 from ..registry import get_entry
 from ..source import check, resolve
 from ..utils.device import device_named
+from ..utils.timing import measure
+from .memory import peak_memory_mb
 from .results import BenchReport, BenchResult, BenchSettings, LayerRow
-from .timing import matmul_peak, measure, peak_memory_mb
 from .trace import KINDS, OpRecord, trace_forward
 
 __all__ = ["TIMM_HINT", "run", "static_figures"]

@@ -7,7 +7,6 @@ form leaves: near 1, only a cheaper precision moves it."""
 from __future__ import annotations
 
 import contextlib
-import time
 import warnings
 from collections.abc import Callable
 
@@ -15,19 +14,31 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.machine import machine
+from ..utils.timing import fastest_rate
 
-__all__ = ["peak_of", "peaks"]
+__all__ = ["matmul_peak", "peak_of", "peaks"]
+
+_CPU = torch.device("cpu")
 
 
 def peaks(seconds: float = 0.3) -> dict[str, float]:
     """Multiply-adds per second for each precision this CPU runs natively: ``{"fp32": …, "bf16": …, "int8": …}``."""
-    out = {"fp32": _best_rate(_fp32_kernels(), seconds)}
+    out = {"fp32": fastest_rate(_fp32_kernels(), _CPU, seconds)}
     if machine().native_bf16:
-        out["bf16"] = _best_rate(_bf16_kernels(), seconds)
+        out["bf16"] = fastest_rate(_bf16_kernels(), _CPU, seconds)
     int8 = _int8_kernels()
     if int8:
-        out["int8"] = _best_rate(int8, seconds)
+        out["int8"] = fastest_rate(int8, _CPU, seconds)
     return out
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.3) -> float:
+    """Multiply-adds per second of a square matmul in ``dtype`` on ``device`` (any device): the reference
+    ``convscale bench`` gives each model's achieved rate."""
+    n = 1024 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    return fastest_rate([(lambda: a @ b, n**3)], device, seconds)
 
 
 def peak_of(precision: str, found: dict[str, float]) -> float | None:
@@ -100,16 +111,3 @@ def _quantized_conv() -> Callable[[], object] | None:
             torch.backends.quantized.engine = previous
 
     return run
-
-
-def _best_rate(kernels: list[tuple[Callable[[], object], int]], seconds: float) -> float:
-    best = 0.0
-    for fn, macs in kernels:
-        fn()  # warm-up
-        fastest, deadline = float("inf"), time.perf_counter() + seconds
-        while time.perf_counter() < deadline or fastest == float("inf"):
-            start = time.perf_counter()
-            fn()
-            fastest = min(fastest, time.perf_counter() - start)
-        best = max(best, macs / fastest)
-    return best

@@ -214,7 +214,7 @@ def max_rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def time_runners(runners: dict[str, Runner], x: torch.Tensor, device: torch.device, **timing):
-    """Each runner's :class:`~convscale.bench.timing.Timing` on ``x``, measured interleaved."""
+    """Each runner's :class:`~convscale.utils.timing.Timing` on ``x``, measured interleaved."""
     from ..utils.timing import measure
 
     return measure({k: (lambda r=r: r.fn(x)) for k, r in runners.items()}, device, **timing)

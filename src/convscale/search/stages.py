@@ -177,7 +177,8 @@ def search_stages(
     table = table or LatencyTable()
     space = _Space(s, cfg, table)
     base = _candidate(out, s, cfg, base_choices(cfg), "base", table)
-    base_ms = measure_candidates([base], base, out, s.setting, log=log, min_time=table.whole_min_time)[0]["measured_ms"]
+    whole = table.whole_min_time  # the least seconds each timing of a whole network runs
+    base_ms = measure_candidates([base], base, out, s.setting, log=log, min_time=whole)[0]["measured_ms"]
     space.anchor = base_ms / 1e3 / space.latency(base_choices(cfg))
     budget = (s.budget_ms if s.budget_ms is not None else base_ms) / 1e3
     fastest = space.fastest()
@@ -187,17 +188,14 @@ def search_stages(
             f"predicted for a {s.setting.mode} call at batch {s.batch}, {s.res} px)"
         )
     ranked = _ranked(space, budget, log)
-    within = len(ranked)
-    budget_ratio = budget * 1e3 / base_ms
+    ratio = budget * 1e3 / base_ms
     propose = _proposer(s, cfg, space, table, out, budget, ranked, log)
-    picks, dropped = measure_until_inside(
-        propose, s.proxies, base, out, s.setting, budget_ratio, log=log, min_time=table.whole_min_time
-    )
+    picks, dropped = measure_until_inside(propose, s.proxies, base, out, s.setting, ratio, log=log, min_time=whole)
     rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
     if not is_main_rank():
         return {}  # rank 0 reports
-    score_rows(rows, budget_ratio, rows[0]["params_m"])
-    eligible = [r for r in rows if inside(r, budget_ratio)]  # the base too, unless the budget is below it
+    score_rows(rows, ratio, rows[0]["params_m"])
+    eligible = [r for r in rows if inside(r, ratio)]  # the base too, unless the budget is below it
     decision = choose(eligible, s.objective)
     best = next(r for r in rows if r["label"] == decision["winner"])
     summary = {
@@ -207,7 +205,7 @@ def search_stages(
         "budget_ms": round(budget * 1e3, 3),
         "base_measured_ms": round(base_ms, 3),
         "space": space.size,
-        "within_budget": within,
+        "within_budget": len(ranked),
         "measured": len(picks) + len(dropped),
         "dropped_by_measurement": len(dropped),
         "decision": decision,

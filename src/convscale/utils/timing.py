@@ -1,7 +1,8 @@
 """Interleaved per-call timing on CPU, CUDA or MPS: every contender of a comparison is timed in the same loop,
 alternating order round by round, so that a noisy, shared machine slows all of them alike. Each call is timed on
-its own (CUDA: events, then synchronisation), which gives the spread (p10/p90) as well as the median. Used by
-``convscale bench`` and by the runtime comparison of ``deploy.optimize``.
+its own (CUDA: events, then synchronisation), which gives the spread (p10/p90) as well as the median. The one timer
+of the package: ``convscale bench``, ``deploy.optimize``'s runtimes, the search's latency table and whole-network
+rounds, the peaks of ``deploy.roofline`` and the scripts in ``benchmarks/`` all time through it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Timing", "bf16_ok", "measure", "synchronize", "time_call"]
+__all__ = ["Timing", "bf16_ok", "fastest_rate", "measure", "rounds", "synchronize", "time_call"]
 
 
 @dataclass(frozen=True)
@@ -87,3 +88,36 @@ def measure(
             samples[label].append(time_call(fn, device))
         rounds += 1
     return {k: Timing.of(v) for k, v in samples.items()}
+
+
+def rounds(
+    contenders: dict[str, Callable[[], object]], device: torch.device, count: int, iters: int = 1
+) -> dict[str, list[float]]:
+    """Seconds per call of each contender in each of ``count`` rounds of ``iters`` calls, the order reversed every
+    other round, after one untimed call each (the form the benchmarks report per round)."""
+    for fn in contenders.values():
+        fn()
+    synchronize(device)
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    order = list(contenders.items())
+    for r in range(count):
+        for label, fn in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            synchronize(device)
+            times[label].append((time.perf_counter() - start) / iters)
+    return times
+
+
+def fastest_rate(kernels: list[tuple[Callable[[], object], float]], device: torch.device, seconds: float) -> float:
+    """The best rate (work per second) over ``kernels`` — each ``(fn, work of one call)`` — taking each kernel's
+    fastest call over about ``seconds`` after one untimed call: the machine's peak for that kind of work."""
+    best = 0.0
+    for fn, work in kernels:
+        fn()  # warm-up
+        fastest, deadline = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < deadline or fastest == float("inf"):
+            fastest = min(fastest, time_call(fn, device))
+        best = max(best, work / fastest)
+    return best

@@ -1,23 +1,18 @@
-"""Measuring: interleaved per-call timing, peak memory, and the machine's matmul peak, on CPU, CUDA or MPS.
-
-Every contender of a comparison is timed in the same loop, alternating order round by round, so that a noisy,
-shared machine slows all of them alike. Each call is timed on its own (CUDA: events, then synchronisation), which
-gives the spread (p10/p90) as well as the median.
-"""
+"""Peak memory of a call on CPU, CUDA or MPS (timing is ``utils.timing``'s, the one timer; the matmul peak is
+``deploy.roofline``'s)."""
 
 from __future__ import annotations
 
 import resource
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-__all__ = ["Timing", "matmul_peak", "measure", "peak_memory_mb", "synchronize"]
+__all__ = ["peak_memory_mb"]
 
-from ..utils.timing import Timing, measure, synchronize, time_call
+from ..utils.timing import synchronize
 
 
 def _rss_kib(field: str) -> int | None:
@@ -73,19 +68,3 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
     if peak is None or before is None:
         peak = _max_rss_kib()
     return max(0, peak - before) / 1024
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 0.3) -> float:
-    """Multiply-adds per second of a square matmul in ``dtype``: the rate the machine's dense math reaches here,
-    the reference for each model's achieved rate. The best of repeated calls over about ``seconds``."""
-    n = 1024 if device.type == "cpu" else 8192
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    best = float("inf")
-    deadline = time.perf_counter() + seconds
-    time_call(lambda: a @ b, device)  # warm-up
-    while True:
-        best = min(best, time_call(lambda: a @ b, device))
-        if time.perf_counter() > deadline:
-            break
-    return n**3 / best
