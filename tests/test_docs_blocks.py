@@ -7,8 +7,9 @@ holding the folders the pages name, ``~/photos`` and ``~/data/...``, tiny image 
 ``<!-- file: NAME -->`` is written to the sandbox as ``NAME`` (a recipe the next block reads).
 
 *Small size* is the reader's command with flags appended (argparse keeps the last value of a flag given twice):
-one epoch of a few dozen images at 32 px, a tiny search, a short timing — the table ``SMALL`` below, the only place
-where a documented command is changed. Python blocks run in this process with the same sizes forced on
+one epoch of a few dozen images at 32 px, a tiny search, a short timing, two runtimes for ``deploy`` (every runtime is
+built in ``tests/test_runtime_table.py``) — the table ``SMALL`` below, the only place where a documented command is
+changed. Python blocks run in this process with the same sizes forced on
 ``load_config`` and ``bench.run``. A command the runner does not know (``pip``, ``make``, ``curl``) in a block that is
 not marked fails, so a new block is either run or says why not.
 """
@@ -40,7 +41,7 @@ SMALL = {
     "train": [*TRAIN, "--shapes-train", "64", "--shapes-val", "32"],
     "eval": ["--workers", "0"],
     "bench": ["--res", "32", "--batch", "2", "--min-iters", "1", "--min-time", "0", "--warmup", "1"],
-    "deploy": ["--batch", "2", "--min-time", "0.05", "--calibration-images", "16"],
+    "deploy": ["--batch", "2", "--min-time", "0.05", "--calibration-images", "16", "--runtimes", "eager,onnxruntime"],
     "search scaling": ["--base", "test_efficientnet", "--res", "32", "--max-candidates", "1", "--phi", "1",
                        "--step", "0.25", "--tolerance", "0.3",
                        "--proxy-epochs", "1", "--proxy-batch", "8", "--seeds", "1", "--min-time", "0.01"],
