@@ -15,7 +15,7 @@ from torch import nn
 
 from conftest import meta_model
 from convscale import bench
-from convscale.bench import runner
+from convscale.bench import benchmark
 from convscale.bench.plots import pareto_front
 from convscale.cli import main
 from convscale.factory import live_counts
@@ -194,7 +194,7 @@ def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys):
     def refuse(device, dtype, mode):
         raise RuntimeError(f'"slow_conv2d_cpu" not implemented for {dtype}\nmore detail')
 
-    monkeypatch.setattr(runner, "_dtype_probe", refuse)
+    monkeypatch.setattr(benchmark, "_dtype_probe", refuse)
     err = _one_line_error(capsys, ["bench", "test_resnet", "--dtype", "fp16", "--device", "cpu"])
     assert "--dtype fp16 does not run on cpu" in err and "not implemented" in err
 
@@ -218,14 +218,14 @@ def test_fuse_applies_to_inference_rows():
 
 
 def test_out_of_memory_retries_with_a_smaller_batch(monkeypatch):
-    real = runner._bench_at
+    real = benchmark._bench_at
 
     def fake(name, mode, res, batch, *args):
         if batch > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(name, mode, res, batch, *args)
 
-    monkeypatch.setattr(runner, "_bench_at", fake)
+    monkeypatch.setattr(benchmark, "_bench_at", fake)
     lines: list[str] = []
     report = bench.run(["test_resnet"], res=32, batch=8, device="cpu", log=lines.append, **FAST)
     (r,) = report.results

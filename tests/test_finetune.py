@@ -13,7 +13,7 @@ from convscale.cli import main
 from convscale.interop import timm_key_map
 from convscale.train import TrainConfig, eval_policy, fit, load_run, read_checkpoint
 from convscale.train.finetune import layer_decay_scales, layer_ids
-from convscale.train.optim import create_optimizer
+from convscale.train.optimizer import create_optimizer
 from convscale.weights import get_weights
 
 TINY = {"model": "test_resnet", "batch_size": 16, "workers": 0, "warmup_epochs": 0.0}

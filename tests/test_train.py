@@ -33,7 +33,7 @@ from convscale.train import (
     read_checkpoint,
     write_checkpoint,
 )
-from convscale.train.optim import RMSpropTF, create_optimizer
+from convscale.train.optimizer import RMSpropTF, create_optimizer
 from convscale.train.state import TrainState, read_run_config
 
 TINY = {

@@ -5,10 +5,10 @@ forward pass; measured figures (time per batch with its spread, images/s, batch-
 GMAC/s and its fraction of a matmul peak measured in the same run) from interleaved timing, timm alongside when asked.
 """
 
+from .benchmark import run, static_figures
 from .plots import plot_report
 from .report import format_layers, format_table, write_report
 from .results import BenchReport, BenchResult, BenchSettings, LayerRow
-from .runner import run, static_figures
 from .trace import KINDS, layer_kind, trace_forward
 
 __all__ = [

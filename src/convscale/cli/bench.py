@@ -75,7 +75,7 @@ def _bench_deployed(args: argparse.Namespace) -> None:
 
 
 def _bench_runtimes(args: argparse.Namespace) -> None:
-    from ..bench.runtimes import bench_runtimes, format_runtimes, write_runtimes
+    from ..bench.by_runtime import bench_runtimes, format_runtimes, write_runtimes
 
     if args.device not in ("auto", "cpu") or args.mode != "infer" or args.dtype != "fp32":
         raise ValueError("--runtime compares inference runtimes on the CPU in fp32 (bf16 is a runtime: eager-bf16)")

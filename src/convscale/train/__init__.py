@@ -12,7 +12,7 @@ _WHERE = {
     "TrainConfig": "config", "load_config": "config", "resume_config": "config",
     "ModelEMA": "ema", "ema_decay_at": "ema",
     "FitResult": "loop", "TrainingStopped": "loop", "fit": "loop",
-    "RMSpropTF": "optim", "create_optimizer": "optim", "lr_at": "optim", "param_groups": "optim",
+    "RMSpropTF": "optimizer", "create_optimizer": "optimizer", "lr_at": "optimizer", "param_groups": "optimizer",
     "EvalPolicy": "run", "LoadedRun": "run", "RunFolder": "run", "eval_policy": "run", "load_run": "run",
     "TrainState": "state", "read_checkpoint": "state", "write_checkpoint": "state",
     "EvalTotals": "steps", "StepResult": "steps", "StepSettings": "steps", "evaluate": "steps",

@@ -31,7 +31,7 @@ from .distributed import Dist, all_sum, broadcast_str, launched_world, setup, te
 from .finetune import CLASSIFIER, keeps_classifier, layer_decay_scales, model_overrides
 from .hooks import Hook
 from .methods import run_hooks
-from .optim import create_optimizer
+from .optimizer import create_optimizer
 from .plan import Plan, make_plan, regularizer_ranges
 from .progressive import ProgressiveStage, format_schedule
 from .run import EvalPolicy, RunFolder, eval_policy

@@ -10,7 +10,7 @@ from functools import cached_property
 
 from ..factory import model_info
 from .config import TrainConfig, check_accum_steps
-from .optim import lr_at
+from .optimizer import lr_at
 from .progressive import REGULARIZERS, ProgressiveConfig, ProgressiveStage, progressive_schedule
 
 __all__ = ["Plan", "make_plan", "regularizer_ranges"]

@@ -17,7 +17,7 @@ from ..deploy.roofline import peak_of, peaks
 from ..deploy.runtimes import INT8, check_runtimes
 from ..source import resolve
 from ..utils.extras import note_missing
-from .runner import static_figures
+from .benchmark import static_figures
 
 __all__ = ["RuntimeRow", "bench_runtimes", "format_runtimes", "write_runtimes"]
 
