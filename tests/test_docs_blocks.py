@@ -150,10 +150,8 @@ def _sandbox(tmp: Path) -> tuple[Path, dict[str, str]]:
     first = next((home / "photos" / "val").rglob("*.png"))
     for name in ("photo.jpg", "cat.jpg", "dog.jpg", "photos/a.jpg", "photos/b.jpg"):
         Image.open(first).convert("RGB").save(work / name)
-    env = dict(os.environ, HOME=str(home), CONVSCALE_DATASETS=str(tmp / "datasets"), HF_HUB_OFFLINE="1",
-               XDG_CACHE_HOME=str(tmp / "cache"), TORCH_HOME=str(tmp / "torch"), PYTHONWARNINGS="ignore")  # fmt: skip
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        env["OMP_NUM_THREADS"] = "1"
+    env = {"HOME": str(home), "CONVSCALE_DATASETS": str(tmp / "datasets"), "HF_HUB_OFFLINE": "1",
+           "XDG_CACHE_HOME": str(tmp / "cache"), "TORCH_HOME": str(tmp / "torch")}  # fmt: skip
     return work, env
 
 
@@ -170,10 +168,13 @@ def _small_python(monkeypatch) -> None:
 
 
 def _run_page(path: Path, tmp: Path, monkeypatch) -> None:
-    work, env = _sandbox(tmp)
+    work, sandbox = _sandbox(tmp)  # the same environment for the commands and for the Python blocks
     monkeypatch.chdir(work)
-    for key in ("HOME", "CONVSCALE_DATASETS", "HF_HUB_OFFLINE", "XDG_CACHE_HOME", "TORCH_HOME"):
-        monkeypatch.setenv(key, env[key])
+    for key, value in sandbox.items():
+        monkeypatch.setenv(key, value)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        env["OMP_NUM_THREADS"] = "1"
     _small_python(monkeypatch)
     from PIL import Image
 

@@ -13,21 +13,12 @@ import torch
 from torch import nn
 
 from ..deployed.forms import ov_compiled
+from ..utils.atomic import require_room
 from ..utils.extras import require as require_extra
 from .quantize import QuantSettings, quantize_openvino
 from .runner import Runner
 
 __all__ = ["openvino_runner"]
-
-
-def _room_for(folder: Path, weight_bytes: int) -> None:
-    """A disk without room for the weights fails here, before OpenVINO writes: its writer, failing half-way on a full
-    disk, left objects whose teardown could abort the process (seen once in the suite, SIGABRT after the one line)."""
-    import errno
-    import shutil
-
-    if shutil.disk_usage(folder).free < weight_bytes + 64 * 1024:
-        raise OSError(errno.ENOSPC, "no space left for the OpenVINO model", str(folder))
 
 
 def openvino_runner(
@@ -51,7 +42,8 @@ def openvino_runner(
     rest = "bf16" if "bf16" in chose or "bfloat16" in chose else "fp32"
 
     def save(folder: Path) -> list[str]:
-        _room_for(folder, sum(p.numel() for p in fused.parameters()) * (1 if int8 else 4))
+        # OpenVINO's writer failing half-way on a full disk left objects whose teardown aborted the process once
+        require_room(folder, sum(p.numel() for p in fused.parameters()) * (1 if int8 else 4))
         ov.save_model(converted, str(folder / "model.xml"), compress_to_fp16=False)
         return ["model.xml", "model.bin"]
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 __all__ = [
     "DiskFull", "atomic_output", "atomic_write", "atomic_write_csv", "atomic_write_text", "disk_full_message",
-    "on_disk_full", "writable_folder",
+    "on_disk_full", "require_room", "writable_folder",
 ]
 
 
@@ -135,6 +135,13 @@ def disk_full_message(e: BaseException, folder: str | Path | None = None) -> str
     except (OSError, TypeError):
         free = "free space unknown"
     return f"no space left on the disk holding {where} ({free}): free some space or write elsewhere"
+
+
+def require_room(folder: str | Path, nbytes: int) -> None:
+    """ENOSPC before a write of about ``nbytes`` into ``folder`` when its disk has not that much (and 64 KiB) free:
+    for writers in native code that fail badly half-way (:func:`on_disk_full` turns it into the disk's line)."""
+    if shutil.disk_usage(folder).free < nbytes + 64 * 1024:
+        raise OSError(errno.ENOSPC, "no space left on device", str(folder))
 
 
 @contextlib.contextmanager
