@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 import convscale
 from common import write_csv
-from convscale.optim import agc_parameters, attach_agc
+from convscale.methods.agc import agc_parameters, attach_agc
 
 
 def make_data(n: int, res: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

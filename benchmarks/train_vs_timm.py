@@ -24,7 +24,7 @@ cosine with one warm-up epoch, 40 epochs, batch 64, random-resized crop (area 0.
   30% of the random initialization in timm's average). One loader worker (faster than two here: 264 vs 236 img/s
   in a 2-epoch trial with MobileNetV3).
 
-convscale's trainer keeps freed memory in the process on the CPU (``train/allocator.py``: glibc's mmap and trim
+convscale's trainer keeps freed memory in the process on the CPU (``utils/allocator.py``: glibc's mmap and trim
 thresholds raised); ``--timm-keep-freed-memory`` runs timm's side with the same setting through glibc's environment
 variables, to show how much of the difference that is (``--sides timm`` runs that side alone).
 
@@ -102,7 +102,7 @@ def convscale_run(args, data: Path, work: Path, compile: bool) -> dict:
                 ema_top1=epochs[-1]["ema_top1"], wall_s=wall, command=" ".join(cmd), log=log)  # fmt: skip
 
 
-# glibc's environment variables for what convscale's trainer sets in itself (src/convscale/train/allocator.py)
+# glibc's environment variables for what convscale's trainer sets in itself (src/convscale/utils/allocator.py)
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 

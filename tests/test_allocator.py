@@ -1,4 +1,4 @@
-"""The training process keeps freed memory for its next step (``train/allocator.py``)."""
+"""The training process keeps freed memory for its next step (``utils/allocator.py``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from convscale.train.allocator import ENV, keep_freed_memory
+from convscale.utils.allocator import ENV, keep_freed_memory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 
 PROBE = """
-from convscale.train.allocator import keep_freed_memory
+from convscale.utils.allocator import keep_freed_memory
 set_ = keep_freed_memory()
 page = __import__("os").sysconf("SC_PAGE_SIZE")
 def rss():

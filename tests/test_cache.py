@@ -199,8 +199,8 @@ def test_cache_command(tmp_path, capsys):
 
 def test_training_from_the_cache_is_training_from_the_files(tmp_path):
     """With images no larger than the cache, a run reading the cache is the run reading the files, weight for weight."""
+    from convscale.runs.checkpoint import read_checkpoint
     from convscale.train import TrainConfig, fit
-    from convscale.train.state import read_checkpoint
 
     data = make_image_folder(tmp_path / "data", per_class=8, val_per_class=2, res=48)
     common = dict(model="test_resnet", data=str(data), epochs=1, batch_size=8, workers=0, ema=False,

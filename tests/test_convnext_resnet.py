@@ -145,7 +145,7 @@ def test_roadmap_step_trains(step):
 def test_convnext_block_layouts_are_the_same_function(name):
     """``conv_mlp`` (LayerNorm over channels and 1×1 convs on (N, C, H, W)) computes what the channels-last Linear
     layout does, with the same parameters up to shape: a checkpoint of one loads into the other."""
-    from convscale.weights.checkpoint import load_mapped
+    from convscale.weights.files import load_mapped
 
     torch.manual_seed(0)
     linear = convscale.create_model(name, conv_mlp=False).eval()

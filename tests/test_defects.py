@@ -4,7 +4,6 @@ numbered as the issue lists them. Each failed on the code before its fix."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import shutil
@@ -373,7 +372,7 @@ def test_defect_15_sigterm_saves_and_says_how_to_resume(tmp_path):
 def test_defect_15_every_train_flag_has_help_from_its_field(capsys):
     assert main(["train", "--help"]) == 0
     text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, also at hyphens
-    for f in dataclasses.fields(TrainConfig):
+    for key, f in TrainConfig.flat_fields():
         doc = f.metadata.get("help")
-        assert doc, f"{f.name} has no documentation"
-        assert "".join(doc.split()) in text, f.name
+        assert doc, f"{key} has no documentation"
+        assert "".join(doc.split()) in text, key

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from convscale.cli import main
-from convscale.optim.sam import perturb, restore
+from convscale.methods.distill import DistillHook, hard_loss, kd_loss, kl_loss
+from convscale.methods.sam import perturb, restore, sam_gradient
+from convscale.runs.checkpoint import read_checkpoint
 from convscale.train import TrainConfig, fit
-from convscale.train.distill import DistillHook, hard_loss, kd_loss, kl_loss
-from convscale.train.state import read_checkpoint
-from convscale.train.steps import StepSettings, gradient, sam_gradient, train_step
+from convscale.train.steps import StepSettings, gradient, train_step
 
 TINY = dict(model="test_resnet", batch_size=16, shapes_train=64, shapes_val=32, shapes_res=32, workers=0)
 
@@ -55,7 +55,7 @@ def teacher_run(tmp_path_factory):
 
 def test_function_matching_shows_the_teacher_the_students_batch(teacher_run, tmp_path, monkeypatch):
     """With mixup, CutMix and RandAugment on, every teacher forward gets the very tensor the student got."""
-    from convscale.train import distill
+    from convscale.methods import distill
 
     seen = {"student": [], "teacher": []}
     real_teacher = distill.Teacher.__call__
@@ -101,9 +101,9 @@ def test_the_teacher_never_changes_and_is_not_optimized(teacher_run, tmp_path):
 
 
 def _teacher_after(cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    from convscale.train.run import load_run
+    from convscale.runs import load_run
 
-    return load_run(cfg.teacher).model.state_dict()
+    return load_run(cfg.distill.teacher).model.state_dict()
 
 
 def _tiny_net() -> nn.Module:

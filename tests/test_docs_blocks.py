@@ -157,12 +157,13 @@ def _sandbox(tmp: Path) -> tuple[Path, dict[str, str]]:
 
 def _small_python(monkeypatch) -> None:
     """Python blocks at small size: the same sizes forced on ``load_config`` and ``bench.run``."""
-    from convscale import bench
-    from convscale.train import config
+    from convscale import bench, runs, train
+    from convscale.runs import settings
 
-    load_config, run = config.load_config, bench.run
+    load_config, run = settings.load_config, bench.run
     sizes = {"epochs": 1, "batch_size": 8, "workers": 0, "train_res": 32, "test_res": 32, "shapes_train": 64}
-    monkeypatch.setattr(config, "load_config", lambda *a, **k: load_config(*a, **{**k, **sizes}))
+    for module in (settings, runs, train):  # every name a page imports it by
+        monkeypatch.setattr(module, "load_config", lambda *a, **k: load_config(*a, **{**k, **sizes}))
     fast = {"res": 32, "batch": 2, "min_iters": 1, "min_time": 0, "warmup": 1}
     monkeypatch.setattr(bench, "run", lambda models, **k: run(models, **{**k, **fast}))
 

@@ -11,8 +11,9 @@ from conftest import make_image_folder, parity_fixture, write_hub_file
 from convscale import create_model
 from convscale.cli import main
 from convscale.interop import timm_key_map
-from convscale.train import TrainConfig, eval_policy, fit, load_run, read_checkpoint
-from convscale.train.finetune import layer_decay_scales, layer_ids
+from convscale.methods.finetune import layer_decay_scales, layer_ids
+from convscale.runs import eval_policy
+from convscale.train import TrainConfig, fit, load_run, read_checkpoint
 from convscale.train.optimizer import create_optimizer
 from convscale.weights import get_weights
 
@@ -171,18 +172,15 @@ def test_fine_tuning_published_weights_in_their_form(hub_cache, photos, tmp_path
 def test_the_classifier_is_kept_only_for_the_same_classes(shapes_run, tmp_path):
     """From a run of synthetic-shapes' 10 classes: onto the same classes the classifier is kept (a longer run); onto
     10 other classes (same width) it is replaced, not reused with its labels mismatched."""
-    from types import SimpleNamespace
-
     from convscale.data import SHAPE_CLASSES
-    from convscale.train.loop import _model
+    from convscale.train.build import build_model
 
     source = load_run(shapes_run).model.state_dict()
-    d = SimpleNamespace(device=torch.device("cpu"))
     cfg = TrainConfig(**TINY, pretrained=str(shapes_run))
-    kept = _model(cfg, d, list(SHAPE_CLASSES), fresh=True).state_dict()
+    kept = build_model(cfg, torch.device("cpu"), list(SHAPE_CLASSES), fresh=True).state_dict()
     assert torch.equal(kept["head.fc.weight"], source["head.fc.weight"])
     digits = [str(i) for i in range(10)]
-    replaced = _model(cfg, d, digits, fresh=True).state_dict()
+    replaced = build_model(cfg, torch.device("cpu"), digits, fresh=True).state_dict()
     assert replaced["head.fc.weight"].shape == source["head.fc.weight"].shape
     assert not torch.equal(replaced["head.fc.weight"], source["head.fc.weight"])
     assert torch.equal(replaced["stem.conv.weight"], source["stem.conv.weight"])

@@ -13,7 +13,7 @@ from convscale.cli import main
 from convscale.interop.timm import timm_form, timm_key_map
 from convscale.layers.nf_block import NF_GAMMA, NFBlock
 from convscale.layers.std_conv import ScaledStdConv2d
-from convscale.optim import adaptive_clip_grad_, agc_parameters, attach_agc, unitwise_norm
+from convscale.methods.agc import adaptive_clip_grad_, agc_parameters, attach_agc, unitwise_norm
 from convscale.registry import get_entry
 
 # --- scaled weight standardization -------------------------------------------------------------------------------

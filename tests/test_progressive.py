@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from convscale.train.progressive import ProgressiveConfig, format_schedule, progressive_schedule
+from convscale.methods.progressive import ProgressiveConfig, format_schedule, progressive_schedule
 
 V2_S = {"image_size": (128, 300), "drop_rate": (0.1, 0.3), "randaug_magnitude": (5, 15), "mixup_alpha": (0, 0)}
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from convscale.config import Recipe
+from convscale.runs.recipes import list_recipes, published_values, read_recipe, recipe_differences
 from convscale.train import load_config
-from convscale.train.recipes import list_recipes, published_values, read_recipe, recipe_differences
 
 TRAINING = [n for n in list_recipes() if not n.endswith(("_ft", "_distill"))]
 FINE_TUNING = [n for n in list_recipes() if n.endswith("_ft")]
@@ -31,7 +31,7 @@ def test_a_departure_from_the_published_recipe_is_found(tmp_path):
 
 
 def read_recipe_text(name: str) -> str:
-    from convscale.train.recipes import recipe_path
+    from convscale.runs.recipes import recipe_path
 
     return recipe_path(name).read_text()
 
@@ -54,7 +54,7 @@ def test_fine_tuning_recipes_start_from_the_default_weights_at_a_low_rate(name):
     raw = read_recipe(name)
     per_256 = raw["lr"] * 256 / raw["adapt"]["batch_size"]
     assert per_256 <= published_values_or(cfg.model) / 5  # well under the rate training from scratch uses
-    assert cfg.layer_decay is not None
+    assert cfg.finetune.layer_decay is not None
 
 
 def published_values_or(model: str) -> float:
@@ -75,10 +75,11 @@ def test_the_convnext_fine_tuning_recipe_is_the_papers():
 
 def test_the_distillation_recipe_names_a_published_teacher_and_function_matching():
     cfg = load_config("mobilenetv3_large_100_distill", data="/photos")
-    assert (cfg.teacher, cfg.distill_mode, cfg.temperature) == ("convnext_tiny", "function-matching", 1.0)
+    d = cfg.distill
+    assert (d.teacher, d.loss_mode, d.loss_temperature) == ("convnext_tiny", "function-matching", 1.0)
     assert cfg.model == "mobilenetv3_large_100" and cfg.mixup > 0
 
 
 def test_the_nfnet_sam_recipe_is_f0s_plus_sam():
     assert recipe_differences("nfnet_f0_sam") == []  # the paper's F0 numbers, unchanged
-    assert load_config("nfnet_f0_sam").sam == 0.05 and load_config("nfnet_f0").sam is None
+    assert load_config("nfnet_f0_sam").sam.rho == 0.05 and load_config("nfnet_f0").sam.rho is None

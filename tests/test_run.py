@@ -12,7 +12,8 @@ import torch
 from conftest import make_image_folder
 from convscale import create_model
 from convscale.cli import main
-from convscale.train import TrainConfig, eval_policy, fit, load_run, read_checkpoint
+from convscale.runs import eval_policy
+from convscale.train import TrainConfig, fit, load_run, read_checkpoint
 
 TINY = {"model": "test_resnet", "batch_size": 16, "workers": 0, "warmup_epochs": 0.5}
 
@@ -109,3 +110,55 @@ def test_a_run_cut_by_max_steps_resumes_to_its_end_from_the_cli(tmp_path, capsys
     assert main(["train", "--resume", str(run)]) == 0  # --max-steps limited the first invocation only
     state = read_checkpoint(run / "checkpoints" / "last.safetensors").state
     assert (state.epoch, state.batch, len(state.history)) == (2, 0, 2)
+
+
+PREVIOUS = Path(__file__).parent / "data" / "previous_run" / "run"
+
+
+def test_a_run_folder_of_the_previous_release_loads_and_resumes_to_the_same_weights(tmp_path):
+    """A run folder written by the release before the methods moved into ``convscale.methods`` and the run into
+    ``convscale.runs`` (flat config keys; SAM, AGC and an EMA decay set; stopped by ``--max-steps`` inside epoch 2)
+    loads with the methods' settings nested, and resumes to the very weights this release gets uninterrupted. One
+    thread, as the folder was written with (another count sums in another order)."""
+    import shutil
+
+    import yaml
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _resume_previous(tmp_path, yaml.safe_load((PREVIOUS / "config.yaml").read_text()), shutil.copytree)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _resume_previous(tmp_path: Path, flat: dict, copytree) -> None:
+    old = Path(copytree(PREVIOUS, tmp_path / "old" / "run"))
+    run = load_run(old)
+    assert (run.config.sam.rho, run.config.agc.clip_factor, run.config.ema.decay) == (0.05, 0.02, 0.99)
+    assert (run.state.epoch, run.state.batch) == (1, 2)
+    fit(resume=old, log=lambda *_: None)
+    resumed = read_checkpoint(old / "checkpoints" / "last.safetensors")
+    assert resumed.state.epoch == 3 and resumed.config_obj == run.config.replace(max_steps=0)
+
+    # this release, uninterrupted, gets the same weights: on the kind of CPU and the torch the folder was written
+    # with (``made_on.json``; another kind sums in another order, and the comparison would say nothing of the code)
+    import json
+
+    import convscale.utils.machine as m
+
+    made = json.loads((PREVIOUS.parent / "made_on.json").read_text())
+    here = m.machine()
+    if (here.cpu, list(here.isa), torch.__version__) != (made["cpu"], made["isa"], made["torch"]):
+        pytest.skip(f"the folder was written on {made['cpu']} {made['isa']}; this is {here.describe()}")
+    flat.update(out=str(tmp_path / "new"), name="run", max_steps=0)
+    straight = fit(TrainConfig(**flat), log=lambda *_: None).run_dir
+    assert _same_weights(resumed, read_checkpoint(straight / "checkpoints" / "last.safetensors"))
+
+
+def _same_weights(a, b) -> bool:
+    for part in ("model", "ema"):
+        x, y = a.weights(part), b.weights(part)
+        if x.keys() != y.keys() or not all(torch.equal(x[k], y[k]) for k in x):
+            return False
+    return True

@@ -27,8 +27,8 @@ from convscale.data import build_loader, epoch_order, make_datasets
 from convscale.data.shards import INFO, ShardError, read_info
 from convscale.data.shards.write import ShardSettings, parse_size, write_shards
 from convscale.inference import evaluate
+from convscale.runs.checkpoint import read_run_config
 from convscale.train import TrainConfig, fit, read_checkpoint
-from convscale.train.state import read_run_config
 
 _ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 _QUIET = {"log": lambda *_: None}

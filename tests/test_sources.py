@@ -21,8 +21,8 @@ from convscale.cli import main
 from convscale.data.shapes import SHAPE_CLASSES
 from convscale.registry import counterpart, get_entry
 from convscale.train import TrainConfig, fit
+from convscale.utils.keymap import expand_keys
 from convscale.weights import table
-from convscale.weights.keymap import expand_keys
 
 REPO = "convscale/test-resnet-shapes"
 TAG = "test_resnet.cs_shapes"

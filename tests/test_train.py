@@ -22,10 +22,10 @@ from torch import nn
 
 from convscale import create_model
 from convscale.data import EpochOrder, ImageFolder, SyntheticShapes, TrainTransform
+from convscale.methods.ema import ModelEMA, ema_decay_at
+from convscale.runs.checkpoint import TrainState, read_run_config
 from convscale.train import (
-    ModelEMA,
     TrainConfig,
-    ema_decay_at,
     fit,
     load_config,
     lr_at,
@@ -34,7 +34,6 @@ from convscale.train import (
     write_checkpoint,
 )
 from convscale.train.optimizer import RMSpropTF, create_optimizer
-from convscale.train.state import TrainState, read_run_config
 
 TINY = {
     "model": "test_resnet",
@@ -338,7 +337,7 @@ _WRITER = """
 import sys, torch
 from convscale import create_model
 from convscale.train import write_checkpoint
-from convscale.train.state import TrainState, read_run_config
+from convscale.runs.checkpoint import TrainState, read_run_config
 model = create_model("test_resnet")
 model.register_buffer("ballast", torch.randn(8_000_000))  # 32 MB: the write takes a while
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -454,7 +453,7 @@ def test_compiled_progressive_run_compiles_once_per_stage_size(tmp_path):
     compiled = [line for line in logs if line.startswith("compiled for")]
     assert [line.split(":")[0] for line in compiled] == ["compiled for 16 x 32 px", "compiled for 16 x 64 px"]
     assert compiled[-1].endswith("(graph 2)") and " s (graph" in compiled[0]
-    assert sum(line.startswith("CPU allocator: freed memory kept") for line in logs) == 1  # train/allocator.py
+    assert sum(line.startswith("CPU allocator: freed memory kept") for line in logs) == 1  # utils/allocator.py
 
 
 def _free_port() -> int:
@@ -495,8 +494,9 @@ def test_two_nodes_on_localhost_match_one_process(tmp_path):
 def test_gradient_accumulation_is_the_same_step(sam):
     """Two slices of 8 accumulate to the gradient of one batch of 16 (LayerNorm model: no batch statistics), with
     SAM's two passes too."""
+    from convscale.methods.sam import sam_gradient
     from convscale.train import create_optimizer, train_step
-    from convscale.train.steps import StepSettings, gradient, sam_gradient
+    from convscale.train.steps import StepSettings, gradient
 
     torch.manual_seed(0)
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
@@ -631,7 +631,7 @@ def test_every_shipped_recipe_loads_and_validates_through_the_cli(name, capsys):
     import yaml
 
     from convscale.cli import main
-    from convscale.train.config import list_recipes
+    from convscale.runs.settings import list_recipes
 
     assert name in list_recipes()
     assert main(["train", "--recipe", name, "--batch-size", "128", "--epochs", "30", "--check"]) == 0

@@ -2,12 +2,13 @@
 
 from . import arch, models  # noqa: F401  (registers every model, and architecture files as names)
 from .config import ModelConfig, Published
+from .data.transforms import EvalPolicy
 from .deploy.exporter import export
 from .deployed import Predictor, load
 from .factory import ModelInfo, create_model, model_info
 from .inference import EvalResult, Prediction, evaluate, predict
 from .registry import list_families, list_models, register_model
-from .source import EvalPolicy, Source, resolve
+from .source import Source, resolve
 
 
 def _version() -> str:

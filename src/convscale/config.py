@@ -29,7 +29,7 @@ OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 class Recipe:
     """The paper's training recipe for a variant, as data, in the trainer's vocabulary (its field names are
     ``TrainConfig`` keys). The recipes shipped for ``convscale train --recipe`` are checked against it
-    (``convscale.train.recipes.recipe_differences``), so the paper's numbers live here once.
+    (``convscale.runs.recipes.recipe_differences``), so the paper's numbers live here once.
 
     ``lr`` is the peak learning rate at ``batch_size`` images per step; scale it linearly for other batch sizes.
     """

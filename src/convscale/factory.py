@@ -106,12 +106,12 @@ def _check_sizes(num_classes: object, in_chans: object) -> None:
 def _load_weights(model: nn.Module, name: str, published, local, weights: str) -> None:
     """Published weights (downloaded on first use, in their source's layout), or a local file or run."""
     if published is not None:
-        from .weights.checkpoint import load_reference
+        from .weights.files import load_reference
         from .weights.hub import fetch_weights
 
         load_reference(model, fetch_weights(published), name, published.source)
     elif local is not None:
-        from .weights.checkpoint import load_pretrained
+        from .weights.files import load_pretrained
 
         load_pretrained(model, local, name=name, weights=weights)
 

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from torch import nn
 
 from .config import ModelConfig
-from .weights.keymap import Counterpart
+from .utils.keymap import Counterpart
 
 __all__ = [
     "ModelEntry",

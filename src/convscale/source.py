@@ -33,7 +33,7 @@ from .weights.hub import ARCH_SUFFIXES, HF_PREFIX, WEIGHT_SUFFIXES, check, looks
 if TYPE_CHECKING:
     from .data.transforms import EvalTransform
 
-__all__ = ["KINDS", "EvalPolicy", "Source", "check", "looks_like_path", "resolve"]
+__all__ = ["KINDS", "Source", "check", "looks_like_path", "resolve"]
 
 #: the kinds of source, as :attr:`Source.kind` names them
 KINDS = ("model", "tag", "hub", "file", "run", "arch", "deployed")
@@ -129,7 +129,7 @@ def _deployed_source(path: Path) -> Source:
 
 
 def _is_run(path: Path) -> bool:
-    from .weights.checkpoint import RUN_CHECKPOINT
+    from .weights.files import RUN_CHECKPOINT
 
     if path.is_dir():
         return True  # a folder is a run or nothing (RunFolder.of says which)
@@ -137,7 +137,7 @@ def _is_run(path: Path) -> bool:
 
 
 def _run_source(path: Path, weights: str, device) -> Source:
-    from .train.run import load_run
+    from .runs import load_run
     from .weights.table import readable_class_names
 
     run = load_run(path, weights=weights, device=device)

@@ -29,7 +29,7 @@ class Parser(argparse.ArgumentParser):
 def bounded(kind: type, lo: float, hi: float):
     """An argparse type: ``kind`` in ``[lo, hi]``, checked by the config's own rule (finite numbers only); anything
     else is a usage error naming what was expected."""
-    from ..train.config import integer, number
+    from ..utils.checks import integer, number
 
     check = integer(lo, hi) if kind is int else number(lo, hi)
 

@@ -53,18 +53,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _train_flags() -> dict[str, type]:
     """Every TrainConfig key is a flag of `convscale train` (``batch_size`` -> ``--batch-size``): name -> type."""
-    import dataclasses
-
-    from ..train.config import TrainConfig
+    from ..runs.settings import TrainConfig
 
     kinds = {"int": int, "float": float, "str": str, "bool": bool}
-    return {f.name: kinds[str(f.type).split(" |")[0]] for f in dataclasses.fields(TrainConfig)}
+    return {key: kinds[str(f.type).split(" |")[0]] for key, f in TrainConfig.flat_fields()}
 
 
 def add(sub) -> None:
-    import dataclasses
-
-    from ..train.config import TrainConfig, field_help, list_recipes
+    from ..runs.settings import TrainConfig, field_help, list_recipes
 
     p = sub.add_parser(
         "train",
@@ -88,7 +84,7 @@ def add(sub) -> None:
         "continue the run --out/--name from its checkpoint when it has one, else start it there",
     )
     p.add_argument("--res", dest="_res", help=argparse.SUPPRESS)  # the other commands' image size: refused by name
-    docs, defaults = field_help(), {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    docs, defaults = field_help(), {key: f.default for key, f in TrainConfig.flat_fields()}
     for flag, kind in _train_flags().items():
         name = "--" + flag.replace("_", "-")
         text = docs[flag] + (f" [{defaults[flag]}]" if defaults[flag] is not None else "")

@@ -55,7 +55,7 @@ def _leading_source(args: argparse.Namespace) -> None:
     """``predict SOURCE IMAGE...``: with no ``--model``/``--run``, a first argument that is a deployed folder, a run
     folder or checkpoint, or a model name (not an image or a folder of images) is the source."""
     from ..deployed import is_deployed
-    from ..weights.checkpoint import RUN_CHECKPOINT
+    from ..weights.files import RUN_CHECKPOINT
 
     if args.model is not None or args.checkpoint is not None or len(args.images) < 2:
         return
@@ -90,7 +90,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def add(sub) -> None:
-    from ..train.config import MAX_RES
+    from ..runs.settings import MAX_RES
 
     for cmd, text in (
         ("eval", "top-1/top-5 of a model on a validation split, with its own transform"),

@@ -11,8 +11,8 @@ from torch import nn
 
 from ..factory import create_model
 from ..registry import counterpart, get_entry
-from ..weights.checkpoint import load_mapped
-from ..weights.keymap import expand_keys
+from ..utils.keymap import expand_keys
+from ..weights.files import load_mapped
 
 __all__ = ["from_asymmnet"]
 

@@ -14,8 +14,8 @@ from torch import nn
 
 from ..factory import create_model
 from ..registry import counterpart, counterpart_of, get_entry, list_models
-from ..weights.checkpoint import load_mapped
-from ..weights.keymap import expand_keys
+from ..utils.keymap import expand_keys
+from ..weights.files import load_mapped
 
 __all__ = ["from_timm", "is_timm_form", "timm_form", "timm_key_map", "timm_names"]
 

@@ -15,8 +15,8 @@ from torch import nn
 
 from ..factory import create_model
 from ..registry import counterpart, counterpart_of, list_models
-from ..weights.checkpoint import load_mapped
-from ..weights.keymap import expand_keys
+from ..utils.keymap import expand_keys
+from ..weights.files import load_mapped
 
 __all__ = ["from_torchvision", "torchvision_key_map", "torchvision_names"]
 

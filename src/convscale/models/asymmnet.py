@@ -27,7 +27,7 @@ import dataclasses
 from ..config import Published, Recipe
 from ..layers import SEConfig
 from ..registry import register_model
-from ..weights.keymap import Counterpart, Pairs, conv_norm_keys
+from ..utils.keymap import Counterpart, Pairs, conv_norm_keys
 from .efficientnet import EfficientNet, EfficientNetConfig, MBStage
 
 __all__ = ["ASYMMNET_LARGE", "ASYMMNET_SMALL", "WIDTHS", "asymmnet_keys"]

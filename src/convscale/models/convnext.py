@@ -20,7 +20,7 @@ from torch import nn
 from ..config import ModelConfig, Published, Recipe
 from ..layers import DropPath, LayerNorm2d, LayerScale, Mlp
 from ..registry import register_model
-from ..weights.keymap import Counterpart, Pairs, tensor_owners
+from ..utils.keymap import Counterpart, Pairs, tensor_owners
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["CONVNEXT_RECIPE", "ConvNeXt", "ConvNeXtBlock", "ConvNeXtConfig", "ConvNeXtStage"]

@@ -21,7 +21,7 @@ from ..layers.conv import Padding
 from ..layers.helpers import ceil_divisible
 from ..registry import register_model
 from ..scaling import round_filters, round_repeats
-from ..weights.keymap import TIMM_SE_KEYS, Counterpart, Pairs
+from ..utils.keymap import TIMM_SE_KEYS, Counterpart, Pairs
 from .base import ClassifierHead, ConvNet, stage_feature_info
 
 __all__ = ["EfficientNet", "EfficientNetConfig", "MBStage", "make_block", "make_head", "make_stem"]

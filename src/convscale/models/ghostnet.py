@@ -16,7 +16,7 @@ from ..config import ModelConfig, Published
 from ..layers import ConvNormAct, SEConfig, make_divisible
 from ..layers.ghost import GhostBottleneck
 from ..registry import register_model
-from ..weights.keymap import TIMM_SE_KEYS, Counterpart, Pairs
+from ..utils.keymap import TIMM_SE_KEYS, Counterpart, Pairs
 from .base import ClassifierHead, ConvNet, stage_feature_info
 
 __all__ = ["GhostNet", "GhostNetConfig", "GhostRow"]

@@ -16,7 +16,7 @@ from torch import nn
 from ..config import Published
 from ..layers import MBConv, SEConfig
 from ..registry import register_model
-from ..weights.keymap import Counterpart, Pairs, conv_norm_keys
+from ..utils.keymap import Counterpart, Pairs, conv_norm_keys
 from .efficientnet import EfficientNet, EfficientNetConfig, MBStage, timm_keys
 
 __all__ = ["MOBILENET_V2", "MOBILENET_V3_LARGE", "MOBILENET_V3_SMALL"]

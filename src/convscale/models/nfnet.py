@@ -4,7 +4,7 @@ No batch norm anywhere: scaled weight-standardized convs, variance-preserving ac
 α/β bookkeeping keep the signal's scale (layers/nf_block.py). ``nfnet_f*`` follow timm (activation γ folded into the
 convs, PyTorch padding); ``dm_nfnet_f*`` follow DeepMind's code (γ on the activations, TF 'same' padding, a SkipInit
 gain per block), so DeepMind's weights and timm's ``dm_`` ports load. Train with adaptive gradient clipping
-(``convscale.optim.adaptive_clip_grad_``).
+(``convscale.methods.agc.adaptive_clip_grad_``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..layers.conv import Padding
 from ..layers.nf_block import NF_GAMMA, GammaAct, NFBlock
 from ..layers.std_conv import ScaledStdConv2d
 from ..registry import get_entry, register_model
-from ..weights.keymap import Counterpart, Pairs, tensor_owners
+from ..utils.keymap import Counterpart, Pairs, tensor_owners
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["NFNET_RECIPE", "NFNetConfig", "NormFreeNet"]

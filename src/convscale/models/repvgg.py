@@ -16,7 +16,7 @@ from torch import nn
 from ..config import ModelConfig, Published, Recipe
 from ..layers.repvgg import RepVGGBlock
 from ..registry import register_model
-from ..weights.keymap import Counterpart, same_names
+from ..utils.keymap import Counterpart, same_names
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["REPVGG_RECIPE", "RepVGG", "RepVGGConfig"]

@@ -17,7 +17,7 @@ from torch import nn
 from ..config import ModelConfig, Published, Recipe
 from ..layers import BasicBlock, Bottleneck, ConvNormAct, InvertedBottleneck
 from ..registry import register_model
-from ..weights.keymap import Counterpart, Pairs, tensor_owners
+from ..utils.keymap import Counterpart, Pairs, tensor_owners
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["RESNET_RECIPE", "ResNet", "ResNetConfig"]

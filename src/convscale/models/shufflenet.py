@@ -14,7 +14,7 @@ from ..config import ModelConfig, Published
 from ..layers import ConvNormAct
 from ..layers.shuffle import ShuffleUnit
 from ..registry import register_model
-from ..weights.keymap import Counterpart, Pairs, conv_norm_keys
+from ..utils.keymap import Counterpart, Pairs, conv_norm_keys
 from .base import ClassifierHead, ConvNet, FeatureInfo
 
 __all__ = ["ShuffleNetV2", "ShuffleNetV2Config"]

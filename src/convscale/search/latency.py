@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..models.efficientnet import V1_B0, EfficientNetConfig, MBStage, make_block, make_head, make_stem
-from ..train.allocator import keep_freed_memory
+from ..utils.allocator import keep_freed_memory
 from ..utils.atomic import atomic_write_text
 from ..utils.machine import machine
 from ..utils.paths import cache_root
@@ -159,7 +159,7 @@ def _timed(module: nn.Module, shape: tuple[int, ...], setting: Setting, grad_inp
 
 def _seconds(fn: Callable[[], object], min_time: float) -> float:
     """Seconds per call of ``fn`` (the median of its timed calls), with freed memory kept in the process, as
-    ``convscale train`` runs (``train/allocator.py``): under glibc's defaults a batch-16 network gives its
+    ``convscale train`` runs (``utils/allocator.py``): under glibc's defaults a batch-16 network gives its
     activations back to the system after each call and takes them back page by page in the next, which here cost up
     to a third of its time and varied with a neighbour's load (6 networks, 6 rounds: spread 4-12% of the median
     with the defaults, 1-5% with memory kept; one network 200 ms against 129 ms)."""

@@ -1,11 +1,13 @@
 """``fit``: the training run, in three blocks — :func:`prepare` (data, model, optimizer, resume), then for each epoch
 :func:`train_epoch` and :func:`end_epoch` (validate, log, checkpoint). The pieces it calls are each tested alone:
 the plan (``plan.py``), the batch augmentation (``augment.pipeline``), ``train_step`` and ``evaluate``
-(``steps.py``), the run folder and evaluation policy (``run.py``); methods that act during a run (EMA, progressive
-regularization) join at the named places of ``hooks.py``."""
+(``steps.py``), the run folder and evaluation policy (:mod:`convscale.runs`); what the run is made of is built in
+``build.py``, and the training methods (:mod:`convscale.methods`) join at the named places of their hooks: this
+module names none of them."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,24 +21,18 @@ from torch.utils.data import DataLoader
 from ..augment import AugmentSettings, BatchShare, augment_batch
 from ..data import SHARDS, EpochOrder, TrainTransform, build_loader, epoch_order, make_datasets
 from ..data.folder import skip_reason
-from ..data.transforms import to_uint8
-from ..factory import create_model
+from ..data.transforms import EvalPolicy, to_uint8
+from ..runs import Checkpoint, RunFolder, TrainConfig, TrainState, eval_policy, read_checkpoint, resume_config
+from ..utils.allocator import ENV as ALLOCATOR_ENV
+from ..utils.allocator import keep_freed_memory
 from ..utils.atomic import atomic_write_text
 from ..utils.stopping import Stopped, StopRequested
-from ..weights.checkpoint import RUN_CHECKPOINT
-from .allocator import ENV as ALLOCATOR_ENV
-from .allocator import keep_freed_memory
-from .config import TrainConfig, resume_config
+from ..weights.files import RUN_CHECKPOINT
+from . import plots
+from .build import Hook, build_methods, build_model, build_optimizer, build_step
 from .distributed import Dist, all_sum, broadcast_str, launched_world, setup, teardown
-from .finetune import CLASSIFIER, keeps_classifier, layer_decay_scales, model_overrides
-from .hooks import Hook
-from .methods import run_hooks
-from .optimizer import create_optimizer
-from .plan import Plan, make_plan, regularizer_ranges
-from .progressive import ProgressiveStage, format_schedule
-from .run import EvalPolicy, RunFolder, eval_policy
-from .state import Checkpoint, TrainState, read_checkpoint
-from .steps import EvalTotals, StepResult, StepSettings, evaluate, gradient, train_step
+from .plan import Plan, ProgressiveStage, make_plan
+from .steps import EvalTotals, StepResult, StepSettings, evaluate, train_step
 from .stop import StopFlag
 
 __all__ = ["FitResult", "Trainer", "TrainingStopped", "end_epoch", "fit", "prepare", "train_epoch"]
@@ -247,42 +243,6 @@ def _cached(cfg: TrainConfig, d: Dist, train_res: int, splits: tuple, log: Log) 
     return [CachedImages(ds, folder, cfg.cache_res) for ds, folder in zip(splits, folders, strict=True)]
 
 
-def _model(cfg: TrainConfig, d: Dist, classes: list[str], fresh: bool) -> nn.Module:
-    """The model, built with the run's largest dropout and drop-path rates so that every module exists (each stage
-    sets its own), in its published weights' form; a ``fresh`` run loads them (a resumed one has its checkpoint)."""
-    torch.manual_seed(cfg.seed)
-    ranges = regularizer_ranges(cfg)
-    drop, path = max(ranges["drop_rate"]), max(ranges["drop_path_rate"])
-    start = cfg.pretrained if fresh and cfg.pretrained not in (None, False) else None
-    model = create_model(
-        cfg.model, num_classes=len(classes), drop_rate=drop, drop_path_rate=path, pretrained=start,
-        **({} if start is not None else model_overrides(cfg)),
-    )  # fmt: skip
-    if start is not None and not keeps_classifier(cfg, classes):
-        model.reset_classifier(len(classes))  # other classes than the weights': a fresh classifier for the data's
-    model = model.to(d.device)
-    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
-
-
-def _step_settings(cfg: TrainConfig, hooks: list[Hook], optimizer, scaler) -> StepSettings:
-    """How each step is taken: the config's precision and accumulation, and what the methods contribute (a loss, a
-    wrapped gradient phase, hooks on the optimizer)."""
-    loss, phase = None, gradient
-    for hook in hooks:
-        loss, phase = hook.loss(loss), hook.gradient(phase)
-        hook.attach(optimizer)
-    return StepSettings(cfg.amp, scaler, cfg.label_smoothing, cfg.accum_steps, loss, phase)
-
-
-def _optimizer(cfg: TrainConfig, model: nn.Module):
-    """The optimizer; fine-tuning adds the layer-decay factors and the classifier's own groups."""
-    scales = layer_decay_scales(model, cfg.layer_decay) if cfg.layer_decay else None
-    classifier = CLASSIFIER if cfg.freeze_epochs else None
-    return create_optimizer(
-        model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, lr_scales=scales, classifier=classifier
-    )
-
-
 def _runner(cfg: TrainConfig, d: Dist, model: nn.Module) -> nn.Module:
     runner: nn.Module = model
     if d.world > 1:
@@ -323,9 +283,9 @@ def prepare(
     if cfg.cache_res is not None:
         train_ds, val_ds = _cached(cfg, d, policy.train_res, (train_ds, val_ds), log)
     plan = make_plan(cfg, policy.train_res, len(train_ds), d.world)
-    model = _model(cfg, d, classes, fresh=ckpt is None)
-    optimizer = _optimizer(cfg, model)
-    hooks = run_hooks(cfg, model, optimizer, classes, policy, d.device)
+    model = build_model(cfg, d.device, classes, fresh=ckpt is None)
+    hooks = build_methods(cfg, model, classes, policy, d.device)
+    optimizer = build_optimizer(cfg, model, hooks)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
     state = _restore(ckpt, model, optimizer, scaler, hooks) if ckpt is not None else TrainState()
     crop_scale = cfg.crop_scale if cfg.crop_scale is not None else (0.6 if native else 0.08)
@@ -337,7 +297,7 @@ def prepare(
         cfg=cfg, dist=d, folder=folder, train_ds=train_ds, val_ds=val_ds, classes=classes, policy=policy, plan=plan,
         model=model, runner=_runner(cfg, d, model), optimizer=optimizer, scaler=scaler, hooks=hooks, state=state,
         log=log, crop_scale=crop_scale, crop_on_device=native is not None,
-        step=_step_settings(cfg, hooks, optimizer, scaler),
+        step=build_step(cfg, hooks, optimizer, scaler),
     )  # fmt: skip
     _announce(t, resume)
     return t
@@ -371,16 +331,13 @@ def _announce(t: Trainer, resume: str | Path | None) -> None:
         t.log(
             f"from pretrained {cfg.pretrained}: classifier for {len(t.classes)} classes; normalization mean "
             f"{tuple(round(v, 3) for v in p.mean)}, {p.interpolation}, crop {p.crop_pct:g}"
-            + (f"; layer decay {cfg.layer_decay}" if cfg.layer_decay else "")
-            + (f"; head only for {cfg.freeze_epochs} epochs" if cfg.freeze_epochs else "")
-            + ("; batch-norm statistics frozen" if cfg.freeze_bn else "")
         )
     for line in filter(None, (hook.describe() for hook in t.hooks)):
         t.log(line)
     if cfg.stages > 1 or cfg.size_start:
-        t.log(f"progressive learning ({cfg.progressive_variant}):\n" + format_schedule(list(t.plan.stages)))
+        t.log(f"progressive learning ({cfg.progressive_variant}):\n" + t.plan.describe())
         if t.dist.main:
-            t.folder.plot("plot_schedule", "schedule.png", list(t.plan.stages))
+            plots.draw("schedule", t.folder.path / "schedule.png", list(t.plan.stages))
 
 
 def _tensorboard(run_dir: Path, log: Log):
@@ -476,8 +433,8 @@ def _step(t: Trainer, stage: ProgressiveStage, batch, settings: AugmentSettings,
     cfg, state, device = t.cfg, t.state, t.dist.device
     t.epoch_skipped.update(batch.skipped)
     lr = t.plan.lr_at(state.epoch, state.batch)
-    for group in t.optimizer.param_groups:  # layer decay scales a group's lr; a head-only warm-up zeroes the trunk's
-        group["lr"] = 0.0 if group.get("frozen") else lr * group.get("lr_scale", 1.0)
+    for group in t.optimizer.param_groups:  # a group's fixed factor (layer decay), then the methods' (freezing: 0)
+        group["lr"] = lr * group.get("lr_scale", 1.0) * math.prod(hook.lr_factor(group) for hook in t.hooks)
     if not batch.labels.numel():  # nothing in it decoded
         return
     pin = device.type == "cuda"
@@ -656,6 +613,7 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
     _save(t)
     if t.dist.main:
         t.folder.write_metrics(state.history)
+        plots.draw("history", t.folder.path / "curves.png", state.history)
         t.log(_summary(row))
         _board(t.board, row)
     _report_skipped(t, new)

@@ -8,26 +8,17 @@ import itertools
 from dataclasses import dataclass
 from functools import cached_property
 
-from ..factory import model_info
-from .config import TrainConfig, check_accum_steps
+from ..methods.progressive import (
+    ProgressiveConfig,
+    ProgressiveStage,
+    format_schedule,
+    progressive_schedule,
+    regularizer_ranges,
+)
+from ..runs.settings import TrainConfig, check_accum_steps
 from .optimizer import lr_at
-from .progressive import REGULARIZERS, ProgressiveConfig, ProgressiveStage, progressive_schedule
 
-__all__ = ["Plan", "make_plan", "regularizer_ranges"]
-
-
-def regularizer_ranges(cfg: TrainConfig) -> dict[str, tuple[float, float]]:
-    """(first, last) value of each progressive regularizer: the last is the config's (or, where it is None, the
-    model's own), the first its ``*_start`` (None: the same as the last)."""
-    own = model_info(cfg.model).config
-    ranges = {}
-    for r in REGULARIZERS:
-        last = getattr(cfg, r.key)
-        if last is None:
-            last = getattr(own, r.key)
-        first = getattr(cfg, r.key + "_start")
-        ranges[r.name] = (last if first is None else first, last)
-    return ranges
+__all__ = ["Plan", "ProgressiveStage", "make_plan"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +50,10 @@ class Plan:
         """Whether ``max_steps`` ends the run once batch ``batch`` of ``epoch`` has been trained."""
         step = self.first_step(epoch) + batch + 1
         return 0 < self.max_steps < self.total_steps and step >= self.max_steps
+
+    def describe(self) -> str:
+        """The stages as the table printed before a progressive run."""
+        return format_schedule(list(self.stages))
 
     def lr_at(self, epoch: int, batch: int) -> float:
         """The learning rate of batch ``batch`` of ``epoch``. The schedule runs in steps of the base batch, so that

@@ -5,10 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..methods.progressive import REGULARIZERS
 from ..utils.plotting import pyplot, save_figure
-from .progressive import REGULARIZERS
 
-__all__ = ["plot_history", "plot_schedule"]
+__all__ = ["draw", "plot_history", "plot_schedule"]
+
+
+def draw(plot: str, path: Path, data: Any) -> None:
+    """Draw one of the run folder's plots (``"history"``: curves.png, ``"schedule"``); without matplotlib (the
+    optional ``[plot]`` extra) say so once and go on."""
+    from ..utils.extras import note_missing
+
+    try:
+        {"history": plot_history, "schedule": plot_schedule}[plot](path, data)
+    except ImportError as e:
+        note_missing(e, "plots")
 
 
 def plot_history(path: Path, history: list[dict[str, Any]]) -> None:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..optim.sam import perturb, restore
+from ..methods.base import Gradient, Gradients, Loss, StepContext, all_finite, copy_into
 
 __all__ = [
     "EvalTotals",
@@ -24,11 +22,8 @@ __all__ = [
     "cross_entropy",
     "evaluate",
     "gradient",
-    "sam_gradient",
     "train_step",
 ]
-
-Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, images, labels) -> loss
 
 
 @dataclass(frozen=True)
@@ -75,28 +70,6 @@ def cross_entropy(label_smoothing: float = 0.0) -> Loss:
     return loss
 
 
-@dataclass
-class StepContext:
-    """One step's inputs, for the gradient phase and the methods that wrap it (SAM)."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    params: list[torch.Tensor]
-    buffers: list[torch.Tensor]  # floating-point buffers (BN statistics): a skipped step restores them
-    backward: Callable[[], tuple[float, int]]  # forward and backward over the batch: (summed loss, top-1 hits)
-    scaler: torch.amp.GradScaler | None = None
-
-
-@dataclass(frozen=True)
-class Gradients:
-    loss: float
-    correct: int
-    finite: bool
-
-
-Gradient = Callable[[StepContext], Gradients]  # the gradient phase of a step; methods may wrap it (SAM)
-
-
 @dataclass(frozen=True)
 class StepSettings:
     """How every step of a run is taken: built once from the config and the methods' hooks."""
@@ -114,7 +87,7 @@ def gradient(ctx: StepContext) -> Gradients:
     total_loss, correct = ctx.backward()
     if ctx.scaler is not None:
         ctx.scaler.unscale_(ctx.optimizer)
-    return Gradients(total_loss, correct, _finite(total_loss, ctx.params))
+    return Gradients(total_loss, correct, all_finite(total_loss, ctx.params))
 
 
 def train_step(
@@ -148,7 +121,7 @@ def train_step(
     g = (how.gradient or gradient)(StepContext(model, optimizer, params, buffers, backward, scaler))
     if scaler is None and not g.finite:
         optimizer.zero_grad(set_to_none=True)
-        _copy(buffers, saved)
+        copy_into(buffers, saved)
         return StepResult(float("nan"), g.correct, images.shape[0], False)
     finite = g.finite
     if scaler is not None:  # fp16: the scaler skips steps with inf gradients itself and lowers its scale
@@ -159,37 +132,6 @@ def train_step(
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(g.loss, g.correct, images.shape[0], finite)
-
-
-def sam_gradient(inner: Gradient, rho: float, adaptive: bool = False) -> Gradient:
-    """SAM's gradient phase around ``inner``: the gradient at the weights moved up ``inner``'s (``optim/sam.py``),
-    the weights and the BN statistics of the first pass put back exactly."""
-
-    def phase(ctx: StepContext) -> Gradients:
-        g = inner(ctx)
-        if not g.finite:
-            return g
-        after_first = [b.clone() for b in ctx.buffers]  # the second pass must not move BN statistics a second time
-        originals = perturb(ctx.params, rho, adaptive)
-        ctx.optimizer.zero_grad(set_to_none=True)
-        ctx.backward()
-        restore(ctx.params, originals)
-        _copy(ctx.buffers, after_first)
-        return Gradients(g.loss, g.correct, _finite(g.loss, ctx.params))
-
-    return phase
-
-
-def _finite(total_loss: float, params: Sequence[torch.Tensor]) -> bool:
-    grads = [p.grad for p in params if p.grad is not None]
-    # the gradients' total norm is finite exactly when every element is (one fused reduction, one sync)
-    return math.isfinite(total_loss) and (not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))))
-
-
-@torch.no_grad()
-def _copy(buffers: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> None:
-    for b, v in zip(buffers, values, strict=True):
-        b.copy_(v)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,10 @@ Stage ``i`` spans epochs ``[floor(i * E / M), floor((i + 1) * E / M))``, as the 
 Every regularizer that can grow is one row of :data:`REGULARIZERS`. The training config's keys (``KEY`` and
 ``KEY_start``), their validation, the printed table, the metrics columns and the plot all come from that row, and a
 stage hands its values to the rest of the run as a config of its own (:meth:`ProgressiveStage.apply`): making another
-regularizer progressive is a row here and a ``KEY_start`` field in ``TrainConfig``.
+regularizer progressive is a row here and a ``KEY_start`` field in ``TrainConfig``. Its hook,
+:class:`RegularizationHook`, sets each stage's dropout and drop path in the model; the stages' sizes, batches and
+learning-rate factors are the loop's plan (``train/plan.py``). Its keys stay top-level config keys (``stages``,
+``size_start``, ``drop_rate_start``...): the stage plan, the augmentation and the model read them too.
 """
 
 from __future__ import annotations
@@ -25,16 +28,24 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..factory import model_info
+from .base import Hook
+
+if TYPE_CHECKING:
+    from ..runs import TrainConfig
 
 __all__ = [
     "REGULARIZERS",
     "ProgressiveConfig",
     "ProgressiveStage",
+    "RegularizationHook",
     "Regularizer",
     "format_schedule",
     "progressive_schedule",
     "regularization_setter",
+    "regularizer_ranges",
 ]
 
 VARIANTS = ("paper", "official")
@@ -234,3 +245,27 @@ def regularization_setter(model, built_drop_path_rate: float):
             m.p = drop_rate
 
     return set_rates
+
+
+def regularizer_ranges(cfg: TrainConfig) -> dict[str, tuple[float, float]]:
+    """(first, last) value of each progressive regularizer: the last is the config's (or, where it is None, the
+    model's own), the first its ``*_start`` (None: the same as the last)."""
+    own = model_info(cfg.model).config
+    ranges = {}
+    for r in REGULARIZERS:
+        last = getattr(cfg, r.key)
+        if last is None:
+            last = getattr(own, r.key)
+        first = getattr(cfg, r.key + "_start")
+        ranges[r.name] = (last if first is None else first, last)
+    return ranges
+
+
+class RegularizationHook(Hook):
+    """Each stage's dropout and drop path, set in the model (:func:`regularization_setter`)."""
+
+    def __init__(self, model, cfg: TrainConfig) -> None:
+        self.set_rates = regularization_setter(model, max(regularizer_ranges(cfg)["drop_path_rate"]))
+
+    def on_stage(self, stage: ProgressiveStage) -> None:
+        self.set_rates(stage.drop_rate, stage.drop_path_rate)

@@ -30,8 +30,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 _WRAPPERS = ("state_dict_ema", "model_ema", "state_dict", "model")  # EMA weights first, as timm does
 _CLASSIFIER = ("head.fc.weight", "head.fc.bias")
-#: the format of ``convscale train``'s checkpoints (``convscale.train.state`` writes and fully checks them): model and
-#: EMA weights under ``model.`` / ``ema.``, the run's config and classes as JSON in the safetensors header
+#: the format of ``convscale train``'s checkpoints (``convscale.runs.checkpoint`` writes and fully checks them): model
+#: and EMA weights under ``model.`` / ``ema.``, the run's config and classes as JSON in the safetensors header
 TRAIN_FORMAT = "convscale-train/1"
 RUN_CHECKPOINT = Path("checkpoints") / "last.safetensors"  # inside a run folder
 WEIGHTS = ("auto", "ema", "model")
@@ -52,7 +52,7 @@ MAX_HEADER = 100 << 20  # safetensors' own limit
 
 def read_train_header(path: Path) -> dict:
     """The convscale JSON header of a safetensors file, read and parsed within bounds (no tensor is read); a
-    ValueError when there is none. ``convscale.train.state`` checks its fields."""
+    ValueError when there is none. ``convscale.runs.checkpoint`` checks its fields."""
     with open(path, "rb") as f:
         head = f.read(8)
         size = int.from_bytes(head, "little") if len(head) == 8 else -1
@@ -194,7 +194,7 @@ def _timm_key_map(model: nn.Module, name: str, path: str | Path, source: Mapping
     """timm's key for each of ``model``'s (built as ``name``; without one, found by its class); a model without a
     timm counterpart: a ValueError naming a missing key."""
     from ..registry import counterpart_of
-    from .keymap import expand_keys
+    from ..utils.keymap import expand_keys
 
     timm = counterpart(name, "timm") if name else None
     try:
@@ -243,7 +243,7 @@ def load_reference(model: nn.Module, path: str | Path, name: str, library: str) 
     """Load a checkpoint in ``library``'s layout (``"timm"``, ``"torchvision"``) into ``model``, built as registered
     ``name`` in that library's form. A classifier the checkpoint lacks (feature weights) or has at another width is
     left out: the model keeps a fresh one."""
-    from .keymap import expand_keys
+    from ..utils.keymap import expand_keys
 
     rule = counterpart(name, library)
     if rule is None:

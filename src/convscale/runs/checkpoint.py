@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from ..utils.atomic import atomic_write
-from ..weights.checkpoint import TRAIN_FORMAT, read_train_header
-from .config import TrainConfig, config_from_dict
+from ..weights.files import TRAIN_FORMAT, read_train_header
+from .settings import TrainConfig, config_from_dict
 
 __all__ = ["FORMAT", "Checkpoint", "TrainState", "read_checkpoint", "read_run_config", "write_checkpoint"]
 

@@ -8,26 +8,32 @@ In every mode the teacher sees exactly the batch the student sees — augmented,
 stage's size — which function matching requires and the other two do no harm by. The teacher is frozen in eval
 mode, never in the optimizer, runs without autograd (in bf16 where the device has it) and, when its normalization
 differs from the student's, gets the batch renormalized to its own. Its seconds are counted for the epoch's row.
+``--teacher SOURCE`` turns it on; ``--distill``, ``--distill-alpha`` and ``--distill-temperature`` choose the loss.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..utils.checks import choice, number, optional, setting, text
 from ..utils.machine import machine
 from ..utils.timing import bf16_ok
-from .config import DISTILL_MODES
-from .hooks import Hook
-from .steps import Loss
+from .base import Context, Hook, Loss, MethodConfig
+
+if TYPE_CHECKING:
+    from ..runs import TrainConfig
 
 __all__ = [
     "MODES",
+    "Distill",
     "DistillHook",
     "Teacher",
     "distill_loss",
@@ -38,7 +44,64 @@ __all__ = [
     "make_loss",
 ]
 
-MODES = DISTILL_MODES
+MODES = ("kd", "hard", "function-matching")
+
+
+@dataclass(frozen=True)
+class Distill(MethodConfig):
+    """``cfg.distill``: the teacher (None: off), the loss and its weight and temperature."""
+
+    teacher: str | None = setting(
+        None,
+        optional(text),
+        "distill from this teacher: a run folder or checkpoint, or MODEL[.TAG] with published weights (frozen, in "
+        "eval mode, shown the very batch the student sees)",
+        "teacher",
+    )
+    mode: str | None = setting(
+        None,
+        optional(choice(*MODES)),
+        "distillation loss: kd (alpha CE + (1-alpha) T^2 KL), hard (the teacher's top-1, DeiT), function-matching "
+        "(KL only) [kd]",
+        "distill",
+    )
+    alpha: float = setting(0.5, number(0, 1), "kd and hard: the weight of the labels' cross-entropy", "distill_alpha")
+    temperature: float | None = setting(
+        None,
+        optional(number(0.05, 100)),
+        "kd and function-matching: softmax temperature [kd 4, function-matching 1]",
+        "distill_temperature",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.teacher is None and (self.mode is not None or self.temperature is not None):
+            raise ValueError("config key 'distill': distillation needs a teacher (--teacher MODEL[:TAG]|RUN)")
+        if self.teacher is not None:  # MODEL[.TAG]: a model with published weights; or a run, a file, a repository
+            from ..weights.hub import check
+
+            check(self.teacher, published=True)
+
+    @property
+    def loss_mode(self) -> str:
+        """The loss: the set one, else kd."""
+        return self.mode or "kd"
+
+    @property
+    def loss_temperature(self) -> float:
+        """The temperature: the set one, else 4 for kd (Hinton) and 1 for function matching (Beyer)."""
+        if self.temperature is not None:
+            return self.temperature
+        return 1.0 if self.loss_mode == "function-matching" else 4.0
+
+    def hook(self, cfg: TrainConfig, ctx: Context) -> Hook | None:
+        if self.teacher is None:
+            return None
+        teacher = load_teacher(self.teacher, ctx.classes, ctx.norm, ctx.device, ctx.resolve)
+        return DistillHook(
+            teacher, self.teacher, self.loss_mode, alpha=self.alpha, temperature=self.loss_temperature,
+            smoothing=cfg.label_smoothing,
+        )  # fmt: skip
 
 
 def _ce(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
@@ -152,19 +215,24 @@ class DistillHook(Hook):
 
 
 def load_teacher(
-    source: str, classes: Sequence[str], student_norm: tuple[Sequence[float], Sequence[float]], device: torch.device
+    source: str,
+    classes: Sequence[str],
+    student_norm: tuple[Sequence[float], Sequence[float]],
+    device: torch.device,
+    resolve: Callable[..., Any],
 ) -> Teacher:
     """The teacher named by ``source`` — a run folder or checkpoint (its EMA when it kept one), or ``MODEL[:TAG]``
-    with published weights — on ``device``; ValueError when it does not predict the data's classes."""
+    with published weights — on ``device``, read through ``resolve`` (:func:`convscale.resolve`); ValueError when it
+    does not predict the data's classes."""
     with torch.random.fork_rng(devices=[]):  # building it must not move the run's random stream (dropout, resume)
-        model, norm = _teacher_model(source, classes)
+        model, norm = _teacher_model(source, classes, resolve)
     return Teacher(model.to(device), student_norm=(tuple(student_norm[0]), tuple(student_norm[1])), teacher_norm=norm)
 
 
-def _teacher_model(source: str, classes: Sequence[str]):
+def _teacher_model(source: str, classes: Sequence[str], resolve: Callable[..., Any]):
     """The teacher's model and normalization, through :func:`convscale.resolve`: a run (its EMA when kept), or a model
     with published weights (``MODEL`` alone: its default tag; ``MODEL:TAG``, the older spelling, is ``MODEL.TAG``)."""
-    from ..source import looks_like_path, resolve
+    from ..weights.hub import looks_like_path
 
     named = not looks_like_path(source) and not Path(source).exists() and not source.startswith("hf-hub:")
     if named and ":" in source:

@@ -10,21 +10,15 @@ both follow the user's ``--batch-size`` and ``--epochs``.
 from __future__ import annotations
 
 import math
-import reprlib
 from pathlib import Path
 from typing import Any
+
+from ..utils.checks import is_number, short_repr
 
 __all__ = ["RECIPES", "adapt_recipe", "list_recipes", "published_values", "read_recipe", "recipe_differences"]
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 _MAX_RECIPE_BYTES = 1 << 20
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
-
-
-def short_repr(value: Any) -> str:
-    """A repr of at most about 80 characters whatever ``value`` is (a YAML alias bomb included)."""
-    return _REPR.repr(value)[:80]
 
 
 def list_recipes() -> list[str]:
@@ -62,11 +56,6 @@ def recipe_path(recipe: str | Path) -> Path:
 
 def read_recipe(recipe: str | Path) -> dict[str, Any]:
     return read_yaml_mapping(recipe_path(recipe), "recipe")
-
-
-def is_number(v: Any) -> bool:
-    """A finite int or float (not a bool)."""
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def adapt_recipe(values: dict[str, Any], adapt: Any, overrides: dict[str, Any], defaults: dict[str, int]) -> None:

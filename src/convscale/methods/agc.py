@@ -10,18 +10,39 @@ to clip the final linear layer" (paper §4.1), so :func:`agc_parameters` drops i
 Choosing λ (paper §4.1, §5.1, App. D): λ = 0.01 for batch sizes 1024–4096 (every batch-4096 NFNet run uses it);
 the best λ grows as the batch shrinks ("λ should be smaller for larger batches"), and the paper's sweep on
 NF-ResNets covered 0.01–0.16 at batches 256–4096, so try 0.02–0.16 at a few hundred images per batch.
+``--agc λ`` clips every weight of the run's model but the classifier's, before each optimizer step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["adaptive_clip_grad_", "agc_parameters", "attach_agc", "unitwise_norm"]
+from ..utils.checks import number, optional, setting
+from .base import Context, Hook, MethodConfig
+
+if TYPE_CHECKING:
+    from ..runs import TrainConfig
+
+__all__ = ["AGC", "AGCHook", "adaptive_clip_grad_", "agc_parameters", "attach_agc", "unitwise_norm"]
+
+
+@dataclass(frozen=True)
+class AGC(MethodConfig):
+    """``cfg.agc``: the clipping factor λ (None: off)."""
+
+    clip_factor: float | None = setting(
+        None, optional(number(1e-6, 10)), "adaptive gradient clipping factor, e.g. 0.01 (NFNets)", "agc"
+    )
+
+    def hook(self, cfg: TrainConfig, ctx: Context) -> Hook | None:
+        return AGCHook(agc_parameters(ctx.model), self.clip_factor) if self.clip_factor else None
 
 
 def unitwise_norm(x: torch.Tensor) -> torch.Tensor:
@@ -69,3 +90,13 @@ def attach_agc(
     (``.remove()`` detaches it). With a GradScaler, unscale first (``scaler.unscale_(optimizer)``)."""
     params = list(parameters)
     return optimizer.register_step_pre_hook(lambda _opt, _args, _kwargs: adaptive_clip_grad_(params, clip_factor, eps))
+
+
+class AGCHook(Hook):
+    """Clipping before each optimizer step, on every weight but the classifier's."""
+
+    def __init__(self, params: list[torch.Tensor], clip_factor: float) -> None:
+        self.params, self.clip_factor = params, clip_factor
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        attach_agc(optimizer, self.params, self.clip_factor)

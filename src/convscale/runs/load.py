@@ -1,9 +1,6 @@
-"""A run: its folder and how its model is evaluated. The one place that knows the folder's layout and the evaluation
-policy, used by ``fit`` (start and resume), ``convscale eval`` and ``predict``, and ``create_model(pretrained=RUN)``.
-
-A run folder ``OUT/NAME/`` holds ``config.yaml``, ``metrics.csv`` (a row per epoch), ``curves.png``, ``schedule.png``
-(progressive runs), ``tensorboard/`` and ``checkpoints/last.safetensors``. A new run takes its folder atomically
-(``mkdir`` that fails when the folder exists), so two runs started with the same name get ``NAME`` and ``NAME-2``.
+"""A trained run, loaded: its model with the weights asked, its classes and how it is evaluated. Used by ``fit``
+(start and resume), :func:`convscale.resolve` (``convscale eval``, ``predict``, ``export``, ``--teacher``), and
+``create_model(pretrained=RUN)``.
 
 The evaluation policy follows from the run's config and the model's own sizes alone: the training size is the
 config's, else the data's own (synthetic-shapes), else the model's; the test size is the config's, else the training
@@ -14,10 +11,7 @@ A run that starts from published weights takes their sizes, crop, resampling and
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +22,13 @@ from torch import nn
 from ..data import BUILTIN, EvalTransform
 from ..data.transforms import EvalPolicy
 from ..factory import create_model, model_info
-from ..utils.atomic import atomic_write_text
-from ..weights.checkpoint import RUN_CHECKPOINT, choose_weights, load_mapped, match_state_dict
-from .config import MAX_RES, TrainConfig
-from .finetune import model_overrides, published_weights
-from .state import Checkpoint, TrainState, read_checkpoint, write_checkpoint
+from ..weights.files import choose_weights, load_mapped, match_state_dict
+from .checkpoint import Checkpoint, TrainState, read_checkpoint
+from .layout import RunFolder
+from .settings import MAX_RES, TrainConfig
+from .start import model_overrides, published_weights
 
-__all__ = ["EvalPolicy", "LoadedRun", "RunFolder", "eval_policy", "load_run", "resolutions"]
+__all__ = ["LoadedRun", "eval_policy", "load_run", "model_of", "resolutions"]
 
 
 def resolutions(cfg: TrainConfig) -> tuple[int, int]:
@@ -69,90 +63,6 @@ def eval_policy(cfg: TrainConfig) -> EvalPolicy:
         return EvalPolicy(train_res, test_res, crop)
     whole = {"crop_pct": 1.0, "crop_mode": "center"} if cfg.data == BUILTIN else {}  # synthetic scenes: used whole
     return dataclasses.replace(w.policy, train_res=train_res, test_res=test_res, **whole)
-
-
-@dataclass(frozen=True)
-class RunFolder:
-    """The folder of one run and the files in it."""
-
-    path: Path
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.path / RUN_CHECKPOINT
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.csv"
-
-    @classmethod
-    def create(cls, out: str | Path, name: str) -> RunFolder:
-        """A new, empty folder ``out/name`` (or ``name-2``, ``name-3``, … when taken), created atomically."""
-        Path(out).mkdir(parents=True, exist_ok=True)
-        for n in range(1, 10_000):
-            path = Path(out) / (name if n == 1 else f"{name}-{n}")
-            try:
-                path.mkdir()
-            except FileExistsError:
-                continue
-            return cls(path)
-        raise ValueError(f"{out}: no free run folder name for {name!r}")
-
-    @classmethod
-    def of(cls, path: str | Path) -> RunFolder:
-        """The run that ``path`` (a run folder, or the checkpoint inside one) belongs to."""
-        path = Path(path)
-        if path.is_dir():
-            folder = cls(path)
-        elif path.is_file() and path.parent.name == RUN_CHECKPOINT.parent.name:
-            folder = cls(path.parent.parent)
-        elif path.is_file():
-            raise ValueError(f"{path} is not inside a run folder: expected RUN or RUN/{RUN_CHECKPOINT}")
-        else:
-            raise ValueError(f"no run at {path}")
-        if not folder.checkpoint.is_file():
-            raise ValueError(f"{path} is not a training run: it has no {RUN_CHECKPOINT}")
-        return folder
-
-    def clean_stale(self) -> list[Path]:
-        """Remove temporary checkpoint files that a killed write left behind (other processes')."""
-        mine = f".{os.getpid()}.tmp"
-        stale = [p for p in self.checkpoint.parent.glob(f".{self.checkpoint.name}.*.tmp") if not p.name.endswith(mine)]
-        for p in stale:
-            p.unlink(missing_ok=True)
-        return stale
-
-    def write_config(self, cfg: TrainConfig) -> None:
-        import yaml
-
-        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
-    def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        if not history:
-            return
-        keys = list(dict.fromkeys(k for row in history for k in row))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-        atomic_write_text(self.metrics_file, buf.getvalue())
-        self.plot("plot_history", "curves.png", history)
-
-    def plot(self, name: str, file: str, data: Any) -> None:
-        """Draw a run-folder plot from ``train.plots``; without matplotlib (the optional ``[plot]`` extra) say so once
-        and go on."""
-        from ..utils.extras import note_missing
-        from . import plots
-
-        try:
-            getattr(plots, name)(self.path / file, data)
-        except ImportError as e:
-            note_missing(e, "plots")
-
-    def save(self, **parts: Any) -> None:
-        """Write the checkpoint (``write_checkpoint``'s keywords), then remove stale temporary files."""
-        write_checkpoint(self.checkpoint, **parts)
-        self.clean_stale()
 
 
 @dataclass(frozen=True)
