@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import OPTIMIZERS
 from ..methods.agc import AGC
+from ..methods.bce import BCE
 from ..methods.base import MethodConfig
 from ..methods.distill import Distill
 from ..methods.ema import EMA
@@ -177,6 +178,7 @@ class TrainConfig:
     max_steps: int = setting(0, integer(0), "stop (and save) after this many steps, the schedule unchanged (0: off)")
     distill: Distill = method(Distill)
     sam: SAM = method(SAM)
+    bce: BCE = method(BCE)
 
     def __init__(self, **values: Any) -> None:
         """Keyword arguments are the flat keys (``sam=0.05, sam_adaptive=True``), or a method's whole settings
