@@ -42,7 +42,7 @@ __all__ = [
     "resume_config",
 ]
 
-AMP = ("none", "bf16", "fp16")
+AMP = ("auto", "none", "bf16", "fp16")
 MAX_RES = 1024  # larger inputs are a typo more often than a plan; they also run out of memory at any batch
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
@@ -86,7 +86,12 @@ class TrainConfig:
     drop_rate: float | None = setting(None, None, "classifier dropout (default: the model's own)")
     drop_path_rate: float | None = setting(None, None, "stochastic depth at the last block (default: the model's own)")
     ema: EMA = method(EMA)
-    amp: str = setting("none", choice(*AMP), "mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with a grad scaler)")
+    amp: str = setting(
+        "auto",
+        choice(*AMP),
+        "precision: auto (measured: bf16 where this CPU or GPU runs it faster, else fp32), none (fp32), bf16 (CPU or "
+        "CUDA) or fp16 (CUDA, with a grad scaler)",
+    )
     channels_last: bool = setting(True, flag, "channels-last memory format")
     compile: bool = setting(False, flag, "torch.compile the model")
     accum_steps: int = setting(1, integer(1, 1024), "slices of each batch whose gradients accumulate into one step")
@@ -329,11 +334,11 @@ def resume_config(stored: TrainConfig, asked: TrainConfig | None = None, **overr
     then 0 unless given: it limits the invocation that set it); any other difference is a ValueError naming the key,
     raised before anything is touched."""
     stored_values = stored.to_dict()
-    changes = {k: v for k, v in overrides.items() if v is not None}
+    changes = {k: v for k, v in overrides.items() if v is not None and (k, v) != ("amp", "auto")}
     if asked is None:
         changes.setdefault("max_steps", 0)  # a limit of the invocation that set it, not of the run
     else:
-        changes.update({k: v for k, v in asked.to_dict().items() if v != stored_values[k]})
+        changes.update({k: v for k, v in asked.to_dict().items() if v != stored_values[k] and (k, v) != ("amp", "auto")})
     changes = {k: v for k, v in changes.items() if v != stored_values[k]}
     refused = sorted(set(changes) - RESUMABLE)
     if refused:

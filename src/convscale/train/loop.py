@@ -7,6 +7,8 @@ module names none of them."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +34,8 @@ from . import plots
 from .build import Hook, build_methods, build_model, build_optimizer, build_step
 from .distributed import Dist, all_sum, broadcast_str, launched_world, setup, teardown
 from .plan import Plan, ProgressiveStage, make_plan
+from .precision import NAMES as PRECISION_NAMES
+from .precision import Choice, run_precision
 from .steps import EvalTotals, StepResult, StepSettings, evaluate, train_step
 from .stop import StopFlag
 
@@ -83,6 +87,7 @@ class Trainer:
     board: Any = None
     compiled: set[tuple[int, int]] = field(default_factory=set)  # (size, batch) shapes whose first step was logged
     loaders: dict[tuple, tuple[DataLoader, EpochOrder]] = field(default_factory=dict)  # see _kept_loader
+    precision: Choice | None = None  # how the run's precision was chosen
 
 
 def fit(
@@ -284,6 +289,7 @@ def prepare(
         train_ds, val_ds = _cached(cfg, d, policy.train_res, (train_ds, val_ds), log)
     plan = make_plan(cfg, policy.train_res, len(train_ds), d.world)
     model = build_model(cfg, d.device, classes, fresh=ckpt is None)
+    cfg, precision = _precision(cfg, d, model, plan, len(classes))
     hooks = build_methods(cfg, model, classes, policy, d.device)
     optimizer = build_optimizer(cfg, model, hooks)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
@@ -297,10 +303,18 @@ def prepare(
         cfg=cfg, dist=d, folder=folder, train_ds=train_ds, val_ds=val_ds, classes=classes, policy=policy, plan=plan,
         model=model, runner=_runner(cfg, d, model), optimizer=optimizer, scaler=scaler, hooks=hooks, state=state,
         log=log, crop_scale=crop_scale, crop_on_device=native is not None,
-        step=build_step(cfg, hooks, optimizer, scaler),
+        step=build_step(cfg, hooks, optimizer, scaler), precision=precision,
     )  # fmt: skip
     _announce(t, resume)
     return t
+
+
+def _precision(cfg: TrainConfig, d: Dist, model: nn.Module, plan: Plan, classes: int) -> tuple[TrainConfig, Choice]:
+    """The run's precision (``--amp auto``: measured by rank 0, told to the others); the config then holds it."""
+    choice = run_precision(cfg, model, plan.stages[0], classes, d.device, d.world) if d.main else None
+    amp = broadcast_str(choice.amp if choice is not None else "", d)
+    choice = choice or Choice(amp, "rank 0's choice")
+    return (cfg if cfg.amp == amp else dataclasses.replace(cfg, amp=amp)), choice
 
 
 def _restore(ckpt: Checkpoint, model: nn.Module, optimizer, scaler, hooks: list[Hook]) -> TrainState:
@@ -318,6 +332,8 @@ def _announce(t: Trainer, resume: str | Path | None) -> None:
     cfg, state = t.cfg, t.state
     if t.dist.main:
         t.folder.write_config(cfg)
+        if resume is None and t.precision is not None:
+            atomic_write_text(t.folder.path / "precision.json", json.dumps(t.precision.to_dict(), indent=1) + "\n")
         t.board = _tensorboard(t.folder.path, t.log)
     if resume is not None:
         t.log(f"resuming {t.folder.path} at epoch {state.epoch + 1}, batch {state.batch} (step {state.step})")
@@ -332,6 +348,8 @@ def _announce(t: Trainer, resume: str | Path | None) -> None:
             f"from pretrained {cfg.pretrained}: classifier for {len(t.classes)} classes; normalization mean "
             f"{tuple(round(v, 3) for v in p.mean)}, {p.interpolation}, crop {p.crop_pct:g}"
         )
+    if t.precision is not None and resume is None:
+        t.log(t.precision.describe())
     for line in filter(None, (hook.describe() for hook in t.hooks)):
         t.log(line)
     if cfg.stages > 1 or cfg.size_start:
@@ -586,6 +604,7 @@ def end_epoch(t: Trainer, stage: ProgressiveStage) -> None:
         "stage": stage.index + 1,
         "train_res": stage.image_size,
         "batch_size": stage.batch_size,
+        "precision": PRECISION_NAMES[cfg.amp],
         **stage.columns(cfg),
         "train_loss": round(loss / count, 5),
         "train_top1": round(100 * correct / count, 3),
