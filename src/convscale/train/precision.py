@@ -68,7 +68,7 @@ def probe_speeds(
     classes: int,
     channels_last: bool,
     device: torch.device,
-    seconds: float = 1.0,
+    seconds: float = 0.5,
 ) -> dict[str, float]:
     """Images/s of one training step of a copy of ``model`` in each of ``precisions``, timed in interleaved rounds
     (the order reversed every other round; the median of each), on random images of the run's batch and size."""
