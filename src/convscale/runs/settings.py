@@ -20,8 +20,8 @@ from typing import Any
 
 from ..config import OPTIMIZERS
 from ..methods.agc import AGC
-from ..methods.bce import BCE
 from ..methods.base import MethodConfig
+from ..methods.bce import BCE
 from ..methods.distill import Distill
 from ..methods.ema import EMA
 from ..methods.finetune import FineTune
@@ -57,9 +57,9 @@ def pretrained_source(v: Any) -> str | None:
     return None if ok else "true, a tag, model.tag, hf-hub:org/repo, or the path of a checkpoint or run"
 
 
-def method(kind: type[MethodConfig]) -> Any:
-    """A training method's settings, nested in the config (its defaults: the method off or at its usual values)."""
-    return field(default_factory=kind, metadata={"method": True})
+#: the metadata of a field that nests a training method's settings (its default: the method off or at its usual
+#: values), e.g. ``sam: SAM = field(default_factory=SAM, metadata=METHOD)``
+METHOD = {"method": True}
 
 
 @dataclass(frozen=True, init=False)
@@ -85,7 +85,7 @@ class TrainConfig:
     label_smoothing: float = setting(0.1, number(0, 0.99), "label smoothing")
     drop_rate: float | None = setting(None, None, "classifier dropout (default: the model's own)")
     drop_path_rate: float | None = setting(None, None, "stochastic depth at the last block (default: the model's own)")
-    ema: EMA = method(EMA)
+    ema: EMA = field(default_factory=EMA, metadata=METHOD)
     amp: str = setting(
         "auto",
         choice(*AMP),
@@ -95,7 +95,7 @@ class TrainConfig:
     channels_last: bool = setting(True, flag, "channels-last memory format")
     compile: bool = setting(False, flag, "torch.compile the model")
     accum_steps: int = setting(1, integer(1, 1024), "slices of each batch whose gradients accumulate into one step")
-    agc: AGC = method(AGC)
+    agc: AGC = field(default_factory=AGC, metadata=METHOD)
     train_res: int | None = setting(
         None, optional(integer(32, MAX_RES)), "training image size (default: the data's own size or the model's)"
     )
@@ -179,11 +179,11 @@ class TrainConfig:
         "folder; the classifier is replaced for the data's classes, and the run trains and evaluates with the "
         "weights' normalization, interpolation, crop and sizes",
     )
-    finetune: FineTune = method(FineTune)
+    finetune: FineTune = field(default_factory=FineTune, metadata=METHOD)
     max_steps: int = setting(0, integer(0), "stop (and save) after this many steps, the schedule unchanged (0: off)")
-    distill: Distill = method(Distill)
-    sam: SAM = method(SAM)
-    bce: BCE = method(BCE)
+    distill: Distill = field(default_factory=Distill, metadata=METHOD)
+    sam: SAM = field(default_factory=SAM, metadata=METHOD)
+    bce: BCE = field(default_factory=BCE, metadata=METHOD)
 
     def __init__(self, **values: Any) -> None:
         """Keyword arguments are the flat keys (``sam=0.05, sam_adaptive=True``), or a method's whole settings
@@ -338,7 +338,8 @@ def resume_config(stored: TrainConfig, asked: TrainConfig | None = None, **overr
     if asked is None:
         changes.setdefault("max_steps", 0)  # a limit of the invocation that set it, not of the run
     else:
-        changes.update({k: v for k, v in asked.to_dict().items() if v != stored_values[k] and (k, v) != ("amp", "auto")})
+        asked_values = asked.to_dict().items()
+        changes.update({k: v for k, v in asked_values if v != stored_values[k] and (k, v) != ("amp", "auto")})
     changes = {k: v for k, v in changes.items() if v != stored_values[k]}
     refused = sorted(set(changes) - RESUMABLE)
     if refused:
