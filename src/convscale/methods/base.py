@@ -30,7 +30,6 @@ from ..utils.checks import short_repr
 
 if TYPE_CHECKING:
     from ..runs import Checkpoint, TrainConfig, TrainState
-    from .progressive import ProgressiveStage
 
 __all__ = [
     "Context",
@@ -130,13 +129,13 @@ class Hook:
         """Extra columns of the epoch's metrics row (this process's figures)."""
         return {}
 
-    def on_stage(self, stage: ProgressiveStage) -> None:
+    def on_stage(self, stage: Any) -> None:  # a methods.progressive.ProgressiveStage (typed loosely: it imports this)
         """A stage starts (also when a run resumes inside it)."""
 
     def on_epoch(self, epoch: int) -> None:
         """Epoch ``epoch`` (from 0) starts or resumes; the model is in training mode."""
 
-    def after_step(self, model: nn.Module, stage: ProgressiveStage, base_batch: int) -> None:
+    def after_step(self, model: nn.Module, stage: Any, base_batch: int) -> None:
         """An optimizer step was taken on ``model`` (never called for a skipped, non-finite step)."""
 
     def eval_models(self) -> dict[str, nn.Module]:

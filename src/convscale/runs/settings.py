@@ -334,13 +334,13 @@ def resume_config(stored: TrainConfig, asked: TrainConfig | None = None, **overr
     then 0 unless given: it limits the invocation that set it); any other difference is a ValueError naming the key,
     raised before anything is touched."""
     stored_values = stored.to_dict()
-    changes = {k: v for k, v in overrides.items() if v is not None and (k, v) != ("amp", "auto")}
+    changes = {k: v for k, v in overrides.items() if v is not None}
     if asked is None:
         changes.setdefault("max_steps", 0)  # a limit of the invocation that set it, not of the run
     else:
-        asked_values = asked.to_dict().items()
-        changes.update({k: v for k, v in asked_values if v != stored_values[k] and (k, v) != ("amp", "auto")})
-    changes = {k: v for k, v in changes.items() if v != stored_values[k]}
+        changes.update({k: v for k, v in asked.to_dict().items() if v != stored_values[k]})
+    # amp: auto asked again keeps the precision the run chose when it started
+    changes = {k: v for k, v in changes.items() if v != stored_values[k] and (k, v) != ("amp", "auto")}
     refused = sorted(set(changes) - RESUMABLE)
     if refused:
         key = refused[0]
