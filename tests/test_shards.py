@@ -328,7 +328,8 @@ def _cli(*args: str) -> list[str]:
 
 def _flags(data: Path, out: Path, name: str, **extra) -> list[str]:
     flags = {"model": "test_convnext", "data": f"wds:{data}", "epochs": 2, "batch_size": 8, "train_res": 64,
-             "workers": 2, "out": str(out), "name": name, "shuffle_buffer": 16, "drop_rate": 0.2, **extra}  # fmt: skip
+             "workers": 2, "out": str(out), "name": name, "shuffle_buffer": 16, "drop_rate": 0.2,
+             "amp": "none", **extra}  # fmt: skip  # runs compared bit for bit: one precision, not the probe's pick
     return [part for k, v in flags.items() for part in (f"--{k.replace('_', '-')}", str(v))]
 
 

@@ -283,7 +283,7 @@ def _tiny_flags(tmp_path: Path, name: str, **extra: object) -> list[str]:
     out = []
     for k, v in flags.items():
         out += ["--" + k.replace("_", "-"), str(v)]
-    return [*out, "--deterministic"]
+    return [*out, "--deterministic", "--amp", "none"]  # runs compared bit for bit: one precision, not the probe's pick
 
 
 _ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -421,7 +421,7 @@ def test_ddp_two_processes_match_one(tmp_path, sam):
     batches and gradients as one process, so the same weights up to float rounding (summation order) — with SAM
     too, whose ascent is taken along the synchronised gradient."""
     flags = "--model test_convnext --epochs 1 --batch-size 16 --shapes-train 64 --shapes-val 16 --shapes-res 32"
-    flags += " --workers 0 --no-ema --drop-rate 0 --drop-path-rate 0 --optimizer sgd --lr 0.05"
+    flags += " --workers 0 --no-ema --drop-rate 0 --drop-path-rate 0 --optimizer sgd --lr 0.05 --amp none"
     flags += " --sam 0.1" if sam else ""
     flags = [*flags.split(), "--out", str(tmp_path)]
     subprocess.run(_cli("train", *flags, "--name", "one"), check=True, env=_ENV, capture_output=True)
