@@ -6,7 +6,9 @@ reference environment (``shared/tools/ref_env.sh``: timm and torchvision; convsc
 ``timm.data.create_dataset`` and ``create_loader`` (random-resized crop, flip, RandAugment from its string, timm's
 prefetcher normalizing on the device), ``timm.data.Mixup`` with label smoothing and ``SoftTargetCrossEntropy``,
 ``timm.optim.create_optimizer_v2`` (AdamW), ``timm.scheduler.create_scheduler_v2`` (cosine, per-step warm-up), and
-``timm.utils.ModelEmaV3`` with its warm-up; optionally ``torch.compile``. Per epoch it records images/s over the
+``timm.utils.ModelEmaV3`` with its warm-up; optionally ``torch.compile``, and ``--amp-dtype bfloat16`` (train.py's
+``--amp --amp-dtype bfloat16``: the forward and the loss under ``torch.autocast``, no grad scaler for bf16, the
+validation under the same autocast). Per epoch it records images/s over the
 epoch, seconds spent waiting for the loader, and (as train.py, every epoch) the top-1 of the model and of its EMA.
 Writes one JSON file.
 """
@@ -14,6 +16,8 @@ Writes one JSON file.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import time
 
@@ -44,6 +48,7 @@ def main() -> None:
     p.add_argument("--ema-decay", type=float, default=0.998)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--amp-dtype", choices=["float32", "bfloat16"], default="float32", help="float32: no autocast")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     args = p.parse_args()
@@ -74,6 +79,9 @@ def main() -> None:
     )  # fmt: skip
     ema = ModelEmaV3(model, decay=args.ema_decay, use_warmup=True)  # train.py's --model-ema-warmup
     runner = torch.compile(model) if args.compile else model
+    amp_autocast = contextlib.nullcontext  # as train.py: autocast only with --amp
+    if args.amp_dtype == "bfloat16":
+        amp_autocast = functools.partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
     epochs, updates = [], 0
     for epoch in range(args.epochs):
         model.train()
@@ -84,7 +92,8 @@ def main() -> None:
             wait += time.monotonic() - fetched
             step_start = time.monotonic()
             x, y = mixup(x.contiguous(memory_format=torch.channels_last), y)
-            loss = loss_fn(runner(x), y)
+            with amp_autocast():
+                loss = loss_fn(runner(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -98,13 +107,14 @@ def main() -> None:
         seconds = time.monotonic() - start
         scheduler.step(epoch + 1)
         evaluated = time.monotonic()
-        top1, ema_top1 = evaluate(model, val_loader), evaluate(ema.module, val_loader)  # as train.py: every epoch
+        with amp_autocast():  # as train.py: every epoch, under the run's autocast
+            top1, ema_top1 = evaluate(model, val_loader), evaluate(ema.module, val_loader)
         epochs.append(dict(epoch=epoch + 1, images=images, seconds=round(seconds, 3), img_s=round(images / seconds, 1),
                            loader_wait_s=round(wait, 3), first_step_s=round(first_step, 3), top1=top1,
                            ema_top1=ema_top1, eval_s=round(time.monotonic() - evaluated, 3)))  # fmt: skip
         print(json.dumps(epochs[-1]), flush=True)
     result = dict(epochs=epochs, top1=epochs[-1]["top1"], ema_top1=epochs[-1]["ema_top1"])
-    result["torch"], result["timm"] = torch.__version__, timm.__version__
+    result["torch"], result["timm"], result["amp_dtype"] = torch.__version__, timm.__version__, args.amp_dtype
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps({k: result[k] for k in ("top1", "ema_top1")}))
