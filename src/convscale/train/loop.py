@@ -97,12 +97,14 @@ def fit(
     changes: dict[str, Any] | None = None,
     log: Log = print,
     restart: bool = False,
+    after_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> FitResult:
     """Train ``cfg``. ``resume``: a run folder (or its checkpoint) to continue exactly where it stopped, with the
     run's own config; ``cfg`` or ``changes`` (the flags given) may change only what :data:`~.config.RESUMABLE`
     lists, and anything else is refused before the folder is touched. ``restart``: the same call may come again
     after a failure (``torchrun --max-restarts``, a requeued Slurm job): the run folder is ``cfg``'s ``out/name``,
-    continued from its checkpoint when it has one, else started there."""
+    continued from its checkpoint when it has one, else started there. ``after_epoch``: called with each epoch's
+    metrics row once its checkpoint is saved; an exception it raises ends the run there (a search's pruner)."""
     if restart:
         if cfg is None or resume is not None:
             raise ValueError("restart takes a config (its out/name is the run folder), not a folder to resume")
@@ -133,14 +135,14 @@ def fit(
                     f"{e.word} while starting the run; nothing was trained", None, e.exit_code
                 ) from None
             stop.where, stop.at_steps = (lambda: _position(t)), True
-            _epochs(t, stop)
+            _epochs(t, stop, after_epoch)
             finished = True
             return FitResult(t.folder.path, t.state.history[-1] if t.state.history else {})
         finally:
             teardown(finished)
 
 
-def _epochs(t: Trainer, stop: StopFlag) -> None:
+def _epochs(t: Trainer, stop: StopFlag, after_epoch: Callable[[dict[str, Any]], None] | None = None) -> None:
     """The epochs left. A stop that came while the loop waited for data (a shard behind a slow server) saves the run
     where its last step left it, as a stop between steps does."""
     try:
@@ -151,6 +153,8 @@ def _epochs(t: Trainer, stop: StopFlag) -> None:
             if not train_epoch(t, stage, stop):
                 break  # max_steps reached inside the epoch
             end_epoch(t, stage)
+            if after_epoch is not None:
+                after_epoch(t.state.history[-1])
     except StopRequested as e:
         _save(t)
         raise _stopped(t, e.word, e.exit_code) from None
