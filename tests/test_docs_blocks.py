@@ -45,7 +45,7 @@ SMALL = {
     "search scaling": ["--base", "test_efficientnet", "--res", "32", "--max-candidates", "1", "--phi", "1",
                        "--step", "0.25", "--tolerance", "0.3",
                        "--proxy-epochs", "1", "--proxy-batch", "8", "--seeds", "1", "--min-time", "0.01"],
-    "search stages": ["--base", "test_efficientnetv2", "--res", "32", "--proxies", "1", "--proxy-epochs", "1",
+    "search stages": ["--base", "test_efficientnetv2", "--res", "32", "--trials", "2", "--proxy-epochs", "1",
                       "--proxy-batch", "8", "--seeds", "1", "--min-time", "0.01", "--stages", "1"],
     "shards": ["--workers", "0"],
     "cache": ["--workers", "0"],

@@ -383,7 +383,7 @@ def test_08_sigterm_during_a_search_is_one_line_and_the_rerun_continues_the_prox
     args = ["search", "scaling", "--base", "test_efficientnet", "--res", "32", "--target", "2", "--step", "0.25",
             "--tolerance", "0.15", "--phi", "1", "--max-candidates", "1", "--proxy-epochs", "2", "--proxy-batch", "8",
             "--data", str(data), "--table", str(tmp_path / "table.json"), "--out", str(out)]  # fmt: skip
-    ckpt = out / "runs" / "base" / "checkpoints" / "last.safetensors"
+    ckpt = out / "runs" / "base.seed0" / "checkpoints" / "last.safetensors"
     proc = subprocess.Popen(_cli(*args), env=_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     code, err = _stop_when(proc, ckpt.exists)
     assert code == 143, err[-3000:]
@@ -391,7 +391,7 @@ def test_08_sigterm_during_a_search_is_one_line_and_the_rerun_continues_the_prox
     stopped_at = read_checkpoint(ckpt).state
     again = subprocess.run(_cli(*args), env=_ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert not (out / "runs" / "base-2").exists()  # the interrupted proxy run was continued, not started again
+    assert not (out / "runs" / "base.seed0-2").exists()  # the interrupted proxy run was continued, not started again
     state = read_checkpoint(ckpt).state
     assert state.epoch == 2 and state.step > stopped_at.step
 

@@ -19,7 +19,7 @@ from conftest import make_image_folder
 #: the optional packages of every extra (convscale.utils.extras.EXTRAS), and of the ones planned (deployment runtimes,
 #: shard reading); listed here so that the test also runs on a tree without that module
 HIDDEN = ["huggingface_hub", "matplotlib", "nncf", "onnx", "onnxruntime", "onnxscript", "openvino", "tensorboard"]
-HIDDEN += ["torchao", "webdataset", "braceexpand", "starlette", "uvicorn", "multipart"]
+HIDDEN += ["torchao", "webdataset", "braceexpand", "starlette", "uvicorn", "multipart", "optuna"]
 TINY = ["--model", "test_resnet", "--shapes-train", "32", "--shapes-val", "16", "--shapes-res", "32"]
 TINY += ["--batch-size", "16", "--workers", "0"]
 
@@ -125,9 +125,14 @@ def test_shards_are_written_and_streaming_them_names_the_extra(plain, tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "pip install 'convscale[webdataset]'" in proc.stderr, proc.stderr
 
 
-def test_search_smallest_form(plain, tmp_path):
-    argv = ["search", "scaling", "--base", "test_efficientnet", "--res", "32", "--max-candidates", "1", "--phi", "1"]
-    ok(convscale(plain, *argv, "--proxy-epochs", "1", "--proxy-batch", "16", "--out", str(tmp_path / "s")))
+@pytest.mark.parametrize("kind", ["scaling", "stages"])
+def test_search_says_in_one_line_which_extra(plain, tmp_path, kind):
+    """The search's engine is Optuna (the ``search`` extra): without it, one line naming the extra, nothing written."""
+    argv = ["search", kind, "--res", "32", "--proxy-epochs", "1", "--out", str(tmp_path / "s")]
+    proc = convscale(plain, *argv)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.count("\n") == 1 and "pip install 'convscale[search]'" in proc.stderr, proc.stderr
+    assert not (tmp_path / "s").exists()
 
 
 def test_export_to_onnx_says_in_one_line_which_extra(plain, tmp_path):

@@ -18,7 +18,7 @@ from convscale.counting import count_params
 from convscale.registry import get_entry
 from convscale.scaling import compound, scaled_config
 from convscale.search import latency as latency_module
-from convscale.search import proxy as proxy_module
+from convscale.search import trial as trial_module
 from convscale.search.choose import choose
 from convscale.search.compound import ScalingSearch, search_scaling
 from convscale.search.latency import LatencyTable, Setting, fit_calibration, network_parts
@@ -209,12 +209,15 @@ def test_the_parts_see_the_sizes_the_network_feeds_them(name):
 
 
 def test_a_scaling_search_end_to_end_then_resumed(tmp_path, table, monkeypatch):
+    """Real training and timing on the tiny variant: every grid point a trial, the winner and its family written; the
+    same command again reads the study and trains nothing."""
     s = ScalingSearch("test_efficientnet", res=32, target=2.0, step=0.25, tolerance=0.15, phis=2, max_candidates=2)
     summary = search_scaling(s, tmp_path / "out", TINY_PROXY, table=table, log=lambda *_: None)
     rows = list(csv.DictReader(open(tmp_path / "out" / "candidates.csv")))
-    assert rows[0]["label"] == "base" and len(rows) == 3
-    assert all(float(r["measured_ms"]) > 0 and 0 <= float(r["top1"]) <= 100 for r in rows)
-    assert summary["winner"]["label"] != "base"
+    assert "base" in {r["label"] for r in rows} and len(rows) == 3
+    assert all(float(r["measured_ms"]) > 0 and 0 <= float(r["top1"] or r["top1_last"]) <= 100 for r in rows)
+    assert all(r["state"] in ("complete", "pruned") and bool(r["top1"]) == (r["state"] == "complete") for r in rows)
+    assert summary["winner"]["label"] != "base" and (tmp_path / "out" / "study.db").is_file()
     with torch.device("meta"):
         convscale.create_model(str(tmp_path / "out" / "arch.yaml"))
     assert (tmp_path / "out" / "family" / "phi2.yaml").is_file()
@@ -222,28 +225,28 @@ def test_a_scaling_search_end_to_end_then_resumed(tmp_path, table, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished candidate was trained again")
 
-    monkeypatch.setattr(proxy_module, "proxy_train", no_training)
+    monkeypatch.setattr(trial_module, "proxy_train", no_training)
     said = []
     again = search_scaling(s, tmp_path / "out", TINY_PROXY, table=table, log=said.append)
     assert again["winner"] == summary["winner"]
-    assert "3 of 3 (candidate, seed) runs already done" in "\n".join(said) and not any("measuring" in x for x in said)
+    assert "3 of 3 trials done" in "\n".join(said) and not any("measuring" in x for x in said)
 
 
 def test_a_stage_search_end_to_end(tmp_path, table):
-    s = StageSearch("test_efficientnetv2", res=32, mode="eval", batch=2, proxies=1, stages=(3, 4))
+    s = StageSearch("test_efficientnetv2", res=32, mode="eval", batch=2, trials=3, stages=(3, 4))
     summary = search_stages(s, tmp_path / "out", TINY_PROXY, table=table, log=lambda *_: None)
     rows = list(csv.DictReader(open(tmp_path / "out" / "candidates.csv")))
     cfg = get_entry(s.base).config
-    assert len(rows) == 1 + summary["measured"]
+    assert len(rows) == summary["trials_started"] == 3
     assert summary["space"] == len(stage_options(cfg, 3)) * len(stage_options(cfg, 4))
-    rows = [r for r in rows if r["top1"]]  # the trained ones
     assert summary["space"] == (2 * 3 * 2 * 3) * (2 * 3 * 2 * 2)  # stage 4 has one layer: 1 or 2, not 0
-    budget, p0 = summary["budget_ms"] / 1e3, float(rows[0]["params_m"])
-    for r in rows:  # each row's reward is EfficientNetV2's, from its proxy top-1 and measured time
+    rows = [r for r in rows if r["top1"]]  # the trained ones
+    budget, p0 = summary["budget_ms"] / 1e3, float(next(r for r in rows if r["label"] == "base")["params_m"])
+    ranked = list(csv.DictReader(open(tmp_path / "out" / "pareto.csv")))
+    for r in ranked:  # each row's reward is EfficientNetV2's, from its proxy top-1 and measured time
         want = reward(float(r["top1"]), float(r["measured_ms"]) / 1e3, budget, float(r["params_m"]), p0)
         assert float(r["reward"]) == pytest.approx(want, abs=1e-2)
-    assert summary["winner"]["reward"] == max(float(r["reward"]) for r in rows) and len(summary["table"]) == 5
-    assert summary["decision"]["objective"] == "reward"
+    assert len(summary["table"]) == 5 and summary["decision"]["objective"] == "reward"
     assert summary["decision"]["verdict"] in ("one seed", "only candidate")
 
 
@@ -304,14 +307,19 @@ def stub_timing(monkeypatch, seconds):
 
 
 def stub_training(monkeypatch, top1):
-    """Proxy runs return ``top1(arch config, seed)`` at once; the calls are recorded as (label, seed)."""
+    """Proxy runs return ``top1(arch config, seed)`` at once, after each epoch too; the calls are recorded as
+    (label, seed)."""
     calls = []
 
-    def train(arch, res, proxy, runs, name, threads=0):
-        calls.append((name.split("-seed")[0], proxy.seed))
-        return {"top1": top1(read_arch(arch)[1], proxy.seed), "train_s": 0.0}
+    def train(arch, res, proxy, runs, name, after_epoch=None):
+        calls.append((name.rsplit(".seed", 1)[0], proxy.seed))
+        value = top1(read_arch(arch)[1], proxy.seed)
+        for epoch in range(1, proxy.epochs + 1):
+            if after_epoch is not None:
+                after_epoch({"epoch": epoch, "val_top1": value})
+        return {"top1": value, "train_s": 0.0}
 
-    monkeypatch.setattr(proxy_module, "proxy_train", train)
+    monkeypatch.setattr(trial_module, "proxy_train", train)
     return calls
 
 
@@ -330,44 +338,41 @@ def test_a_candidate_predicted_inside_and_measured_outside_is_dropped(tmp_path, 
     said = []
     summary = search_scaling(s, tmp_path / "out", TINY_PROXY, table=table, log=said.append)
     rows = list(csv.DictReader(open(tmp_path / "out" / "candidates.csv")))
-    assert len(rows) == 1 + summary["measured"] and all(float(r["measured_ms"]) > 0 for r in rows)  # all measured
+    assert len(rows) == 1 + 4 == summary["measured"] and all(float(r["measured_ms"]) > 0 for r in rows)
     over = [r for r in rows if float(r["measured_ratio"]) > 2.0]
     assert over and all(r["dropped"] == "measured over the budget" and not r["top1"] for r in over)
-    assert len(rows) - len(over) == 1 + 4  # the dropped ones were replaced by further grid points, measured inside
-    assert summary["dropped_by_measurement"] == len(over)
-    assert f"{len(over)} of {summary['measured']} candidates dropped by measurement" in "\n".join(said)
-    assert all(abs(float(r["predicted_ms"]) / float(rows[0]["predicted_ms"]) - 2) <= 0.5 for r in over)  # predicted in
+    assert all(r["state"] == "pruned" for r in over) and summary["dropped_by_measurement"] == len(over)
+    assert f"{len(over)} dropped by measurement" in "\n".join(said)
+    base_row = next(r for r in rows if r["label"] == "base")
+    assert all(abs(float(r["predicted_ms"]) / float(base_row["predicted_ms"]) - 2) <= 0.5 for r in over)  # predicted in
     assert {label for label, _ in calls} == {r["label"] for r in rows if not r["dropped"]}  # only those trained
     assert float(summary["winner"]["measured_ratio"]) <= 2.0  # the winner is inside by measurement
 
 
-def test_seeds_train_each_candidate_with_different_seeds_and_average(tmp_path, table, monkeypatch):
+def test_seeds_confirm_each_survivor_with_other_seeds_and_average(tmp_path, table, monkeypatch):
     s = ScalingSearch("test_efficientnet", 32, target=2.0, step=0.25, tolerance=0.15, max_candidates=2, seeds=2)
     stub_timing(monkeypatch, lambda cfg, res: 1e-3)
     calls = stub_training(monkeypatch, lambda cfg, seed: 60.0 + seed * 4)  # seed 0: 60, seed 1: 64
     summary = search_scaling(s, tmp_path / "out", dataclasses.replace(TINY_PROXY, seed=0), table=table,
                              log=lambda *_: None)  # fmt: skip
-    rows = list(csv.DictReader(open(tmp_path / "out" / "candidates.csv")))
-    assert sorted(calls) == sorted((r["label"], k) for r in rows for k in (0, 1))
+    rows = list(csv.DictReader(open(tmp_path / "out" / "pareto.csv")))
+    labels = [r["label"] for r in csv.DictReader(open(tmp_path / "out" / "candidates.csv"))]
+    assert sorted(calls) == sorted((label, k) for label in labels for k in (0, 1))  # the trial, then its confirmation
     for r in rows:
         assert r["top1_seeds"] == "60.00 64.00" and float(r["top1"]) == 62.0 and r["seeds"] == "2"
         assert float(r["top1_std"]) == pytest.approx(2 * 2**0.5, abs=1e-3)
-    assert summary["decision"]["verdict"] == "tie"  # equal means: no margin over the spread
+    assert summary["decision"]["verdict"] == "tie" and summary["confirmation_runs"] == 3  # equal means: no margin
 
-    # resume: a lost (candidate, seed) run is the only one trained again
-    lost = rows[1]["label"]
-    (tmp_path / "out" / "candidates" / f"{lost}.seed1.json").unlink()
     calls.clear()
-    said = []
-    search_scaling(s, tmp_path / "out", TINY_PROXY, table=table, log=said.append)
-    assert calls == [(lost, 1)] and "5 of 6 (candidate, seed) runs already done" in "\n".join(said)
+    search_scaling(s, tmp_path / "out", TINY_PROXY, table=table, log=lambda *_: None)
+    assert calls == []  # a rerun: every trial and confirmation is in the study
 
 
 @pytest.mark.parametrize("objective", ["accuracy", "reward"])
 def test_the_objective_picks_inside_the_measured_budget(objective, tmp_path, table, monkeypatch):
-    """Over a stage space: the widest networks are most accurate but have more parameters; one is measured over
+    """Over a stage space: the widest networks are most accurate but have more parameters; some are measured over
     the budget. ``accuracy`` takes the most accurate inside, ``reward`` may trade it for fewer parameters."""
-    s = StageSearch("test_efficientnetv2", res=32, mode="eval", batch=2, proxies=3, stages=(4,), seeds=2,
+    s = StageSearch("test_efficientnetv2", res=32, mode="eval", batch=2, trials=8, stages=(4,), seeds=2,
                     objective=objective, budget_ms=2.0)  # fmt: skip
     seen = {}
 
@@ -377,19 +382,20 @@ def test_the_objective_picks_inside_the_measured_budget(objective, tmp_path, tab
         return seen[cfg]
 
     base_params = params(get_entry(s.base).config)
+    monkeypatch.setattr(table, "predict", lambda cfg, res, setting, num_classes=1000: 1e-3)
     stub_timing(monkeypatch, lambda cfg, res: 1e-3 * (9.0 if params(cfg) > 3.5 * base_params else 1.0))
     stub_training(monkeypatch, lambda cfg, seed: 50.0 + 5.0 * params(cfg) / base_params + seed * 0.01)
     summary = search_stages(s, tmp_path / "out", TINY_PROXY, table=table, log=lambda *_: None)
     rows = list(csv.DictReader(open(tmp_path / "out" / "candidates.csv")))
-    trained = [r for r in rows if r["top1"]]
+    ranked = list(csv.DictReader(open(tmp_path / "out" / "pareto.csv")))
     budget_ratio = summary["budget_ms"] / summary["base_measured_ms"]
-    inside = [r for r in trained if float(r["measured_ratio"]) <= budget_ratio]
     assert float(summary["winner"]["measured_ratio"]) <= budget_ratio
-    dropped = [r for r in rows if r["dropped"]]
-    assert len(dropped) == summary["dropped_by_measurement"] == 1 and not dropped[0]["top1"]  # never trained
-    assert len(trained) == 4  # the base and three inside: the next-ranked network measured in the dropped one's place
+    dropped = [r for r in rows if r.get("dropped")]
+    assert all(not r.get("top1") and r["state"] == "pruned" for r in dropped)  # never trained
+    assert len(dropped) == summary["dropped_by_measurement"]
+    inside = [r for r in ranked if float(r["measured_ratio"]) <= budget_ratio]
     key = "top1" if objective == "accuracy" else "reward"
-    assert summary["winner"][key] == max(float(r[key]) for r in inside)
+    assert summary["winner"][key] >= max(float(r[key]) for r in inside) - 1e-3
     assert summary["decision"]["objective"] == objective
 
 

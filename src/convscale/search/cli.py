@@ -33,9 +33,10 @@ def add_search(sub, bounded) -> None:
     budget.add_argument("--budget-step-ms", type=bounded(float, 0.001, 1e7), help="training-step budget (default: "
                         "the base's measured step)")  # fmt: skip
     budget.add_argument("--budget-ms", type=bounded(float, 0.001, 1e7), help="forward (inference) budget instead")
-    t.add_argument("--proxies", type=bounded(int, 1, 100), default=3, help="best-ranked candidates proxy-trained [3]")
+    t.add_argument("--trials", type=bounded(int, 1, 10000), default=12, help="networks NSGA-II samples, the base "
+                   "first [12]")  # fmt: skip
     t.add_argument("--stages", help="comma-separated stage indices that may change (default: all)")
-    t.add_argument("--seed", type=bounded(int, 0, 2**31), default=0, help="of the evolutionary search [0]")
+    t.add_argument("--seed", type=bounded(int, 0, 2**31), default=0, help="NSGA-II's [0]")
     t.set_defaults(func=_cmd_stages)
     for q, objective in ((s, "accuracy"), (t, "reward")):
         q.add_argument(
@@ -43,17 +44,21 @@ def add_search(sub, bounded) -> None:
             help="accuracy: the most accurate inside the measured budget; reward: EfficientNetV2's A*S^w*P^v "
             f"[{objective}]",
         )  # fmt: skip
-        q.add_argument("--seeds", type=bounded(int, 1, 100), default=1, help="proxy runs per candidate [1]")
+        q.add_argument("--seeds", type=bounded(int, 1, 100), default=1, help="proxy runs confirming each survivor [1]")
         q.add_argument("--res", type=bounded(int, 32, 1024), default=64, help="the base's image size [64]")
         q.add_argument("--batch", type=bounded(int, 1, 4096), help="latency batch [scaling 1, stages 16]")
         q.add_argument("--data", default="synthetic-shapes", help="proxy data: synthetic-shapes or a folder")
-        q.add_argument("--proxy-epochs", type=bounded(int, 1, 1000), default=3, help="epochs per proxy run [3]")
+        q.add_argument("--proxy-epochs", type=bounded(int, 1, 1000), default=3, help="the most epochs a trial trains "
+                       "(the pruner stops laggards sooner) [3]")  # fmt: skip
         q.add_argument("--proxy-batch", type=bounded(int, 1, 4096), default=64, help="proxy batch size [64]")
-        q.add_argument("--jobs", type=bounded(int, 1, 256), default=1, help="proxy runs in parallel processes [1]")
         q.add_argument("--table", help="latency table file (default: this machine's in ~/.cache/convscale)")
         q.add_argument("--min-time", type=bounded(float, 0.001, 60.0), default=0.2, help="least seconds each "
                        "timing of a part runs; a whole network's 1.5x (shorter: faster and noisier) [0.2]")  # fmt: skip
-        q.add_argument("--out", required=True, help="folder for the results (a rerun resumes it)")
+        q.add_argument("--out", required=True, help="folder for the results and, by default, the study (OUT/study.db): "
+                       "a rerun resumes it, more processes with the same --out work on it")  # fmt: skip
+        q.add_argument("--storage", help="the study's database URL instead of OUT/study.db (postgresql://..., "
+                       "mysql://...): any number of workers on any machines")  # fmt: skip
+        q.add_argument("--study", default="search", help="the study's name in the database [search]")
 
 
 @contextlib.contextmanager
@@ -77,7 +82,9 @@ def _resumable(out: str):
 def _common(args: argparse.Namespace):
     from .latency import LatencyTable
     from .proxy import ProxyRun
+    from .study import optuna
 
+    optuna()  # without the search extra: one line naming it, before anything runs
     proxy = ProxyRun(data=args.data, epochs=args.proxy_epochs, batch_size=args.proxy_batch)
     return proxy, LatencyTable(args.table, min_time=args.min_time)
 
@@ -91,7 +98,7 @@ def _cmd_scaling(args: argparse.Namespace) -> None:
     )  # fmt: skip
     proxy, table = _common(args)
     with _resumable(args.out):
-        search_scaling(s, args.out, proxy, table=table, jobs=args.jobs)
+        search_scaling(s, args.out, proxy, table=table, storage=args.storage, study=args.study)
 
 
 def _cmd_stages(args: argparse.Namespace) -> None:
@@ -105,9 +112,9 @@ def _cmd_stages(args: argparse.Namespace) -> None:
             raise ValueError(f"--stages takes comma-separated stage indices, got {args.stages!r}") from None
     mode, budget = ("eval", args.budget_ms) if args.budget_ms is not None else ("train", args.budget_step_ms)
     s = StageSearch(
-        args.base, args.res, budget, mode, args.batch or 16, args.proxies, stages, args.seed,
+        args.base, args.res, budget, mode, args.batch or 16, args.trials, stages, args.seed,
         objective=args.objective, seeds=args.seeds,
     )  # fmt: skip
     proxy, table = _common(args)
     with _resumable(args.out):
-        search_stages(s, args.out, proxy, table=table, jobs=args.jobs)
+        search_stages(s, args.out, proxy, table=table, storage=args.storage, study=args.study)

@@ -1,39 +1,34 @@
-"""EfficientNet's compound-scaling search (§3.3), on the user's device and data.
+"""EfficientNet's compound-scaling search (§3.3), on the user's device and data, on Optuna (:mod:`.study`).
 
 Step 1: the grid of (α, β, γ) that meets the constraint — the paper's α·β²·γ² ≈ target (``gmacs``), or the scaled
 network's latency predicted from this device's table within a tolerance of target × the base's (``latency``: one
-forward at ``batch``; ``train-step``: forward + backward) — is thinned to ``max_candidates`` spread over it. The
-prediction only prunes: each of those is then measured whole against the base (:mod:`.measure`), and under a latency
-constraint the ones measured over target × the base's time are dropped (and counted) and replaced by further grid
-points — the band moved by the measured / predicted ratio seen so far — up to three times ``max_candidates``
-measured. The ones inside are trained by short
-proxy runs, ``seeds`` times each, and the winner is chosen by ``objective`` over the seeds' means
-(:mod:`.choose`: the most accurate, or EfficientNetV2's reward), with a verdict against the runner-up. Step 2: the
-base scaled by α^φ, β^φ, γ^φ for φ = 1…K, written as architecture files.
+forward at ``batch``; ``train-step``: forward + backward) — is thinned to ``max_candidates`` spread over it and,
+with the base, walked by Optuna's grid sampler: a trial per point, on whichever worker takes it. The prediction only
+prunes: each trial measures its network whole against the base (:mod:`.measure`) before it trains, and under a
+latency constraint one measured over target × the base's time is dropped, not trained. The others are trained by a
+short proxy run that the pruner may stop after any epoch (:mod:`.trial`); the survivors are confirmed over
+``seeds`` runs (:mod:`.front`) and the winner is chosen by ``objective`` over the seeds' means (:mod:`.choose`: the
+most accurate, or EfficientNetV2's reward), with a verdict against the runner-up. Step 2: the base scaled by α^φ,
+β^φ, γ^φ for φ = 1…K, written as architecture files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..arch import write_arch
 from ..models.efficientnet import EfficientNetConfig
-from .choose import check_objective, choose, score_rows
+from .choose import check_objective, choose, inside, score_rows
+from .front import compute, conclude
 from .latency import LatencyTable, Setting
-from .proxy import (
-    DEFAULT_PROXY,
-    Candidate,
-    ProxyRun,
-    is_main_rank,
-    measure_candidates,
-    measure_until_inside,
-    run_candidates,
-)
-from .report import figures, finish_search
+from .proxy import DEFAULT_PROXY, Candidate, ProxyRun
+from .report import base_ms, figures, finish_search, scorer, where
 from .space import ScalePoint, family, scale, scaling_grid
+from .study import Engine, open_storage, open_study, optuna, spare_beyond
+from .trial import Trialist, pruner
 
 __all__ = ["CONSTRAINTS", "ScalingSearch", "search_scaling"]
 
@@ -123,65 +118,80 @@ def search_scaling(
     proxy: ProxyRun = DEFAULT_PROXY,
     *,
     table: LatencyTable | None = None,
-    jobs: int = 1,
+    storage: str | None = None,
+    study: str = "search",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the search; writes ``OUT/candidates.csv``, ``OUT/arch.yaml`` (the winner), ``OUT/family/phiK.yaml``
-    and ``OUT/search.json``, and returns the summary."""
+    """Run the search — or this worker's part of it: the study is in ``storage`` (default ``OUT/study.db``) — and
+    write ``OUT/candidates.csv``, ``OUT/pareto.csv``, ``OUT/arch.yaml`` (the chosen network), ``OUT/family/phiK.yaml``
+    and ``OUT/search.json``; returns the summary."""
     from ..registry import get_entry
 
     cfg = get_entry(s.base).config
     if not isinstance(cfg, EfficientNetConfig):
         raise ValueError(f"the scaling search needs an MBConv-family base (efficientnet*, mobilenetv3*), got {s.base}")
     out = Path(out)
+    db = open_storage(out, storage)  # a bad URL is refused before anything runs
     table = table or LatencyTable()
     points = constrained_grid(s, cfg, table)
-    log(f"{len(points)} grid points meet the {s.constraint} constraint; {s.max_candidates} wanted inside, and the base")
-    base = _candidate(out, s, cfg, ScalePoint(1.0, 1.0, 1.0), 1.0, table, "base")
-    measure_candidates([base], base, out, s.setting, log=log, min_time=table.whole_min_time)
-    budget = None if s.constraint == "gmacs" else s.target
-    propose = _proposer(s, cfg, table, out)
-    picks, dropped = measure_until_inside(
-        propose, s.max_candidates, base, out, s.setting, budget, log=log, min_time=table.whole_min_time
-    )
-    rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
-    if not is_main_rank():
-        return {}  # rank 0 reports
-    score_rows(rows, s.target, rows[0]["params_m"])  # the reward's budget: target x the base's measured time
-    grown = [r for r in rows if r["label"] != "base"]
+    picks = spread(points, s.max_candidates)
+    log(f"{len(points)} grid points meet the {s.constraint} constraint; {len(picks)} of them and the base are the grid")
+    made = {"base": (ScalePoint(1.0, 1.0, 1.0), 1.0), **{p.label(): (p, c) for p, c in picks}}
+    labels, budget = list(made), None if s.constraint == "gmacs" else s.target
+
+    def candidate(label: str) -> Candidate:
+        p, c = made[label]
+        return _candidate(out, s, cfg, p, c, table, label)
+
+    identity = {"kind": "scaling", **{k: v for k, v in vars(s).items() if k != "seeds"}, "proxy": asdict(proxy)}
+    sampler = optuna().samplers.GridSampler({"point": labels}, seed=0)
+    engine = Engine(*open_study(db, study, identity, directions=["maximize"], sampler=sampler, pruner=pruner()), log)
+    base = candidate("base")
+    facts = engine.setup(lambda: {"base_ms": base_ms(base, s.setting, table, log)})
+    trials = Trialist(base, s.setting, proxy, out / "runs", facts["base_ms"], budget,
+                      scorer(s.objective, s.target, base.figures["params_m"]), table.whole_min_time, log)  # fmt: skip
+
+    def objective(trial) -> float:
+        spare_beyond(trial, len(labels))
+        got = trials.run(trial, candidate(trial.suggest_categorical("point", labels)))
+        return trials.score(got["top1"], got)
+
+    log(f"study {study!r} in {where(db)}: {engine.count('COMPLETE', 'PRUNED')} of {len(labels)} trials done")
+    engine.run(objective, len(labels))
+    rows, ranked, confirmations = conclude(db, study, identity, engine.study, s.seeds,
+                                           lambda label, seed: trials.confirm(candidate(label), seed),
+                                           lambda label: candidate(label).arch, log)  # fmt: skip
+    score_rows(ranked, s.target, base.figures["params_m"])  # the reward's budget: target x the base's measured time
+    decision, best = _winner(ranked, budget, s.objective, len(rows))
+    members = _family(out, s, cfg, ScalePoint(best["alpha"], best["beta"], best["gamma"]), table)
+    summary = {
+        "search": "scaling", **vars(s), "grid_points": len(points), "base_measured_ms": facts["base_ms"],
+        "budget_ms": None if budget is None else round(budget * facts["base_ms"], 3),
+        "measured": sum("measured_ratio" in r for r in rows), **compute(rows, confirmations),
+        "decision": decision, "winner": best, "family": members, "storage": where(db), "study": study,
+    }  # fmt: skip
+    return finish_search(out, rows, ranked, best, summary, log)
+
+
+def _winner(ranked: list[dict[str, Any]], budget: float | None, objective: str, trials: int) -> tuple[dict, dict]:
+    """The decision among the scaled networks (the base aside) inside the budget, and the winner's row."""
+    grown = [r for r in ranked if r["label"] != "base" and inside(r, budget)]
     if not grown:
         raise ValueError(
-            f"all {len(dropped)} scaled candidates measured over {s.target}x the base's time: widen --tolerance or "
-            "refine --step"
+            f"no scaled candidate trained to the end inside the budget ({trials} trials): widen --tolerance, refine "
+            "--step or raise --max-candidates"
         )
-    decision = choose(grown, s.objective)
-    best = next(r for r in grown if r["label"] == decision["winner"])
-    point = ScalePoint(best["alpha"], best["beta"], best["gamma"])
+    decision = choose(grown, objective)
+    return decision, next(r for r in grown if r["label"] == decision["winner"])
+
+
+def _family(out: Path, s: ScalingSearch, cfg: EfficientNetConfig, point: ScalePoint, table: LatencyTable) -> list:
+    """Step 2: the base scaled by the winner's coefficients to the power φ = 1…K, as architecture files."""
     members = []
     for phi, scaled, res in family(cfg, s.res, point, range(1, s.phis + 1)):
         path = write_arch(out / "family" / f"phi{phi}.yaml", scaled, s.base, comment=f"phi {phi} of {point.label()}")
         members.append({"phi": phi, "arch": str(path), "res": res, **figures(scaled, res, table, s.setting)})
-    summary = {
-        "search": "scaling", **vars(s), "grid_points": len(points), "base_measured_ms": rows[0]["measured_ms"],
-        "budget_ms": None if s.constraint == "gmacs" else round(s.target * rows[0]["measured_ms"], 3),
-        "measured": len(picks) + len(dropped),
-        "dropped_by_measurement": len(dropped), "decision": decision, "winner": best, "family": members,
-    }  # fmt: skip
-    return finish_search(out, rows + dropped, best, summary, log)
-
-
-def _proposer(s: ScalingSearch, cfg: EfficientNetConfig, table: LatencyTable, out: Path):
-    """The next grid points to measure: spread over the band (the predicted cost × the correction within the
-    tolerance of the target), those measured before left out."""
-    costs = grid_costs(s, cfg, table)
-    seen: set[ScalePoint] = set()
-
-    def propose(correction: float, n: int) -> list[Candidate]:
-        chosen = spread([(p, c) for p, c in in_band(costs, s, correction) if p not in seen], n)
-        seen.update(p for p, _ in chosen)
-        return [_candidate(out, s, cfg, p, c, table) for p, c in chosen]
-
-    return propose
+    return members
 
 
 def _candidate(

@@ -1,6 +1,7 @@
-"""A search's artifacts: every candidate in ``candidates.csv`` (the ones dropped by measurement too), the winner as
-``arch.yaml``, the summary in ``search.json``, and the Pareto plot of mean proxy accuracy (with its spread over
-seeds) against measured latency (``pareto.png``, with the ``convscale[plot]`` extra)."""
+"""A search's artifacts: every trial in ``candidates.csv`` (pruned, dropped by measurement and failed ones too), the
+Pareto front of the survivors in ``pareto.csv``, the chosen network as ``arch.yaml``, the summary in
+``search.json``, and the plot of mean proxy accuracy (with its spread over seeds) against measured latency with the
+front drawn (``pareto.png``, with the ``convscale[plot]`` extra); and the small figures the two searches share."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..models.efficientnet import EfficientNet, EfficientNetConfig
 from ..utils.atomic import atomic_write_text
 from .latency import LatencyTable, Setting
 
-__all__ = ["counts", "figures", "finish_search", "pareto_front", "plot_pareto"]
+__all__ = ["base_ms", "counts", "figures", "finish_search", "pareto_front", "plot_pareto", "scorer", "where"]
 
 
 def counts(cfg: EfficientNetConfig, res: int) -> tuple[int, int]:
@@ -39,6 +40,35 @@ def figures(cfg: EfficientNetConfig, res: int, table: LatencyTable, setting: Set
     }
 
 
+def base_ms(base, setting: Setting, table: LatencyTable, log: Callable[[str], None]) -> float:
+    """The base's measured latency in ms (rounds until its spread is small): every trial's is its measured ratio to
+    the base times this."""
+    from ..arch import read_arch
+    from .measure import measure_against_base
+
+    log(f"measuring the base {base.label} ({setting.mode}, batch {setting.batch}, {base.res} px)")
+    measured, _ = measure_against_base((read_arch(base.arch)[1], base.res), {}, setting, min_time=table.whole_min_time)
+    return round(measured.ms, 3)
+
+
+def scorer(objective: str, budget_ratio: float, base_params: float) -> Callable[[float, dict[str, Any]], float]:
+    """The objective's value of a top-1 for a trial's figures: the top-1 itself, or EfficientNetV2's reward."""
+    from .choose import reward
+
+    if objective == "accuracy":
+        return lambda top1, figures: top1
+    return lambda top1, figures: reward(
+        top1, float(figures["measured_ratio"]), budget_ratio, float(figures["params_m"]), base_params
+    )
+
+
+def where(storage) -> str:
+    """The storage's URL as it may be shown (no password)."""
+    from .study import _safe
+
+    return _safe(str(getattr(storage, "url", storage)))
+
+
 def pareto_front(rows: Sequence[dict[str, Any]], x: str = "measured_ms", y: str = "top1") -> list[dict[str, Any]]:
     """The rows no other row beats on both lower ``x`` and higher ``y``, by ``x``."""
     front, best = [], float("-inf")
@@ -50,24 +80,27 @@ def pareto_front(rows: Sequence[dict[str, Any]], x: str = "measured_ms", y: str 
 
 
 def finish_search(
-    out: Path, rows: list[dict[str, Any]], best: dict[str, Any], summary: dict[str, Any], log: Callable[[str], None]
+    out: Path,
+    rows: list[dict[str, Any]],
+    ranked: list[dict[str, Any]],
+    best: dict[str, Any],
+    summary: dict[str, Any],
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Write the artifacts and return ``summary``."""
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(out / "candidates.csv", buf.getvalue())
+    """Write the artifacts (``rows``: every trial; ``ranked``: the survivors over their seeds) and return
+    ``summary``, with the front added."""
+    front = pareto_front(ranked)
+    summary["front"] = [r["label"] for r in front]
+    _write_csv(out / "candidates.csv", rows)
+    _write_csv(out / "pareto.csv", front)
     shutil.copyfile(best["arch"], out / "arch.yaml.tmp")
     (out / "arch.yaml.tmp").replace(out / "arch.yaml")
     atomic_write_text(out / "search.json", json.dumps(summary, indent=1, default=str))
     try:
-        trained = [r for r in rows if "top1" in r]
-        gone = [float(r["measured_ms"]) for r in rows if "top1" not in r]
         title = f"{summary['search']} search from {summary['base']}"
-        budget = summary["budget_ms"]
-        plot_pareto({summary["search"]: trained}, out / "pareto.png", title, budget_ms=budget, dropped=gone)
+        gone = [float(r["measured_ms"]) for r in rows if r.get("dropped") and "measured_ms" in r]
+        plot_pareto({summary["search"]: ranked}, out / "pareto.png", title, budget_ms=summary["budget_ms"],
+                    dropped=gone)  # fmt: skip
     except ImportError as e:
         from ..utils.extras import note_missing
 
@@ -79,8 +112,20 @@ def finish_search(
     if "runner_up" in d:
         log(f"{d['verdict']}: {d['objective']} {d['score']:.2f} against {d['runner_up']}'s {d['runner_up_score']:.2f} "
             f"(margin {d['margin']:.2f}, spread {d['spread']:.2f})")  # fmt: skip
-    log(f"{summary['dropped_by_measurement']} of {summary['measured']} candidates dropped by measurement")
+    log(f"{summary['trials_started']} trials: {summary['trials_completed']} completed, {summary['trials_pruned']} "
+        f"pruned, {summary['dropped_by_measurement']} dropped by measurement, {summary['trials_failed']} failed; "
+        f"{summary['confirmation_runs']} confirmation runs; {summary['cpu_minutes']:.1f} CPU-minutes; front: "
+        f"{len(front)} networks -> {out / 'pareto.csv'}")  # fmt: skip
     return summary
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def plot_pareto(

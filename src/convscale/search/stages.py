@@ -1,18 +1,16 @@
-"""EfficientNetV2's stage search (§3.2, after MnasNet), against this device's measured latency.
+"""EfficientNetV2's stage search (§3.2, after MnasNet), against this device's measured latency, on Optuna's NSGA-II.
 
-Per stage: block (MBConv / Fused-MBConv), expansion (1, 4, 6), kernel (3, 5), layers (the base's ± 1). The
-objective (:mod:`.choose`) is EfficientNetV2's reward A · (S/T)^w · (P/P0)^v with w = −0.07, v = −0.05 — A the proxy
-accuracy, S the step time (a training step, or one forward with ``--budget-ms``) against the budget T, P the params
-against the base's — or ``accuracy``: the most accurate inside the budget, parameters not penalised.
+Per stage: block (MBConv / Fused-MBConv), expansion (1, 4, 6), kernel (3, 5), layers (the base's ± 1). The study has
+two objectives — the proxy top-1 (up) and the measured latency (down) — and NSGA-II (:mod:`.study`) samples each
+trial's choices from the non-dominated trials so far, the base first; the budget (a training step, or one forward
+with ``--budget-ms``; default: the base's measured time) is its constraint. A trial whose network is predicted from
+the latency table more than 10% over the budget is dropped unmeasured; the others are measured whole against the
+base (:mod:`.measure`) and dropped when measured over it; the rest are trained by a proxy run that the pruner may
+stop after any epoch (:mod:`.trial`). The survivors are confirmed over ``seeds`` runs and the answer is their Pareto
+front (:mod:`.front`), with the network chosen by ``objective`` (:mod:`.choose`): ``reward`` — EfficientNetV2's
+A · (S/T)^w · (P/P0)^v with w = −0.07, v = −0.05, A the proxy accuracy, S the measured time against the budget T,
+P the params against the base's — or ``accuracy``: the most accurate inside the budget.
 
-Predicted times are anchored on the base (× its measured / predicted time), so that they compare with a budget in
-measured milliseconds. Ranking the space cannot use A (nothing is trained yet), so candidates within the budget
-(predicted S ≤ T) are ranked by the same reward with GMACs in A's place — the most computation the budget buys, the
-usual zero-cost stand-in — by enumeration when the space is small and by a seeded evolutionary search otherwise.
-The prediction only prunes: the best-ranked are measured whole against the base, those measured over the budget are
-dropped (counted) and the space ranked again with the predictions read through the measured / predicted ratio seen so
-far, the next ones measured, up to three times ``proxies``, until ``proxies`` are inside; those and the base are
-trained ``seeds`` times each, and the winner is chosen over the seeds' means, inside the measured budget.
 Latency is a sum over parts and each stage's parts depend on that stage's choice alone (its input width and size
 are the base's), so the fastest network of the space is the fastest choice per stage: a budget below it is
 refused before anything runs.
@@ -20,30 +18,22 @@ refused before anything runs.
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import math
-import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..arch import write_arch
 from ..models.efficientnet import EfficientNetConfig
 from .choose import check_objective, choose, inside, reward, score_rows
+from .front import compute, conclude
 from .latency import LatencyTable, Setting
-from .proxy import (
-    DEFAULT_PROXY,
-    Candidate,
-    ProxyRun,
-    is_main_rank,
-    measure_candidates,
-    measure_until_inside,
-    run_candidates,
-)
-from .report import counts, figures, finish_search
+from .proxy import DEFAULT_PROXY, Candidate, ProxyRun
+from .report import base_ms, figures, finish_search, scorer, where
 from .space import StageChoice, apply_choices, base_choices, is_mbconv_family, stage_options
+from .study import Engine, open_storage, open_study, optuna, spare_beyond
+from .trial import Trialist, pruner
 
 __all__ = ["StageSearch", "reward", "search_stages"]
 
@@ -59,17 +49,16 @@ class StageSearch:
     budget_ms: float | None = None
     mode: str = "train"  # "train": a training step (--budget-step-ms); "eval": a forward (--budget-ms)
     batch: int = 16
-    proxies: int = 3
+    trials: int = 12  # networks sampled (the base among them)
     stages: tuple[int, ...] | None = None  # which stages may change (default: all)
-    seed: int = 0
-    max_enumerate: int = 4096
-    population: int = 32
-    generations: int = 20
+    seed: int = 0  # NSGA-II's
     objective: str = "reward"
-    seeds: int = 1  # proxy runs per candidate
+    seeds: int = 1  # proxy runs per survivor
 
     def __post_init__(self) -> None:
         check_objective(self.objective, self.seeds)
+        if not isinstance(self.trials, int) or self.trials < 1:
+            raise ValueError(f"trials must be a positive integer, got {self.trials!r}")
 
     @property
     def setting(self) -> Setting:
@@ -108,62 +97,19 @@ class _Space:
         return self.latency(tuple(best))
 
 
-def _ranked(space: _Space, budget: float, log: Callable[[str], None]) -> list[tuple[float, tuple[StageChoice, ...]]]:
-    """Candidates within the budget by the pre-training score (GMACs in the accuracy's place), best first."""
-    s, macs = space.s, {}
-
-    def score(c: tuple[StageChoice, ...]) -> float:
-        t = space.latency(c)
-        if t > budget:
-            return float("-inf")
-        if c not in macs:
-            macs[c] = float(counts(apply_choices(space.cfg, c), s.res)[0])
-        return macs[c] * (t / budget) ** W
-
-    if space.size <= s.max_enumerate:
-        pool = list(itertools.product(*space.options))
-        log(f"stage space: {space.size} networks, enumerated")
-    else:
-        pool = _evolve(space, score, budget)
-        log(
-            f"stage space: {space.size:.3g} networks; evolutionary search "
-            f"({s.population} x {s.generations}, seed {s.seed})"
-        )
-    scored = sorted(((score(c), c) for c in dict.fromkeys(pool)), key=lambda x: (-x[0], x[1]))
-    return [x for x in scored if x[0] > float("-inf")]
-
-
-def _evolve(space: _Space, score: Callable, budget: float) -> list[tuple[StageChoice, ...]]:
-    """Aging-free (μ + λ) evolution: mutate one free stage of a parent drawn from the best half, keep the best."""
-    s = space.s
-    rng = random.Random(s.seed)
-    free = [i for i, o in enumerate(space.options) if len(o) > 1]
-    population = [base_choices(space.cfg)]
-    population += [tuple(rng.choice(o) for o in space.options) for _ in range(s.population - 1)]
-    seen = set(population)
-    for _ in range(s.generations):
-        parents = sorted(population, key=score, reverse=True)[: max(2, s.population // 2)]
-        children = []
-        for _ in range(s.population):
-            child = list(rng.choice(parents))
-            i = rng.choice(free)
-            child[i] = rng.choice(space.options[i])
-            children.append(tuple(child))
-        seen.update(children)
-        population = sorted(set(population) | set(children), key=score, reverse=True)[: s.population]
-    return list(seen)
-
-
 def search_stages(
     s: StageSearch,
     out: str | Path,
     proxy: ProxyRun = DEFAULT_PROXY,
     *,
     table: LatencyTable | None = None,
-    jobs: int = 1,
+    storage: str | None = None,
+    study: str = "search",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the search; writes ``OUT/candidates.csv``, ``OUT/arch.yaml`` and ``OUT/search.json``; returns the summary."""
+    """Run the search — or this worker's part of it: the study is in ``storage`` (default ``OUT/study.db``) — and
+    write ``OUT/candidates.csv``, ``OUT/pareto.csv``, ``OUT/arch.yaml`` and ``OUT/search.json``; returns the
+    summary."""
     from ..registry import get_entry
 
     entry = get_entry(s.base)
@@ -172,71 +118,100 @@ def search_stages(
             f"the stage search needs an MBConv-family base (efficientnet*, efficientnetv2*, mobilenetv3*), "
             f"got {s.base} (family {entry.family})"
         )
-    cfg: EfficientNetConfig = entry.config
     out = Path(out)
-    table = table or LatencyTable()
-    space = _Space(s, cfg, table)
-    base = _candidate(out, s, cfg, base_choices(cfg), "base", table)
-    whole = table.whole_min_time  # the least seconds each timing of a whole network runs
-    base_ms = measure_candidates([base], base, out, s.setting, log=log, min_time=whole)[0]["measured_ms"]
-    space.anchor = base_ms / 1e3 / space.latency(base_choices(cfg))
-    budget = (s.budget_ms if s.budget_ms is not None else base_ms) / 1e3
+    db = open_storage(out, storage)  # a bad URL is refused before anything runs
+    space = _Space(s, entry.config, table or LatencyTable())
+    identity = {"kind": "stages", **{k: v for k, v in vars(s).items() if k not in ("seeds", "trials")},
+                "proxy": asdict(proxy)}  # fmt: skip
+    budget_of: dict[str, float] = {}  # the constraint reads the budget ratio, known once the base is measured
+    st, engine = _open(db, study, identity, s, budget_of, log)
+    work = _StageTrials(s, space, out, log)
+    facts = engine.setup(lambda: {"base_ms": base_ms(work.base, s.setting, space.table, log)},
+                         queue=[work.params(work.start)])  # fmt: skip
+    space.anchor = facts["base_ms"] / 1e3 / space.latency(work.start)
+    budget = (s.budget_ms if s.budget_ms is not None else facts["base_ms"]) / 1e3
     fastest = space.fastest()
     if budget < fastest:
         raise ValueError(
             f"the budget {budget * 1e3:.2f} ms is below the fastest network of the space ({fastest * 1e3:.2f} ms "
             f"predicted for a {s.setting.mode} call at batch {s.batch}, {s.res} px)"
         )
-    ranked = _ranked(space, budget, log)
-    ratio = budget * 1e3 / base_ms
-    propose = _proposer(s, cfg, space, table, out, budget, ranked, log)
-    picks, dropped = measure_until_inside(propose, s.proxies, base, out, s.setting, ratio, log=log, min_time=whole)
-    rows = run_candidates([base, *picks], proxy, out, seeds=s.seeds, jobs=jobs, log=log)
-    if not is_main_rank():
-        return {}  # rank 0 reports
-    score_rows(rows, ratio, rows[0]["params_m"])
-    eligible = [r for r in rows if inside(r, ratio)]  # the base too, unless the budget is below it
-    decision = choose(eligible, s.objective)
-    best = next(r for r in rows if r["label"] == decision["winner"])
+    ratio = budget_of["ratio"] = budget * 1e3 / facts["base_ms"]
+    params_0 = work.base.figures["params_m"]
+    work.trials = Trialist(work.base, s.setting, proxy, out / "runs", facts["base_ms"], ratio,
+                           scorer(s.objective, ratio, params_0), space.table.whole_min_time, log)  # fmt: skip
+    log(f"stage space: {space.size} networks; study {study!r} in {where(db)}: {engine.count('COMPLETE', 'PRUNED')} "
+        f"of {s.trials} trials done")  # fmt: skip
+    engine.run(work.objective, s.trials)
+    known = {work.label(c): c for c in (work.choices(t.params) for t in st.get_trials(deepcopy=False)) if c}
+    rows, ranked, confirmations = conclude(db, study, identity, st, s.seeds,
+                                           lambda label, seed: work.trials.confirm(work.candidate(known[label]), seed),
+                                           lambda label: work.candidate(known[label]).arch, log)  # fmt: skip
+    score_rows(ranked, ratio, params_0)
+    decision = choose([r for r in ranked if inside(r, ratio)], s.objective)  # the base too, unless over the budget
+    best = next(r for r in ranked if r["label"] == decision["winner"])
     summary = {
-        "search": "stages",
-        "anchor": round(space.anchor, 4),
-        **vars(s),
-        "budget_ms": round(budget * 1e3, 3),
-        "base_measured_ms": round(base_ms, 3),
-        "space": space.size,
-        "within_budget": len(ranked),
-        "measured": len(picks) + len(dropped),
-        "dropped_by_measurement": len(dropped),
-        "decision": decision,
-        "winner": best,
-        "table": _table(best, cfg),
-    }
-    return finish_search(out, rows + dropped, best, summary, log)
+        "search": "stages", "anchor": round(space.anchor, 4), **vars(s), "budget_ms": round(budget * 1e3, 3),
+        "base_measured_ms": facts["base_ms"], "space": space.size, "measured": sum("measured_ratio" in r for r in rows),
+        **compute(rows, confirmations), "decision": decision, "winner": best, "table": _table(best, space.cfg),
+        "storage": where(db), "study": study,
+    }  # fmt: skip
+    return finish_search(out, rows, ranked, best, summary, log)
 
 
-def _proposer(
-    s: StageSearch, cfg: EfficientNetConfig, space: _Space, table: LatencyTable, out: Path, budget: float,
-    ranked: list, log: Callable[[str], None],
-) -> Callable[[float, int], list[Candidate]]:  # fmt: skip
-    """The next networks to measure: the best-ranked not yet measured, the space ranked within the budget as the
-    correction (measured / predicted so far) reads the predictions."""
-    base_choice, tried, ranks = base_choices(cfg), set(), {1.0: ranked}
+class _StageTrials:
+    """The stage search's trials: a trial's parameters (one option label per stage) to its network, and the
+    objective — dropped when predicted more than 10% over the budget, else measured, then trained (:mod:`.trial`)."""
 
-    def make(c: tuple[StageChoice, ...], i: int) -> Candidate:
-        cand = _candidate(out, s, cfg, c, f"c{i}-" + "-".join(x.label() for x in c), table)
-        cost = space.latency(c) / space.latency(base_choice)  # predicted, relative to the base
-        return dataclasses.replace(cand, figures=cand.figures | {"cost": round(cost, 4)})
+    def __init__(self, s: StageSearch, space: _Space, out: Path, log: Callable[[str], None]) -> None:
+        self.s, self.space, self.out, self.log = s, space, out, log
+        self.start = base_choices(space.cfg)
+        self.names = [f"stage{i}" for i in range(len(space.options))]
+        self.options = [{c.label(): c for c in options} for options in space.options]
+        self.base = self.candidate(self.start)
+        self.trials: Trialist | None = None
 
-    def propose(correction: float, n: int) -> list[Candidate]:
-        if correction not in ranks:
-            ranks[correction] = _ranked(space, budget / correction, log)
-        queue = [c for _, c in ranks[correction] if c != base_choice and c not in tried][:n]
-        tried.update(queue)
-        k = len(tried) - len(queue)
-        return [make(c, k + i) for i, c in enumerate(queue)]
+    def params(self, choices: tuple[StageChoice, ...]) -> dict[str, str]:
+        return {n: c.label() for n, c in zip(self.names, choices, strict=True)}
 
-    return propose
+    def choices(self, params: dict[str, Any]) -> tuple[StageChoice, ...] | None:
+        if any(n not in params for n in self.names):
+            return None
+        return tuple(self.options[i][params[n]] for i, n in enumerate(self.names))
+
+    def label(self, choices: tuple[StageChoice, ...]) -> str:
+        return "base" if choices == self.start else "-".join(c.label() for c in choices)
+
+    def candidate(self, choices: tuple[StageChoice, ...]) -> Candidate:
+        return _candidate(self.out, self.s, self.space.cfg, choices, self.label(choices), self.space.table)
+
+    def objective(self, trial) -> tuple[float, float]:
+        assert self.trials is not None
+        spare_beyond(trial, self.s.trials)
+        params = {n: trial.suggest_categorical(n, list(self.options[i])) for i, n in enumerate(self.names)}
+        choices = self.choices(params)
+        cand = self.candidate(choices)
+        predicted_ms = self.space.latency(choices) * 1e3
+        if predicted_ms > 1.1 * self.trials.budget * self.trials.base_ms and "measured_ratio" not in trial.user_attrs:
+            for key, value in {"label": cand.label, **cand.figures, "dropped": "predicted over the budget"}.items():
+                trial.set_user_attr(key, value)
+            raise optuna().TrialPruned("predicted over the budget")
+        got = self.trials.run(trial, cand)
+        return got["top1"], float(got["measured_ms"])
+
+
+def _open(db, name: str, identity: dict[str, Any], s: StageSearch, budget_of: dict[str, float], log):
+    """The study of two objectives (top-1 up, measured latency down) sampled by NSGA-II with the budget as its
+    constraint, and this worker's engine."""
+
+    def constraint(trial) -> list[float]:
+        return [float(trial.user_attrs.get("measured_ratio", 0.0)) - budget_of["ratio"]]
+
+    population = max(4, min(50, s.trials // 3))
+    sampler = optuna().samplers.NSGAIISampler(population_size=population, seed=s.seed, constraints_func=constraint)
+    st, created = open_study(db, name, identity, directions=["maximize", "minimize"], sampler=sampler,
+                             pruner=pruner())  # fmt: skip
+    return st, Engine(st, created, log)
 
 
 def _table(row: dict[str, Any], cfg: EfficientNetConfig) -> list[str]:

@@ -1,8 +1,9 @@
 """The optional extras: which package each one brings, importing it lazily, and saying once when it is missing.
 
-A plain ``pip install convscale`` trains, resumes, evaluates, predicts, benchmarks and searches; an extra only
-adds. Where a command can go on without one (a plot, TensorBoard logs, a runtime among several), it says so once,
-in one line naming the extra, and goes on; where it cannot do its job (ONNX export), it stops with that line.
+A plain ``pip install convscale`` trains, resumes, evaluates, predicts, benchmarks and deploys; an extra only adds.
+Where a command can go on without one (a plot, TensorBoard logs, a runtime among several), it says so once, in one
+line naming the extra, and goes on; where it cannot do its job (ONNX export; ``convscale search``, whose engine is
+Optuna), it stops with that line.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ EXTRAS = {
     "starlette": "serve",
     "uvicorn": "serve",
     "multipart": "serve",
+    "optuna": "search",
 }
 
 
