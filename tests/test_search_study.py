@@ -217,3 +217,14 @@ def test_a_study_of_another_search_or_format_or_version_is_refused_in_one_line(t
     assert main([*argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--storage" in err and "optuna" in err.lower(), err
+
+
+def test_the_hypervolume_is_the_area_a_front_dominates():
+    from convscale.search.front import hypervolume
+
+    ref = (10.0, 0.0)
+    assert hypervolume([(2.0, 50.0)], ref) == pytest.approx(8 * 50)
+    # a second point, slower and more accurate, adds its own strip; a dominated one adds nothing
+    assert hypervolume([(2.0, 50.0), (6.0, 80.0)], ref) == pytest.approx(4 * 50 + 4 * 80)
+    assert hypervolume([(2.0, 50.0), (6.0, 80.0), (7.0, 60.0)], ref) == pytest.approx(4 * 50 + 4 * 80)
+    assert hypervolume([(12.0, 90.0), (2.0, -5.0)], ref) == 0.0  # outside the reference: nothing
