@@ -129,10 +129,10 @@ def family_runs(out: Path, proxy: ProxyRun, args) -> list[dict]:
         arch = write_arch(out / f"phi{phi}.yaml", scaled, args.base, comment=f"phi {phi} of the paper's coefficients")
         tops = []
         for seed in range(args.seeds):
-            done = out / "runs" / f"phi{phi}.seed{seed}" / "metrics.csv"
+            done = (out / "runs" / f"phi{phi}.seed{seed}" / "metrics.csv").exists()
             result = proxy_train(str(arch), res, replace(proxy, seed=seed), str(out / "runs"), f"phi{phi}.seed{seed}")
             tops.append(result["top1"])
-            print(f"  phi {phi} seed {seed}: top-1 {tops[-1]:.2f}%{' (done before)' if done.exists() else ''}",
+            print(f"  phi {phi} seed {seed}: top-1 {tops[-1]:.2f}%{' (done before)' if done else ''}",
                   flush=True)  # fmt: skip
         mean, std = mean_spread(tops)
         macs, params = counts(scaled, res)

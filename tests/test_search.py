@@ -432,3 +432,14 @@ def test_spearman_and_ranks():
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2, 3, 4], [10, 20, 40, 30]) == pytest.approx(0.8)
+
+
+def test_the_stage_space_holds_the_base_itself():
+    """MobileNetV3's expansions (4.5, 3.67, 3) are not among the searched 1, 4, 6: each stage also offers the base's
+    own choice, so the base is a network of the space (the stage study's first trial)."""
+    from convscale.search.stages import _Space
+
+    cfg = get_entry("mobilenetv3_small_100").config
+    space = _Space(StageSearch("mobilenetv3_small_100", 32), cfg, None)
+    assert all(c in options for c, options in zip(base_choices(cfg), space.options, strict=True))
+    assert any(c not in stage_options(cfg, i) for i, c in enumerate(base_choices(cfg)))

@@ -65,6 +65,10 @@ class StageSearch:
         return Setting(batch=self.batch, mode=self.mode)
 
 
+def _with(options: list[StageChoice], own: StageChoice) -> list[StageChoice]:
+    return options if own in options else [own, *options]
+
+
 class _Space:
     """The searchable choices, and each one's predicted latency and GMACs (summed per stage)."""
 
@@ -77,7 +81,9 @@ class _Space:
         if bad:
             raise ValueError(f"stage {bad[0]} does not exist: {s.base} has stages 0-{n - 1}")
         base = base_choices(cfg)
-        self.options = [stage_options(cfg, i) if i in free else [base[i]] for i in range(n)]
+        # each free stage: the options, and the base's own choice where it is not one of them (MobileNetV3's
+        # expansions of 4.5 or 3.67): the base is a network of the space, the study's first trial
+        self.options = [_with(stage_options(cfg, i), base[i]) if i in free else [base[i]] for i in range(n)]
         self.size = math.prod(len(o) for o in self.options)
         self._cost: dict[tuple[StageChoice, ...], float] = {}
 
