@@ -228,3 +228,25 @@ def test_the_hypervolume_is_the_area_a_front_dominates():
     assert hypervolume([(2.0, 50.0), (6.0, 80.0)], ref) == pytest.approx(4 * 50 + 4 * 80)
     assert hypervolume([(2.0, 50.0), (6.0, 80.0), (7.0, 60.0)], ref) == pytest.approx(4 * 50 + 4 * 80)
     assert hypervolume([(12.0, 90.0), (2.0, -5.0)], ref) == 0.0  # outside the reference: nothing
+
+
+def test_a_candidate_that_fails_to_train_is_failed_and_the_search_goes_on(tmp_path, monkeypatch):
+    stub_latency(monkeypatch)
+    log = tmp_path / "runs.jsonl"
+
+    raised = []
+
+    def top1(width, seed, calls):
+        if calls == 1 and not raised:  # the second network of the grid, once
+            raised.append(True)
+            raise RuntimeError("one of the variables needed for gradient computation has been modified")
+        return 60.0 + 10 * width
+
+    stub_training(log, top1=top1, monkeypatch=monkeypatch)
+    said = []
+    summary = search_scaling(ScalingSearch("test_efficientnet", **GRID), tmp_path / "out", PROXY,
+                             table=_table(tmp_path), log=said.append)  # fmt: skip
+    failed = _study(tmp_path / "out").get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert len(failed) == 1 and "modified" in failed[0].user_attrs["error"]
+    assert summary["trials_failed"] == 1 and summary["trials_completed"] == 3
+    assert any("failed to train" in line for line in said) and not any("went silent" in line for line in said)

@@ -31,7 +31,10 @@ from typing import Any
 
 from ..utils.extras import require
 
-__all__ = ["FORMAT", "Engine", "NothingLeft", "heartbeat_s", "open_storage", "open_study", "optuna", "spare_beyond"]
+__all__ = [
+    "FORMAT", "CandidateFailed", "Engine", "NothingLeft", "heartbeat_s", "open_storage", "open_study", "optuna",
+    "spare_beyond",
+]  # fmt: skip
 
 FORMAT = 1  # the attributes convscale keeps on a study; a study of another format is refused
 SETUP_WAIT_S = 120.0  # how long a worker waits for the process that sets the study up
@@ -190,7 +193,7 @@ class Engine:
         while True:
             if self.count("WAITING") or len(self.study.get_trials(deepcopy=False)) < trials:
                 try:
-                    self.study.optimize(guarded, n_trials=1, catch=(), gc_after_trial=False)
+                    self.study.optimize(guarded, n_trials=1, catch=(CandidateFailed,), gc_after_trial=False)
                 except NothingLeft:
                     pass  # another worker took the last trial first
             elif not self.count("RUNNING"):
@@ -203,7 +206,7 @@ class Engine:
     def _failed(self) -> set[int]:
         opt = optuna()
         failed = self.study.get_trials(deepcopy=False, states=(opt.trial.TrialState.FAIL,))
-        return {t.number for t in failed if not t.user_attrs.get("spare")}
+        return {t.number for t in failed if not t.user_attrs.get("spare") and "error" not in t.user_attrs}
 
     def _say_failed(self, seen: set[int], beat: int) -> set[int]:
         """Log the trials failed since ``seen`` (a worker silent for three heartbeats: failed here or when a trial
@@ -228,6 +231,11 @@ def _stops() -> tuple[type[BaseException], ...]:
 
 
 STOPS = _stops()
+
+
+class CandidateFailed(Exception):
+    """A candidate whose proxy run raised (its error kept on the trial as ``error``): the trial fails, the search
+    goes on."""
 
 
 class NothingLeft(Exception):

@@ -21,7 +21,7 @@ from typing import Any
 from .latency import Setting
 from .measure import measure_against_base
 from .proxy import Candidate, ProxyRun, proxy_train
-from .study import optuna
+from .study import CandidateFailed, optuna
 
 __all__ = ["Trialist", "pruner"]
 
@@ -88,6 +88,11 @@ class Trialist:
         try:
             result = proxy_train(cand.arch, cand.res, self.proxy, str(self.runs), f"{cand.label}.seed{self.proxy.seed}",
                                  after_epoch=after_epoch)  # fmt: skip
+        except RuntimeError as e:  # the network does not train (a defect of that candidate): failed, counted
+            self._spent(trial, started)
+            trial.set_user_attr("error", (str(e).strip().splitlines() or [type(e).__name__])[0][:300])
+            self.log(f"  trial {trial.number} {cand.label}: failed to train ({trial.user_attrs['error'][:120]})")
+            raise CandidateFailed(cand.label) from None
         except opt.TrialPruned:
             self._spent(trial, started)
             self.log(f"  trial {trial.number} {cand.label}: pruned after epoch {trial.user_attrs.get('epochs')} "
