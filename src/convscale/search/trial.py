@@ -81,6 +81,8 @@ class Trialist:
             epoch, top1 = int(row["epoch"]), float(row["val_top1"])
             trial.set_user_attr("epochs", epoch)
             trial.set_user_attr("top1_last", top1)
+            if epoch >= self.proxy.epochs:
+                return  # the last epoch is trained already: stopping now saves nothing, the trial completes
             if _should_prune(trial, self.score(top1, figures), epoch):
                 trial.set_user_attr("pruned_at", epoch)
                 raise opt.TrialPruned(f"top-1 {top1:.2f} after epoch {epoch}")
