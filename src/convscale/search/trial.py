@@ -21,7 +21,7 @@ from typing import Any
 from .latency import Setting
 from .measure import measure_against_base
 from .proxy import Candidate, ProxyRun, proxy_train
-from .study import CandidateFailed, optuna
+from .study import STOPS, CandidateFailed, optuna
 
 __all__ = ["Trialist", "pruner"]
 
@@ -90,6 +90,8 @@ class Trialist:
         try:
             result = proxy_train(cand.arch, cand.res, self.proxy, str(self.runs), f"{cand.label}.seed{self.proxy.seed}",
                                  after_epoch=after_epoch)  # fmt: skip
+        except STOPS:
+            raise  # a signal (TrainingStopped is a RuntimeError too): the engine queues the trial again
         except RuntimeError as e:  # the network does not train (a defect of that candidate): failed, counted
             self._spent(trial, started)
             trial.set_user_attr("error", (str(e).strip().splitlines() or [type(e).__name__])[0][:300])
