@@ -80,16 +80,16 @@ def open_storage(out: str | Path, url: str | None = None):
             )  # fmt: skip
         except sqlalchemy.exc.IntegrityError as e:
             if attempt == 9:
-                raise ValueError(f"--storage {_safe(url)}: cannot open it ({_first_line(e)})") from None
+                raise ValueError(f"--storage {_safe(url)}: cannot open it ({first_line(e)})") from None
             time.sleep(0.5)  # another worker was creating the same database's tables: open what it made
         except ImportError:
             scheme = url.split(":", 1)[0]
             raise ValueError(f"--storage {_safe(url)}: the database driver for {scheme} is not installed (e.g. "
                              "psycopg2 for postgresql, pymysql for mysql+pymysql)") from None  # fmt: skip
         except (sqlalchemy.exc.SQLAlchemyError, ValueError) as e:
-            raise ValueError(f"--storage {_safe(url)}: cannot open it ({_first_line(e)})") from None
+            raise ValueError(f"--storage {_safe(url)}: cannot open it ({first_line(e)})") from None
         except RuntimeError as e:  # Optuna's schema check: a database written by another version
-            raise ValueError(f"--storage {_safe(url)}: {_first_line(e)}") from None
+            raise ValueError(f"--storage {_safe(url)}: {first_line(e)}") from None
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -102,7 +102,8 @@ def _safe(url: str) -> str:
     return f"{scheme}://{user.split(':')[0]}:***@{tail}"
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from .latency import Setting
 from .measure import measure_against_base
 from .proxy import Candidate, ProxyRun, proxy_train
-from .study import STOPS, CandidateFailed, optuna
+from .study import STOPS, CandidateFailed, first_line, optuna
 
 __all__ = ["Trialist", "pruner"]
 
@@ -94,7 +94,7 @@ class Trialist:
             raise  # a signal (TrainingStopped is a RuntimeError too): the engine queues the trial again
         except RuntimeError as e:  # the network does not train (a defect of that candidate): failed, counted
             self._spent(trial, started)
-            trial.set_user_attr("error", (str(e).strip().splitlines() or [type(e).__name__])[0][:300])
+            trial.set_user_attr("error", first_line(e)[:300])
             self.log(f"  trial {trial.number} {cand.label}: failed to train ({trial.user_attrs['error'][:120]})")
             raise CandidateFailed(cand.label) from None
         except opt.TrialPruned:
