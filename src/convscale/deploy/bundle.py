@@ -194,7 +194,6 @@ def _calibration(source: str | None, d: _Data, batch: int, images: int, runtimes
 
 def _write_choice(result: Optimized, folder, spec) -> list[str]:
     """The chosen form's file(s) in ``folder``, each written under a private name and renamed into place."""
-    import os
     import tempfile
     from pathlib import Path
 
@@ -223,26 +222,18 @@ def _locked(folder):
     """``folder`` (made if missing) held by this process for the deploy: an exclusive ``flock`` on the folder itself
     (no lock file left behind; released when the process ends, however it ends). A second deploy into it meanwhile
     is refused in one line."""
-    from ..utils.atomic import writable_folder
+    from ..utils.atomic import folder_lock, writable_folder
 
     writable_folder(folder, "--out")
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(folder_lock(folder, wait=False))
         except BlockingIOError:
             raise ValueError(
                 f"--out {folder} is being written by another convscale deploy right now: wait for it, or choose "
                 "another folder"
             ) from None
         yield
-    finally:
-        os.close(fd)
 
 
 def _claim(folder, force: bool) -> None:

@@ -21,6 +21,7 @@ measured latency, its top-1 after each epoch, its state — in a database. By de
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..utils.atomic import folder_lock
 from ..utils.extras import require
 
 __all__ = [
@@ -74,12 +76,13 @@ def open_storage(out: str | Path, url: str | None = None):
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # workers wait for the lock
     for attempt in range(10):
         try:
-            return opt.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=beat, grace_period=3 * beat,
-                heartbeat_stale_trial_callback=opt.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
-            )  # fmt: skip
-        except sqlalchemy.exc.IntegrityError as e:
-            if attempt == 9:
+            with _creating(url):
+                return opt.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=beat, grace_period=3 * beat,
+                    heartbeat_stale_trial_callback=opt.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+                )  # fmt: skip
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
+            if attempt == 9 or not _created_meanwhile(e):
                 raise ValueError(f"--storage {_safe(url)}: cannot open it ({first_line(e)})") from None
             time.sleep(0.5)  # another worker was creating the same database's tables: open what it made
         except ImportError:
@@ -91,6 +94,23 @@ def open_storage(out: str | Path, url: str | None = None):
         except RuntimeError as e:  # Optuna's schema check: a database written by another version
             raise ValueError(f"--storage {_safe(url)}: {first_line(e)}") from None
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _creating(url: str):
+    """Workers on one machine create a SQLite file's tables one at a time (a lock on its folder: two creating them
+    at once race, "table ... already exists"); other databases race safely and are retried."""
+    path = url.removeprefix("sqlite:///")
+    if path == url or path.startswith(":memory:") or not Path(path).parent.is_dir():
+        return contextlib.nullcontext()
+    return folder_lock(Path(path).parent)
+
+
+def _created_meanwhile(e: Exception) -> bool:
+    """Whether opening failed because another worker created the same tables or rows at the same moment."""
+    import sqlalchemy.exc
+
+    text = str(e).lower()
+    return isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in text or "duplicate" in text
 
 
 def _safe(url: str) -> str:

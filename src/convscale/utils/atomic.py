@@ -14,8 +14,8 @@ from typing import BinaryIO
 
 __all__ = [
     "DiskFull", "atomic_output", "atomic_write", "atomic_write_csv", "atomic_write_text", "disk_full_message",
-    "on_disk_full", "require_room", "writable_folder",
-]
+    "folder_lock", "on_disk_full", "require_room", "writable_folder",
+]  # fmt: skip
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
@@ -135,6 +135,24 @@ def disk_full_message(e: BaseException, folder: str | Path | None = None) -> str
     except (OSError, TypeError):
         free = "free space unknown"
     return f"no space left on the disk holding {where} ({free}): free some space or write elsewhere"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, *, wait: bool = True) -> Iterator[None]:
+    """``folder`` held by this process: an exclusive ``flock`` on the folder itself (no lock file left behind;
+    released when the block ends or the process does, however it ends). ``wait=False`` raises
+    :class:`BlockingIOError` at once when another process holds it. Not POSIX: no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
 
 
 def require_room(folder: str | Path, nbytes: int) -> None:
