@@ -443,3 +443,21 @@ def test_the_stage_space_holds_the_base_itself():
     space = _Space(StageSearch("mobilenetv3_small_100", 32), cfg, None)
     assert all(c in options for c, options in zip(base_choices(cfg), space.options, strict=True))
     assert any(c not in stage_options(cfg, i) for i, c in enumerate(base_choices(cfg)))
+
+
+def test_every_block_and_expansion_of_the_stage_space_trains_in_a_relu_family():
+    """The stage space puts Fused-MBConv rows into MobileNetV3-Small's ReLU stages: each (block, expansion) in each
+    stage must take a training step (an unexpanded Fused-MBConv once added its shortcut in place onto a ReLU's
+    output, which the backward pass needs: "modified by an inplace operation")."""
+    entry = get_entry("mobilenetv3_small_100")
+    base = base_choices(entry.config)
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    for i in range(len(base)):
+        for block in ("mbconv", "fused"):
+            for expand in (1.0, 4.0):
+                choice = dataclasses.replace(base[i], block=block, expand=expand)
+                cfg = apply_choices(entry.config, (*base[:i], choice, *base[i + 1 :]))
+                model = entry.build(cfg, num_classes=2).train()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+

@@ -112,6 +112,7 @@ class FusedMBConv(nn.Module):
         self.fused = ConvNormAct(in_chs, mid_chs, kernel_size, stride, act_layer=act_layer, **cna)
         self.se = se.build(in_chs, mid_chs, act_layer) if se else nn.Identity()
         self.project = ConvNormAct(mid_chs, out_chs, 1, act_layer=None, **cna) if expands else nn.Identity()
+        self.projects = expands
         self.drop_path = DropPath(drop_path_rate) if self.has_skip and drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,5 +122,7 @@ class FusedMBConv(nn.Module):
         x = self.project(x)  # -> (N, C_out, H/s, W/s)
         if self.has_skip:
             x = self.drop_path(x)
-            x += shortcut  # in place: the branch output is not needed for the backward pass
+            # in place only after the linear projection: without it the branch ends in its activation, whose
+            # output ReLU's backward pass reads (MobileNetV3's ReLU stages with Fused-MBConv1 rows)
+            x = x.add_(shortcut) if self.projects else x + shortcut
         return x
