@@ -1,8 +1,10 @@
 """Fingerprints of the weights two training runs end with, to show that a refactoring changes nothing: ``make demo``'s
 run (the defaults: ResNet-18 on synthetic-shapes, EMA on) and a short run that uses SAM, AGC and distillation together.
 
-Each fingerprint is the SHA-256 of every tensor of one weight set of the run's checkpoint, in name order (names,
-dtypes, shapes and bytes). Run it before and after a change, on the same machine, and compare the printed lines:
+Both runs are pinned to fp32 (``--amp none``): with ``--amp auto`` the precision is chosen by a timing, which may differ
+between two runs of the same code. Each fingerprint is the SHA-256 of every tensor of one weight set of the run's
+checkpoint, in name order (names, dtypes, shapes and bytes). Run it before and after a change, on the same machine,
+and compare the printed lines:
 
     python scripts/fingerprint_runs.py OUT            # both runs (the demo takes about 4.5 minutes on 2 cores)
     python scripts/fingerprint_runs.py OUT --only methods
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+PINNED = ["--amp", "none"]  # the precision is not left to a timing
 SMALL = ["--shapes-train", "256", "--shapes-val", "64", "--batch-size", "32", "--workers", "0", "--seed", "3"]
 RUNS = {
     "demo": [["--name", "demo"]],
@@ -48,10 +51,13 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="an empty folder for the runs")
     parser.add_argument("--only", choices=sorted(RUNS), help="one of the two runs")
     args = parser.parse_args()
+    if args.out.exists() and any(args.out.iterdir()):  # a run already there would be read instead of the new one
+        sys.exit(f"{args.out} is not empty: give a new folder")
     convscale = Path(sys.executable).with_name("convscale")
     for name in [args.only] if args.only else sorted(RUNS):
         for flags in RUNS[name]:
-            cmd = [str(convscale), "train", "--out", str(args.out), *(f.format(out=args.out) for f in flags)]
+            flags = [f.format(out=args.out) for f in flags] + PINNED
+            cmd = [str(convscale), "train", "--out", str(args.out), *flags]
             done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if done.returncode:
                 sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
