@@ -223,7 +223,7 @@ def draw(networks: list[dict], path: Path, args) -> None:
         "FLOPs rule: φ 0–3 and the FLOPs grid's winner": [r for r in networks if r["side"] == "family"],
         "searched (stage search, NSGA-II, pruned)": [r for r in networks if r["side"] == "searched"],
     }
-    title = f"{args.base} at {args.res} px on digits: top-1 (mean ± sd, {args.seeds} seeds) vs measured latency (b16)"
+    title = f"{args.base} at {args.res} px on digits\ntop-1 (mean ± sd, {args.seeds} seeds) vs measured latency (b16)"
     plot_pareto(series, path, title=title)
 
 
