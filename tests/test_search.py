@@ -25,7 +25,15 @@ from convscale.search.latency import LatencyTable, Setting, fit_calibration, net
 from convscale.search.measure import measure_against_base
 from convscale.search.proxy import ProxyRun
 from convscale.search.report import counts
-from convscale.search.space import ScalePoint, apply_choices, base_choices, family, scaling_grid, stage_options
+from convscale.search.space import (
+    ScalePoint,
+    apply_choices,
+    base_choices,
+    family,
+    is_mbconv_family,
+    scaling_grid,
+    stage_options,
+)
 from convscale.search.stages import StageSearch, reward, search_stages
 
 TINY_PROXY = ProxyRun(epochs=1, batch_size=32, shapes_train=64, shapes_val=32, shapes_res=32)
@@ -461,3 +469,10 @@ def test_every_block_and_expansion_of_the_stage_space_trains_in_a_relu_family():
                 model = entry.build(cfg, num_classes=2).train()
                 torch.nn.functional.cross_entropy(model(x), y).backward()
 
+
+@pytest.mark.parametrize("name", [n for n in convscale.list_models() if is_mbconv_family(get_entry(n).config)])
+def test_the_base_own_stage_choices_give_the_base_itself(name):
+    """The stage search's base is the registered network: its squeeze-excite where it has one (MobileNetV3's ReLU
+    stages and MobileNetV2 have none; the search once gave every MBConv row SE 0.25) and AsymmNet's middle widths."""
+    cfg = get_entry(name).config
+    assert apply_choices(cfg, base_choices(cfg)) == cfg

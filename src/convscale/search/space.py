@@ -6,7 +6,8 @@ with α·β²·γ² within ``tolerance`` of the target (the paper: ≈ 2) — :f
 
 **Stages** (EfficientNetV2 §3.2 / MnasNet): per stage of an MBConv-family table, the block (MBConv or Fused-MBConv),
 expansion (1, 4, 6), kernel (3, 5) and layer count (the base's ± 1, at least 1); output widths and strides stay the
-base's. MBConv rows get the family's SE ratio 0.25 and Fused-MBConv rows none, as in EfficientNetV2's tables.
+base's. A row keeps its squeeze-excite while its block is the base's; a row turned into MBConv gets SE ratio 0.25 and
+one turned into Fused-MBConv none, as in EfficientNetV2's tables. The base's own choices give the base itself.
 """
 
 from __future__ import annotations
@@ -112,21 +113,22 @@ def stage_options(cfg: EfficientNetConfig, stage: int) -> list[StageChoice]:
 
 
 def apply_choices(cfg: EfficientNetConfig, choices: tuple[StageChoice, ...]) -> EfficientNetConfig:
-    """``cfg`` with each stage set to its choice (widths, strides and the rest of the row kept)."""
+    """``cfg`` with each stage set to its choice (widths, strides and the rest of the row kept); the base's own
+    choices give back ``cfg`` itself."""
     if len(choices) != len(cfg.stages):
         raise ValueError(f"{len(choices)} stage choices for a table of {len(cfg.stages)} stages")
-    rows = tuple(
-        dataclasses.replace(
-            s,
-            block=c.block,
-            expand=c.expand,
-            kernel=c.kernel,
-            repeats=c.repeats,
-            se_ratio=SE_RATIO if c.block == "mbconv" else 0.0,
-        )
-        for s, c in zip(cfg.stages, choices, strict=True)
+    return dataclasses.replace(cfg, stages=tuple(_row(s, c) for s, c in zip(cfg.stages, choices, strict=True)))
+
+
+def _row(s: MBStage, c: StageChoice) -> MBStage:
+    """A row keeps its own squeeze-excite while its block is the base's (MobileNetV3 has SE in some stages only,
+    MobileNetV2 in none); a row turned into the other block gets that block's ratio in EfficientNetV2's tables.
+    Explicit middle widths (AsymmNet's) stay only with the base's own expansion."""
+    se = s.se_ratio if c.block == s.block else (SE_RATIO if c.block == "mbconv" else 0.0)
+    mid = s.mid_chs if (c.block, c.expand) == (s.block, float(s.expand)) else 0
+    return dataclasses.replace(
+        s, block=c.block, expand=c.expand, kernel=c.kernel, repeats=c.repeats, se_ratio=se, mid_chs=mid
     )
-    return dataclasses.replace(cfg, stages=rows)
 
 
 def random_choices(cfg: EfficientNetConfig, rng: random.Random) -> tuple[StageChoice, ...]:
