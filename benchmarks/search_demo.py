@@ -96,7 +96,7 @@ def main() -> None:
                                         seeds=args.seeds), out / "flops-grid", proxy, table=table)  # fmt: skip
     clock["flops-grid"] = _min(start)
     start = time.time()
-    budget = _joint_ms({"phi3": fam[-1]}, args)["phi3"]
+    budget = front_budget(out, fam[-1], args)
     search_stages(StageSearch(args.base, args.res, budget_ms=budget, mode="eval", batch=SETTING.batch,
                                       trials=args.trials, objective="accuracy", seeds=args.seeds),
                           out / "front", proxy, table=table)  # fmt: skip
@@ -216,6 +216,17 @@ def compute_against_full(folder: Path, epochs: int) -> dict:
     keys = ("trials_started", "trials_pruned", "trials_completed", "dropped_by_measurement", "confirmation_runs",
             "cpu_minutes")  # fmt: skip
     return {k: summary[k] for k in keys} | {"search_cpu_minutes_without_pruning": round(full / 60, 2)}
+
+
+def front_budget(out: Path, phi3: dict, args) -> float:
+    """The stage search's budget: the φ = 3 member's measured time, measured once and kept in
+    ``OUT/front_budget.json`` (the study remembers its budget: a rerun must give the same one to resume it)."""
+    path = out / "front_budget.json"
+    if path.is_file():
+        return json.loads(path.read_text())["budget_ms"]
+    budget = _joint_ms({"phi3": phi3}, args)["phi3"]
+    path.write_text(json.dumps({"budget_ms": budget, "measured": "phi3, one forward of a batch of 16"}) + "\n")
+    return budget
 
 
 def draw(networks: list[dict], path: Path, args) -> None:
