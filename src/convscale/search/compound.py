@@ -78,14 +78,12 @@ def grid_costs(s: ScalingSearch, cfg: EfficientNetConfig, table: LatencyTable | 
     return [(p, table.predict(*scale(cfg, s.res, p), s.setting) / base) for p in wide]
 
 
-def in_band(
-    points: list[tuple[ScalePoint, float]], s: ScalingSearch, correction: float = 1.0
-) -> list[tuple[ScalePoint, float]]:
-    """The points whose cost × ``correction`` is within the tolerance of the target — under a latency constraint, a
-    budget, within the tolerance below it — the base left out."""
+def in_band(points: list[tuple[ScalePoint, float]], s: ScalingSearch) -> list[tuple[ScalePoint, float]]:
+    """The points whose cost is within the tolerance of the target — under a latency constraint, a budget, within
+    the tolerance below it — the base left out."""
     low = s.target * (1 - s.tolerance)
     high = s.target * (1 + s.tolerance) if s.constraint == "gmacs" else s.target
-    near = [(p, c) for p, c in points if low - 1e-9 <= c * correction <= high + 1e-9]
+    near = [(p, c) for p, c in points if low - 1e-9 <= c <= high + 1e-9]
     return sorted(x for x in near if x[0] != ScalePoint(1.0, 1.0, 1.0))
 
 
