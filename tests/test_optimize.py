@@ -13,6 +13,7 @@ import convscale
 from conftest import make_image_folder
 from convscale.cli import main
 from convscale.deploy import optimize, top1_on
+from convscale.deploy.exporter import read_metadata
 from convscale.deploy.runtimes import build_runner
 
 pytest.importorskip("onnxruntime")
@@ -91,6 +92,24 @@ def test_deploy_a_run_with_int8(folder_run, tmp_path, capsys):
     assert q["top1_fp32"] is not None and abs(q["top1_int8"] - q["top1_fp32"]) <= 20  # 12 val images: coarse
     assert q["calibration_images"] >= 4 and q["speedup_vs_fp32_onnx"] > 0
     assert {c["runtime"] for c in report["candidates"]} == {"eager", "onnxruntime"}
+    # built by the runtime table's onnxruntime-int8, with the deployment's spec recorded in it as in the fp32 file
+    assert (
+        read_metadata(out / "model.int8.onnx")
+        == read_metadata(out / "model.fp32.onnx")
+        == report["spec"] | {"format": "convscale-export/1"}
+    )
+
+
+def test_a_chosen_onnx_int8_form_records_the_deployment_spec(folder_run, tmp_path, capsys):
+    """The table's onnxruntime-int8 builds its file with a neutral spec; the deployed file carries the deployment's
+    (it had none: ``read_metadata`` failed on it)."""
+    out = tmp_path / "dep"
+    argv = ["deploy", str(folder_run), "--out", str(out), "--runtimes", "onnxruntime-int8", "--min-time", "0.05",
+            "--batch", "4", "--max-top1-drop", "100"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    report = json.loads((out / "deploy.json").read_text())
+    assert report["choice"] == "onnxruntime-int8" and report["file"] == "model.int8.onnx"
+    assert read_metadata(out / "model.int8.onnx") == report["spec"] | {"format": "convscale-export/1"}
 
 
 def test_deploy_bad_input_is_one_line(tmp_path, capsys):

@@ -138,7 +138,7 @@ def _deploy(
     if sensitive is not None:
         report["sensitivity"] = sensitive
     if int8:
-        report["int8"] = _int8(result, fused_spec, folder, calibration, scored, min_time)
+        report["int8"] = _int8(result, fused_spec, folder, calibration, scored, settings, min_time)
     report["written"] = [*files, *(["model.fp32.onnx", report["int8"]["file"]] if int8 else [])]
     report["written"] += ["report.csv", "deploy.json", *(["sensitivity.csv"] if sensitive is not None else [])]
     _write_report(folder, report)
@@ -194,18 +194,28 @@ def _calibration(source: str | None, d: _Data, batch: int, images: int, runtimes
 
 def _write_choice(result: Optimized, folder, spec) -> list[str]:
     """The chosen form's file(s) in ``folder``, each written under a private name and renamed into place."""
-    import tempfile
-    from pathlib import Path
-
-    from ..utils.atomic import on_disk_full
     from .exporter import export
 
     if result.runner.save is None:
         fmt = "onnx" if result.choice == "onnxruntime" else "pt2"
         return [export(result.fused, folder / f"model.{fmt}", spec, fmt=fmt).name]  # fusing a fused model: no-op
+    return _save(result.runner, folder, spec)
+
+
+def _save(runner, folder, spec) -> list[str]:
+    """What ``runner.save`` writes, written under a private name in ``folder`` and renamed into place; an ONNX file
+    gets the deployment's ``spec`` as its metadata first (the runtime built it with a neutral one)."""
+    import tempfile
+    from pathlib import Path
+
+    from ..utils.atomic import on_disk_full
+    from .exporter import stamp
+
     with tempfile.TemporaryDirectory(dir=folder, prefix=".deploy-") as tmp, on_disk_full(folder):
-        names = result.runner.save(Path(tmp))  # checked for a full disk before its partial files go
+        names = runner.save(Path(tmp))  # checked for a full disk before its partial files go
         for name in names:
+            if name.endswith(".onnx"):
+                stamp(Path(tmp) / name, spec)
             os.replace(Path(tmp) / name, folder / name)
     return names
 
@@ -252,25 +262,28 @@ def _claim(folder, force: bool) -> None:
         (folder / name).unlink()
 
 
-def _int8(result: Optimized, spec, folder, batches, scored, min_time: float) -> dict:
-    """The int8 model beside the fp32 ONNX one, calibrated on ``batches`` (the candidates' calibration set): its
-    speed and top-1 against fp32 in ONNX Runtime."""
+def _int8(result: Optimized, spec, folder, batches, scored, settings, min_time: float) -> dict:
+    """The int8 model beside the fp32 ONNX one — the runtime table's ``onnxruntime-int8`` and ``onnxruntime``,
+    calibrated on ``batches`` (the candidates' calibration set) with the candidates' ``settings`` — and its speed
+    and top-1 against fp32 in ONNX Runtime."""
     from .exporter import export
-    from .quantize import quantize_onnx
-    from .runtimes import onnx_runner
+    from .runtimes import build_runner
 
     if not batches:
         raise ValueError("int8 needs calibration images: --calibrate DIR (a folder with train/ or val/)")
-    fp32 = export(result.fused, folder / "model.fp32.onnx", spec)
-    int8 = quantize_onnx(fp32, folder / "model.int8.onnx", batches)
-    runners = {name: onnx_runner(path, name) for name, path in (("onnxruntime", fp32), ("onnxruntime-int8", int8))}
-    x = batches[0]
-    timings = time_runners(runners, x, torch.device("cpu"), min_time=min_time)
+    x, cpu = batches[0], torch.device("cpu")
+    runners = {
+        name: build_runner(name, result.fused, x, cpu, calibration=batches, settings=settings)
+        for name in ("onnxruntime", "onnxruntime-int8")
+    }
+    export(result.fused, folder / "model.fp32.onnx", spec)
+    (int8,) = _save(runners["onnxruntime-int8"], folder, spec)
+    timings = time_runners(runners, x, cpu, min_time=min_time)
     scores = {k: top1_on(scored)(r.fn) for k, r in runners.items()} if scored else {}
     speed = timings["onnxruntime"].median / timings["onnxruntime-int8"].median
     error = max_rel_error(runners["onnxruntime-int8"].fn(x), runners["onnxruntime"].fn(x))
     return {
-        "file": int8.name, "calibration_images": sum(len(b) for b in batches), "speedup_vs_fp32_onnx": speed,
+        "file": int8, "calibration_images": sum(len(b) for b in batches), "speedup_vs_fp32_onnx": speed,
         "ms_fp32": timings["onnxruntime"].median * 1e3, "ms_int8": timings["onnxruntime-int8"].median * 1e3,
         "top1_fp32": scores.get("onnxruntime"), "top1_int8": scores.get("onnxruntime-int8"), "max_rel_error": error,
     }  # fmt: skip

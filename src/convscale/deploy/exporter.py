@@ -25,7 +25,9 @@ from ..utils.atomic import atomic_output, writable_folder
 if TYPE_CHECKING:
     from ..source import Source
 
-__all__ = ["FORMATS", "OPSETS", "ExportSpec", "export", "export_spec", "prepare_export", "read_metadata", "require"]
+__all__ = [
+    "FORMATS", "OPSETS", "ExportSpec", "export", "export_spec", "prepare_export", "read_metadata", "require", "stamp",
+]  # fmt: skip
 
 FORMATS = ("onnx", "pt2")
 OPSETS = range(18, 24)  # what PyTorch's ONNX exporter writes (it converts to older opsets poorly or not at all)
@@ -119,7 +121,17 @@ def _onnx(net: nn.Module, x: torch.Tensor, shapes: Any, path: Path, spec: Export
         raise ValueError(f"the ONNX exporter refused {spec.model} at opset {opset}: {reason[:300]}") from None
     finally:
         quiet.setLevel(level)
+    stamp(path, spec, onnx)
+
+
+def stamp(path: str | Path, spec: ExportSpec, onnx=None) -> None:
+    """Record ``spec`` in the ONNX file ``path`` as its ``convscale`` metadata (replacing any there): what the file
+    expects, for :func:`read_metadata` and ``convscale.load``."""
+    onnx = onnx or require("onnx")
     proto = onnx.load(str(path))
+    kept = [p for p in proto.metadata_props if p.key != "convscale"]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "convscale", spec.to_json()
     onnx.save(proto, str(path))
