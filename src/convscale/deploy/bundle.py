@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..deployed.forms import FORMS
 from .optimize import Optimized, optimize, top1_on
 from .quantize import QuantSettings
 from .runtimes import INT8, RUNTIMES, check_runtimes, max_rel_error, time_runners
@@ -196,9 +197,9 @@ def _write_choice(result: Optimized, folder, spec) -> list[str]:
     """The chosen form's file(s) in ``folder``, each written under a private name and renamed into place."""
     from .exporter import export
 
-    if result.runner.save is None:
-        fmt = "onnx" if result.choice == "onnxruntime" else "pt2"
-        return [export(result.fused, folder / f"model.{fmt}", spec, fmt=fmt).name]  # fusing a fused model: no-op
+    if result.runner.save is None:  # the file the deployed folder opens this runtime from (``deployed.forms``)
+        file = FORMS[result.choice].file
+        return [export(result.fused, folder / file, spec, fmt=file.rsplit(".", 1)[1]).name]  # fusing: a no-op
     return _save(result.runner, folder, spec)
 
 
