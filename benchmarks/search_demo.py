@@ -63,8 +63,12 @@ PAPER = ScalePoint(1.2, 1.1, 1.15)
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/search")
-    p.add_argument("--base", default="mobilenetv3_small_100", help="an MBConv-family model [mobilenetv3_small_100: "
-                   "small enough that 3 seeds of φ = 0…3 and a search fit in half an hour on 2 cores]")
+    p.add_argument(
+        "--base",
+        default="mobilenetv3_small_100",
+        help="an MBConv-family model [mobilenetv3_small_100: "
+        "small enough that 3 seeds of φ = 0…3 and a search fit in half an hour on 2 cores]",
+    )
     p.add_argument("--res", type=int, default=32)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, default=3)

@@ -305,7 +305,7 @@ def test_serve_answers_concurrent_clients_and_refuses_bad_requests(run, tmp_path
         meta = json.loads(urllib.request.urlopen(f"{url}/metadata", timeout=5).read())
         assert meta["runtime"] == "eager" and meta["classes"] == ["circle", "star", "triangle"]
         page = urllib.request.urlopen(url, timeout=5).read().decode()
-        assert "<input id=\"file\" type=\"file\"" in page and "fetch(\"predict?topk=5\"" in page
+        assert '<input id="file" type="file"' in page and 'fetch("predict?topk=5"' in page
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -406,7 +406,7 @@ def test_09_sigterm_during_shards_and_deploy_is_one_line_and_143(tmp_path):
     _one_line(err, "convscale: terminated")
     run = fit(_tiny(tmp_path, str(data), "run", epochs=1, max_steps=2), **_QUIET).run_dir
     args = ["deploy", str(run), "--out", str(tmp_path / "dep"), "--runtimes", "eager,compile", "--res", "32",
-            "--min-time", "60"]  # still timing when the signal comes
+            "--min-time", "60"]  # fmt: skip  # still timing when the signal comes
     proc = subprocess.Popen(_cli(*args), env=_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     started = time.monotonic()
     code, err = _stop_when(proc, lambda: time.monotonic() - started > 4)
@@ -585,4 +585,3 @@ def test_15_openvino_writes_no_telemetry_outside_the_output(tmp_path):
     env = {k: v for k, v in _ENV.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")} | {"HOME": str(home)}
     subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, timeout=300)
     assert list(home.iterdir()) == []
-

@@ -104,7 +104,5 @@ def _check_spec(spec, where: Path) -> None:
     )  # fmt: skip
     if not ok:
         raise ValueError(f"{where}: 'spec' holds values no deploy writes (size, batch, classes, mean/std or crop)")
-    if spec.classes is not None and (
-        not isinstance(spec.classes, list) or len(spec.classes) != spec.num_classes
-    ):
+    if spec.classes is not None and (not isinstance(spec.classes, list) or len(spec.classes) != spec.num_classes):
         raise ValueError(f"{where}: 'spec.classes' must name each of the {spec.num_classes} classes")

@@ -112,8 +112,10 @@ def read_info(spec: str, timeout_s: float = TIMEOUT_S) -> Shards:
 
 def _split(where: str, root: str, key: str, v) -> ShardSplit:
     at = f"{where}: splits.{key}"
-    if not isinstance(v, dict) or not isinstance(v.get("filenames"), list) or not isinstance(
-        v.get("shard_lengths"), list
+    if (
+        not isinstance(v, dict)
+        or not isinstance(v.get("filenames"), list)
+        or not isinstance(v.get("shard_lengths"), list)
     ):
         raise ShardError(f"{at}: not timm's layout: expected an object with the lists 'filenames' and 'shard_lengths'")
     names, lengths = v["filenames"], v["shard_lengths"]
