@@ -3,13 +3,13 @@ same machine state for every contender) and CSV output."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from convscale.utils import timing
+from convscale.utils.atomic import atomic_write_csv
 
 
 def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, iters: int) -> dict[str, list[float]]:
@@ -18,9 +18,6 @@ def interleaved(contenders: dict[str, Callable[[], object]], rounds: int, iters:
 
 
 def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
+    """``rows`` as CSV (the header: every row's keys), written atomically; the folder is made if missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        fields = list(dict.fromkeys(k for row in rows for k in row))  # every row's keys, first seen first
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(path, rows)

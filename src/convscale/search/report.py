@@ -5,8 +5,6 @@ front drawn (``pareto.png``, with the ``convscale[plot]`` extra); and the small 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
 from collections.abc import Callable, Sequence
@@ -17,7 +15,7 @@ import torch
 
 from ..counting import count_macs, count_params
 from ..models.efficientnet import EfficientNet, EfficientNetConfig
-from ..utils.atomic import atomic_write_text
+from ..utils.atomic import atomic_write_csv, atomic_write_text
 from .latency import LatencyTable, Setting
 
 __all__ = ["base_ms", "counts", "figures", "finish_search", "pareto_front", "plot_pareto", "scorer", "where"]
@@ -91,8 +89,8 @@ def finish_search(
     ``summary``, with the front added."""
     front = pareto_front(ranked)
     summary["front"] = [r["label"] for r in front]
-    _write_csv(out / "candidates.csv", rows)
-    _write_csv(out / "pareto.csv", front)
+    atomic_write_csv(out / "candidates.csv", rows)
+    atomic_write_csv(out / "pareto.csv", front)
     shutil.copyfile(best["arch"], out / "arch.yaml.tmp")
     (out / "arch.yaml.tmp").replace(out / "arch.yaml")
     atomic_write_text(out / "search.json", json.dumps(summary, indent=1, default=str))
@@ -117,15 +115,6 @@ def finish_search(
         f"{summary['confirmation_runs']} confirmation runs; {summary['cpu_minutes']:.1f} CPU-minutes; front: "
         f"{len(front)} networks -> {out / 'pareto.csv'}")  # fmt: skip
     return summary
-
-
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
 
 
 def plot_pareto(

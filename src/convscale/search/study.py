@@ -81,16 +81,14 @@ def open_storage(out: str | Path, url: str | None = None):
                     url, engine_kwargs=engine, heartbeat_interval=beat, grace_period=3 * beat,
                     heartbeat_stale_trial_callback=opt.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
                 )  # fmt: skip
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as e:
-            if attempt == 9 or not _created_meanwhile(e):
-                raise ValueError(f"--storage {_safe(url)}: cannot open it ({first_line(e)})") from None
-            time.sleep(0.5)  # another worker was creating the same database's tables: open what it made
         except ImportError:
             scheme = url.split(":", 1)[0]
             raise ValueError(f"--storage {_safe(url)}: the database driver for {scheme} is not installed (e.g. "
                              "psycopg2 for postgresql, pymysql for mysql+pymysql)") from None  # fmt: skip
         except (sqlalchemy.exc.SQLAlchemyError, ValueError) as e:
-            raise ValueError(f"--storage {_safe(url)}: cannot open it ({first_line(e)})") from None
+            if attempt == 9 or not _created_meanwhile(e):
+                raise ValueError(f"--storage {_safe(url)}: cannot open it ({first_line(e)})") from None
+            time.sleep(0.5)  # another worker was creating the same database's tables: open what it made
         except RuntimeError as e:  # Optuna's schema check: a database written by another version
             raise ValueError(f"--storage {_safe(url)}: {first_line(e)}") from None
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -109,8 +107,10 @@ def _created_meanwhile(e: Exception) -> bool:
     """Whether opening failed because another worker created the same tables or rows at the same moment."""
     import sqlalchemy.exc
 
+    if isinstance(e, sqlalchemy.exc.IntegrityError):
+        return True
     text = str(e).lower()
-    return isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in text or "duplicate" in text
+    return isinstance(e, sqlalchemy.exc.OperationalError) and ("already exists" in text or "duplicate" in text)
 
 
 def _safe(url: str) -> str:

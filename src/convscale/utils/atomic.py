@@ -46,12 +46,13 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_csv(path: str | Path, rows: Sequence[Mapping[str, object]]) -> Path:
-    """``rows`` (dicts with the same keys; the first one's order is the header's) as CSV, written atomically."""
+    """``rows`` as CSV, written atomically: the header is every row's keys, first seen first (a row without one of
+    them leaves its cell empty)."""
     import csv
     import io
 
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write_text(path, buf.getvalue())
